@@ -1,0 +1,78 @@
+//! `log`: messages from plugins into the host's tracing, bounded in number and size per call.
+
+use crate::bindings::moat::plugin::log::{Host, Level};
+use crate::bindings::moat::plugin::types;
+use crate::exec::CallState;
+use std::sync::Arc;
+
+/// Messages one call may log; later ones are counted and dropped.
+pub const MAX_MESSAGES: u32 = 100;
+/// Bytes of one message; longer ones are cut.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// The log of one call: where messages go and what was kept for error reports.
+#[derive(Debug)]
+pub struct CallLog {
+    plugin: Arc<str>,
+    tool: String,
+    written: u32,
+    dropped: u32,
+    /// The last warning or error, quoted when the call traps (a Rust guest's panic message
+    /// arrives this way).
+    last_problem: Option<String>,
+}
+
+impl CallLog {
+    pub(crate) fn new(plugin: Arc<str>, tool: &str) -> CallLog {
+        CallLog {
+            plugin,
+            tool: tool.to_owned(),
+            written: 0,
+            dropped: 0,
+            last_problem: None,
+        }
+    }
+
+    pub(crate) fn last_problem(&self) -> Option<&str> {
+        self.last_problem.as_deref()
+    }
+
+    fn record(&mut self, level: Level, mut message: String) {
+        if self.written >= MAX_MESSAGES {
+            self.dropped += 1;
+            if self.dropped == 1 {
+                tracing::warn!(plugin = %self.plugin, tool = %self.tool,
+                    "plugin logged more than {MAX_MESSAGES} messages in one call; dropping the rest");
+            }
+            return;
+        }
+        self.written += 1;
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        let (plugin, tool) = (&*self.plugin, self.tool.as_str());
+        match level {
+            Level::Trace => tracing::trace!(target: "moat::plugin", plugin, tool, "{message}"),
+            Level::Debug => tracing::debug!(target: "moat::plugin", plugin, tool, "{message}"),
+            Level::Info => tracing::info!(target: "moat::plugin", plugin, tool, "{message}"),
+            Level::Warn => tracing::warn!(target: "moat::plugin", plugin, tool, "{message}"),
+            Level::Error => tracing::error!(target: "moat::plugin", plugin, tool, "{message}"),
+        }
+        if matches!(level, Level::Warn | Level::Error) {
+            self.last_problem = Some(message);
+        }
+    }
+}
+
+impl Host for CallState {
+    fn log(&mut self, level: Level, message: String) {
+        self.log.record(level, message);
+    }
+}
+
+impl types::Host for CallState {}

@@ -1,0 +1,151 @@
+//! `moat.toml`: where plugins live, default per-call budgets and per-tool overrides.
+//!
+//! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
+//! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
+
+use crate::budget::{BudgetOverrides, Budgets};
+use crate::error::ConfigError;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub plugins: PluginDirs,
+    /// Default budgets of every call.
+    #[serde(default)]
+    pub budgets: Budgets,
+    /// Settings of single tools, by tool name.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolConfig>,
+}
+
+/// Directories scanned for components (`*.wasm`), in order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDirs {
+    #[serde(default = "default_tool_dirs")]
+    pub tools: Vec<PathBuf>,
+}
+
+impl Default for PluginDirs {
+    fn default() -> PluginDirs {
+        PluginDirs {
+            tools: default_tool_dirs(),
+        }
+    }
+}
+
+fn default_tool_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("tools")]
+}
+
+/// Settings of one tool.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// Replaces fields of the default budgets for this tool.
+    #[serde(default)]
+    pub budgets: BudgetOverrides,
+}
+
+impl Config {
+    /// Parses `text`; `origin` names the file in errors, and relative plugin directories are
+    /// resolved against its parent directory.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message: crate::error::one_line(&e),
+        })?;
+        let base = origin.parent().unwrap_or(Path::new(""));
+        for dir in &mut config.plugins.tools {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// The budgets of one call of `tool`: the defaults with the tool's overrides applied.
+    pub fn budgets_for(&self, tool: &str) -> Budgets {
+        match self.tools.get(tool) {
+            Some(settings) => self.budgets.with(&settings.budgets),
+            None => self.budgets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::{ByteSize, Millis};
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("conf/moat.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_means_embedded_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.budgets, Budgets::default());
+        assert_eq!(config.plugins.tools, vec![PathBuf::from("conf/tools")]);
+    }
+
+    #[test]
+    fn budgets_accept_units_and_per_tool_overrides() {
+        let config = parse(
+            r#"
+            [budgets]
+            fuel = 5_000
+            memory = "8 MiB"
+            wall_time = "1.5s"
+
+            [tools.csv_stats.budgets]
+            output = "4 KiB"
+            "#,
+        )
+        .unwrap();
+        let budgets = config.budgets_for("csv_stats");
+        assert_eq!(budgets.fuel, 5_000);
+        assert_eq!(budgets.memory, ByteSize::mib(8));
+        assert_eq!(budgets.wall_time, Millis(1500));
+        assert_eq!(budgets.output, ByteSize::kib(4));
+        assert_eq!(config.budgets_for("echo").output, Budgets::default().output);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_the_key_and_the_line() {
+        let error = parse("[budgets]\nfule = 10\n").unwrap_err().to_string();
+        assert!(error.contains("conf/moat.toml"), "{error}");
+        assert!(error.contains("unknown field `fule`"), "{error}");
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_unit_is_an_error_naming_the_value() {
+        let error = parse("[budgets]\nmemory = \"3 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown unit `parsecs`"), "{error}");
+    }
+
+    #[test]
+    fn a_typo_in_a_tool_override_is_an_error() {
+        let error = parse("[tools.echo.budgets]\nfeul = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown field `feul`"), "{error}");
+    }
+}

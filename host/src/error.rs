@@ -1,0 +1,167 @@
+//! Typed errors of the library: loading plugins, reading config, and calling tools.
+//!
+//! Messages are one line, lowercase, and name the thing and the number, so that an agent or a
+//! person can act on them without reading logs.
+
+use crate::budget::BudgetKind;
+use std::fmt;
+use std::path::PathBuf;
+
+/// A component that could not be loaded. Displays as `PATH: PROBLEM` on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct LoadError {
+    pub path: PathBuf,
+    pub problem: LoadProblem,
+}
+
+/// What is wrong with a component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadProblem {
+    #[error("cannot read: {0}")]
+    Unreadable(String),
+    #[error("empty file, not a WebAssembly component")]
+    Empty,
+    #[error("not a WebAssembly file (it starts with {0})")]
+    NotWasm(String),
+    #[error(
+        "a core WebAssembly module, not a component; wrap it with `moat componentize` \
+         or build it for the tool-plugin world of wit/"
+    )]
+    CoreModule,
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("imports `{import}`, which this host does not provide (it provides {provided})")]
+    UnknownImport { import: String, provided: String },
+    #[error(
+        "does not export `{expected}` (it exports {found}); build it for the {world} world of wit/"
+    )]
+    WrongWorld {
+        expected: String,
+        found: String,
+        world: &'static str,
+    },
+    #[error("does not fit the tool-plugin world: {0}")]
+    Mismatch(String),
+    #[error("describe() failed: {0}")]
+    Describe(String),
+    #[error("tool `{tool}`: {reason}")]
+    BadToolInfo { tool: String, reason: String },
+    #[error("offers tool `{tool}`, which {other} already offers")]
+    DuplicateTool { tool: String, other: PathBuf },
+    #[error("cannot list the directory: {0}")]
+    Directory(String),
+}
+
+/// A `moat.toml` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The message of the TOML parser names the key, the line and the column.
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// A call ran out of one of its budgets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetExceeded {
+    pub tool: String,
+    pub budget: BudgetKind,
+    pub limit: u64,
+    pub used: u64,
+}
+
+impl fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.budget == BudgetKind::Memory {
+            "asked for"
+        } else {
+            "used"
+        };
+        write!(
+            f,
+            "tool `{}` exceeded its {} budget: limit {}, {verb} {}",
+            self.tool,
+            self.budget,
+            self.budget.amount(self.limit),
+            self.budget.amount(self.used)
+        )
+    }
+}
+
+/// Why a call did not produce a result. The host keeps serving after any of these.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no tool `{0}` is loaded (see `moat tools`)")]
+    UnknownTool(String),
+    #[error("invalid arguments for `{tool}`: {reason}")]
+    InvalidArguments { tool: String, reason: String },
+    #[error("{0}")]
+    Budget(BudgetExceeded),
+    #[error("tool `{tool}` trapped: {reason}")]
+    Trapped { tool: String, reason: String },
+    /// The tool itself reported an error (`tool-error` in WIT).
+    #[error("tool `{tool}` {kind}: {message}")]
+    Tool {
+        tool: String,
+        kind: ToolErrorKind,
+        message: String,
+    },
+    #[error("tool `{tool}` returned output that is not JSON: {reason}")]
+    BadOutput { tool: String, reason: String },
+    /// The host could not set up the call (not the plugin's fault).
+    #[error("cannot run tool `{tool}`: {reason}")]
+    Host { tool: String, reason: String },
+}
+
+impl CallError {
+    /// The budget this error reports, if it is a budget error.
+    pub fn budget(&self) -> Option<&BudgetExceeded> {
+        match self {
+            CallError::Budget(exceeded) => Some(exceeded),
+            _ => None,
+        }
+    }
+}
+
+/// The three kinds of `tool-error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolErrorKind {
+    InvalidInput,
+    Failed,
+    Denied,
+}
+
+impl fmt::Display for ToolErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ToolErrorKind::InvalidInput => "rejected its input",
+            ToolErrorKind::Failed => "failed",
+            ToolErrorKind::Denied => "was denied",
+        })
+    }
+}
+
+/// Squeezes a multi-line error (wasmtime's, with causes) onto one line.
+pub(crate) fn one_line(error: &dyn fmt::Display) -> String {
+    let text = format!("{error:#}");
+    let mut line = text
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if line.len() > 400 {
+        let mut end = 400;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
+    }
+    line
+}

@@ -1,0 +1,195 @@
+//! Execution: one call on a fresh instance in a fresh store, under hard budgets, with every
+//! way it can end mapped to a typed result.
+
+use crate::bindings::ToolError;
+use crate::bindings::{ToolInfo, ToolPluginPre};
+use crate::budget::{BudgetKind, Budgets, Limiter, Usage};
+use crate::capability::log::CallLog;
+use crate::engine::{self, MAX_WASM_STACK};
+use crate::error::{one_line, BudgetExceeded, CallError, ToolErrorKind};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store, Trap};
+
+/// The engine and the linker with every host interface: built once per host.
+pub(crate) struct Runtime {
+    pub engine: Engine,
+    pub linker: Linker<CallState>,
+}
+
+impl Runtime {
+    pub fn new() -> wasmtime::Result<Runtime> {
+        let engine = engine::new_engine()?;
+        let mut linker = Linker::new(&engine);
+        crate::capability::add_to_linker(&mut linker)?;
+        Ok(Runtime { engine, linker })
+    }
+}
+
+/// The data of one call's store.
+pub(crate) struct CallState {
+    pub limiter: Limiter,
+    pub log: CallLog,
+}
+
+/// A store for one call of `tool` from `plugin`, with the budgets armed.
+fn new_store(
+    engine: &Engine,
+    budgets: &Budgets,
+    plugin: &Arc<str>,
+    tool: &str,
+) -> Store<CallState> {
+    let state = CallState {
+        limiter: Limiter::new(budgets),
+        log: CallLog::new(plugin.clone(), tool),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Fuel metering is on for the engine, so setting fuel cannot fail.
+    let _ = store.set_fuel(budgets.fuel);
+    store.set_epoch_deadline(engine::ticks_for(budgets.wall_time.duration()));
+    store.epoch_deadline_trap();
+    store
+}
+
+/// Runs `tool` with `args` (JSON text) on a fresh instance and reports what it consumed.
+pub(crate) fn call(
+    engine: &Engine,
+    pre: &ToolPluginPre<CallState>,
+    plugin: &Arc<str>,
+    tool: &str,
+    args: &str,
+    budgets: &Budgets,
+) -> (Result<String, CallError>, Usage) {
+    let started = Instant::now();
+    let mut store = new_store(engine, budgets, plugin, tool);
+    let returned = pre.instantiate(&mut store).and_then(|instance| {
+        instance
+            .moat_plugin_tool()
+            .call_call(&mut store, tool, args)
+    });
+    let usage = usage_of(&store, budgets, started);
+    let result = match returned {
+        Ok(Ok(output)) => check_output(tool, output, budgets, &usage),
+        Ok(Err(error)) => Err(tool_error(tool, error)),
+        Err(error) => Err(classify(tool, &error, &store, budgets, &usage)),
+    };
+    (result, usage)
+}
+
+/// Calls `describe()` on a fresh instance under `budgets`.
+pub(crate) fn describe(
+    engine: &Engine,
+    pre: &ToolPluginPre<CallState>,
+    plugin: &Arc<str>,
+    budgets: &Budgets,
+) -> Result<Vec<ToolInfo>, CallError> {
+    let started = Instant::now();
+    let mut store = new_store(engine, budgets, plugin, "describe");
+    let returned = pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.moat_plugin_tool().call_describe(&mut store));
+    let usage = usage_of(&store, budgets, started);
+    returned.map_err(|error| classify("describe", &error, &store, budgets, &usage))
+}
+
+fn usage_of(store: &Store<CallState>, budgets: &Budgets, started: Instant) -> Usage {
+    Usage {
+        fuel: budgets.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
+        peak_memory: store.data().limiter.peak_memory(),
+        wall_time: started.elapsed(),
+        output_bytes: 0,
+    }
+}
+
+fn check_output(
+    tool: &str,
+    output: String,
+    budgets: &Budgets,
+    usage: &Usage,
+) -> Result<String, CallError> {
+    let exceeded = |budget, limit: u64, used: u64| {
+        CallError::Budget(BudgetExceeded {
+            tool: tool.to_owned(),
+            budget,
+            limit,
+            used,
+        })
+    };
+    if output.len() as u64 > budgets.output.0 {
+        return Err(exceeded(
+            BudgetKind::Output,
+            budgets.output.0,
+            output.len() as u64,
+        ));
+    }
+    // Time spent in host functions is not interrupted by the epoch; a late result is still late.
+    let elapsed = usage.wall_time.as_millis() as u64;
+    if elapsed > budgets.wall_time.0 {
+        return Err(exceeded(BudgetKind::WallTime, budgets.wall_time.0, elapsed));
+    }
+    Ok(output)
+}
+
+fn tool_error(tool: &str, error: ToolError) -> CallError {
+    let (kind, message) = match error {
+        ToolError::InvalidInput(m) => (ToolErrorKind::InvalidInput, m),
+        ToolError::Failed(m) => (ToolErrorKind::Failed, m),
+        ToolError::Denied(m) => (ToolErrorKind::Denied, m),
+    };
+    CallError::Tool {
+        tool: tool.to_owned(),
+        kind,
+        message,
+    }
+}
+
+/// Names the budget behind a trap, or reports the trap with the plugin's last complaint.
+fn classify(
+    tool: &str,
+    error: &wasmtime::Error,
+    store: &Store<CallState>,
+    budgets: &Budgets,
+    usage: &Usage,
+) -> CallError {
+    let exceeded = |budget, limit: u64, used: u64| {
+        CallError::Budget(BudgetExceeded {
+            tool: tool.to_owned(),
+            budget,
+            limit,
+            used,
+        })
+    };
+    let state = store.data();
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return exceeded(BudgetKind::Fuel, budgets.fuel, usage.fuel),
+        Some(Trap::Interrupt) => {
+            let elapsed = usage.wall_time.as_millis() as u64;
+            return exceeded(BudgetKind::WallTime, budgets.wall_time.0, elapsed);
+        }
+        Some(Trap::StackOverflow) => {
+            let limit = MAX_WASM_STACK as u64;
+            return exceeded(BudgetKind::Stack, limit, limit);
+        }
+        _ => {}
+    }
+    if let Some(asked) = state.limiter.refused_memory {
+        return exceeded(BudgetKind::Memory, budgets.memory.0, asked);
+    }
+    if let Some(asked) = state.limiter.refused_table {
+        return exceeded(BudgetKind::Table, u64::from(budgets.table_elements), asked);
+    }
+    // A trap's own message is the useful part; wasmtime's backtrace context is noise here.
+    let mut reason = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => one_line(error),
+    };
+    if let Some(said) = state.log.last_problem() {
+        reason.push_str(&format!(" (the plugin last logged: {said})"));
+    }
+    CallError::Trapped {
+        tool: tool.to_owned(),
+        reason,
+    }
+}

@@ -1,0 +1,25 @@
+//! moat: runs AI-agent tools as sandboxed, metered WebAssembly components.
+//!
+//! A [`Host`] loads tool components from directories, validates each against the
+//! `tool-plugin` world of `wit/`, and runs every call on a fresh instance under hard per-call
+//! budgets (fuel, memory, wall time, output size). The call pipeline is [`Host::call`] in
+//! `pipeline.rs`; each step lives in its own module.
+
+mod bindings;
+pub mod budget;
+pub mod capability;
+pub mod componentize;
+pub mod config;
+mod engine;
+pub mod error;
+mod exec;
+mod pipeline;
+pub mod plugin;
+pub mod registry;
+pub mod units;
+
+pub use budget::{BudgetKind, Budgets, Usage};
+pub use config::Config;
+pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
+pub use pipeline::{CallResponse, Host};
+pub use plugin::{Effect, Stakes, ToolSpec};

@@ -1,0 +1,282 @@
+//! A plugin: one component file, validated against the `tool-plugin` world, prepared for
+//! instantiation, with the tools its `describe()` reported.
+
+use crate::bindings::{self, ToolPluginPre};
+use crate::budget::Budgets;
+use crate::capability::PROVIDED;
+use crate::error::{one_line, LoadError, LoadProblem};
+use crate::exec::{self, CallState, Runtime};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::Component;
+
+/// The interface every tool component must export.
+pub const TOOL_EXPORT: &str = "moat:plugin/tool@0.1.0";
+
+/// A kind of effect a tool declares (`effect-kind` in WIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    Read,
+    Write,
+    Delete,
+    Network,
+    Send,
+}
+
+/// How much harm a wrong call can do (`stakes` in WIT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stakes {
+    Low,
+    Medium,
+    High,
+}
+
+/// One tool as its component describes it, checked by the host.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the arguments object.
+    pub input_schema: serde_json::Value,
+    pub output_schema: Option<serde_json::Value>,
+    pub effects: Vec<Effect>,
+    /// The tool's own claim; `None` means derived from the effects.
+    pub stakes: Option<Stakes>,
+    pub version: String,
+}
+
+/// A loaded component.
+pub struct Plugin {
+    pub path: PathBuf,
+    /// blake3 of the component bytes: what the audit log and the lockfile pin.
+    pub hash: blake3::Hash,
+    pub(crate) name: Arc<str>,
+    pub(crate) pre: ToolPluginPre<CallState>,
+    pub tools: Vec<ToolSpec>,
+}
+
+impl Plugin {
+    /// Reads, validates and prepares the component at `path`, and asks it what it offers.
+    pub(crate) fn load(
+        runtime: &Runtime,
+        path: &Path,
+        budgets: &Budgets,
+    ) -> Result<Plugin, LoadError> {
+        let fail = |problem| LoadError {
+            path: path.to_owned(),
+            problem,
+        };
+        let bytes =
+            std::fs::read(path).map_err(|e| fail(LoadProblem::Unreadable(e.to_string())))?;
+        check_header(&bytes).map_err(fail)?;
+        let component = Component::new(&runtime.engine, &bytes)
+            .map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
+        check_imports(runtime, &component).map_err(fail)?;
+        check_exports(runtime, &component).map_err(fail)?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
+        let pre = ToolPluginPre::new(instance_pre)
+            .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
+        let name: Arc<str> = path
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
+            .into();
+        let infos = exec::describe(&runtime.engine, &pre, &name, budgets)
+            .map_err(|e| fail(LoadProblem::Describe(e.to_string())))?;
+        let tools = check_tools(infos).map_err(fail)?;
+        Ok(Plugin {
+            path: path.to_owned(),
+            hash: blake3::hash(&bytes),
+            name,
+            pre,
+            tools,
+        })
+    }
+}
+
+/// Tells garbage, empty files and core modules from components before compiling anything.
+fn check_header(bytes: &[u8]) -> Result<(), LoadProblem> {
+    if bytes.is_empty() {
+        return Err(LoadProblem::Empty);
+    }
+    if wasmparser::Parser::is_component(bytes) {
+        return Ok(());
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(LoadProblem::CoreModule);
+    }
+    if bytes.starts_with(b"\0asm") {
+        return Err(LoadProblem::Invalid(format!(
+            "unsupported WebAssembly version or layer {:02x?}",
+            &bytes[4..bytes.len().min(8)]
+        )));
+    }
+    let head = &bytes[..bytes.len().min(8)];
+    let shown = match std::str::from_utf8(head) {
+        Ok(text) if text.chars().all(|c| !c.is_control()) => format!("{text:?}"),
+        _ => format!("bytes {head:02x?}"),
+    };
+    Err(LoadProblem::NotWasm(shown))
+}
+
+/// Every import must be an interface this host provides, in a compatible version.
+fn check_imports(runtime: &Runtime, component: &Component) -> Result<(), LoadProblem> {
+    let ty = component.component_type();
+    for (import, _) in ty.imports(&runtime.engine) {
+        if !PROVIDED.iter().any(|provided| compatible(import, provided)) {
+            return Err(LoadProblem::UnknownImport {
+                import: import.to_owned(),
+                provided: PROVIDED
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_exports(runtime: &Runtime, component: &Component) -> Result<(), LoadProblem> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(&runtime.engine).map(|(name, _)| name).collect();
+    if exports.iter().any(|name| compatible(name, TOOL_EXPORT)) {
+        return Ok(());
+    }
+    let found = match exports.as_slice() {
+        [] => "nothing".to_owned(),
+        names => names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    Err(LoadProblem::WrongWorld {
+        expected: TOOL_EXPORT.to_owned(),
+        found,
+        world: "tool-plugin",
+    })
+}
+
+/// Whether `name` (`ns:pkg/iface@version`) can be served by `provided`: the same interface,
+/// and a semver-compatible version (same major, or same minor below 1.0), as wasmtime's
+/// linker matches them.
+fn compatible(name: &str, provided: &str) -> bool {
+    let (base, version) = name.split_once('@').unwrap_or((name, ""));
+    let (provided_base, provided_version) = provided.split_once('@').unwrap_or((provided, ""));
+    if base != provided_base {
+        return false;
+    }
+    let key = |v: &str| -> Vec<String> {
+        let parts: Vec<&str> = v.split('.').collect();
+        match parts.first() {
+            Some(&"0") => parts.iter().take(2).map(|p| p.to_string()).collect(),
+            _ => parts.iter().take(1).map(|p| p.to_string()).collect(),
+        }
+    };
+    key(version) == key(provided_version)
+}
+
+/// Checks what `describe()` returned: names, schemas, no duplicates.
+fn check_tools(infos: Vec<bindings::ToolInfo>) -> Result<Vec<ToolSpec>, LoadProblem> {
+    let mut tools: Vec<ToolSpec> = Vec::with_capacity(infos.len());
+    for info in infos {
+        let bad = |reason: String| LoadProblem::BadToolInfo {
+            tool: info.name.clone(),
+            reason,
+        };
+        let name_ok = (1..=64).contains(&info.name.len())
+            && info
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(bad(
+                "a tool name is 1 to 64 characters of a-z, 0-9, `_` and `-`".into(),
+            ));
+        }
+        if tools.iter().any(|t| t.name == info.name) {
+            return Err(bad("described twice".into()));
+        }
+        let input_schema: serde_json::Value = serde_json::from_str(&info.input_schema)
+            .map_err(|e| bad(format!("input schema is not JSON: {e}")))?;
+        if !input_schema.is_object() {
+            return Err(bad("input schema is not a JSON object".into()));
+        }
+        let output_schema = match &info.output_schema {
+            Some(text) => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| bad(format!("output schema is not JSON: {e}")))?,
+            ),
+            None => None,
+        };
+        tools.push(ToolSpec {
+            effects: info.effects.iter().map(|e| effect(*e)).collect(),
+            stakes: info.stakes.map(stakes),
+            name: info.name,
+            description: info.description,
+            input_schema,
+            output_schema,
+            version: info.version,
+        });
+    }
+    if tools.is_empty() {
+        return Err(LoadProblem::Describe("it offers no tools".into()));
+    }
+    Ok(tools)
+}
+
+fn effect(kind: bindings::EffectKind) -> Effect {
+    use bindings::EffectKind as K;
+    match kind {
+        K::Read => Effect::Read,
+        K::Write => Effect::Write,
+        K::Delete => Effect::Delete,
+        K::Network => Effect::Network,
+        K::Send => Effect::Send,
+    }
+}
+
+fn stakes(stakes: bindings::Stakes) -> Stakes {
+    match stakes {
+        bindings::Stakes::Low => Stakes::Low,
+        bindings::Stakes::Medium => Stakes::Medium,
+        bindings::Stakes::High => Stakes::High,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_match_as_semver_compatible() {
+        assert!(compatible("moat:plugin/log@0.1.3", "moat:plugin/log@0.1.0"));
+        assert!(!compatible(
+            "moat:plugin/log@0.2.0",
+            "moat:plugin/log@0.1.0"
+        ));
+        assert!(!compatible("moat:plugin/fs@0.1.0", "moat:plugin/log@0.1.0"));
+        assert!(compatible("wasi:io/poll@1.2.0", "wasi:io/poll@1.0.0"));
+    }
+
+    #[test]
+    fn headers_tell_garbage_from_modules_from_components() {
+        assert!(matches!(check_header(b""), Err(LoadProblem::Empty)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadProblem::NotWasm(_))
+        ));
+        assert!(matches!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(LoadProblem::CoreModule)
+        ));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+}

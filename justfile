@@ -1,0 +1,45 @@
+# moat: `just demo` shows it working, `just test` checks it. `just --list` for the rest.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+moat := "target/debug/moat"
+
+# List the recipes
+default:
+    @just --list
+
+# Build the host: the moat library and binary
+build:
+    cargo build --workspace --locked
+
+# Build every guest (example tools, test plugins) into target/wasm/, installing the toolchain if needed
+plugins: build
+    plugins/toolchain.sh
+
+# Run every test (builds the plugins first)
+test: plugins
+    cargo test --workspace --locked
+
+# Check formatting and lints
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Run the example tools and the misbehaving ones through the CLI, showing each budget hold
+demo: plugins
+    #!/usr/bin/env bash
+    set -uo pipefail
+    moat="{{moat}} --tools target/wasm/tools --tools target/wasm/tests"
+    step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; eval "$2"; echo "(exit status $?)"; }
+    step "the tools on offer" "$moat tools"
+    step "a trivial tool" "$moat call echo --args '{\"text\": \"hello from inside the sandbox\"}'"
+    step "a tool doing real work" "$moat call csv_stats --args '{\"csv\": \"region,sales\\nnorth,120\\nsouth,80\\neast,95.5\\nwest,\"}'"
+    step "broken JSON from an agent is refused before anything runs" "$moat call echo --args '{\"text\": '"
+    step "an infinite loop runs out of fuel" "$moat call spin --fuel 50000000"
+    step "with fuel to spare, the wall clock stops it" "$moat call spin --fuel 100000000000 --wall-time 300ms"
+    step "a memory bomb hits the memory budget" "$moat call grow_memory --memory '32 MiB'"
+    step "unbounded recursion hits the stack limit" "$moat call recurse"
+    step "a huge output hits the output budget" "$moat call huge_output --args '{\"bytes\": 5000000}'"
+    step "a panic is a trap, reported with the panic message" "$moat call panic"
+    step "and the host still serves the next call" "$moat call ok"
+    printf '\ndemo finished: every budget held.\n'

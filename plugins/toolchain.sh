@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Builds every guest crate (plugins/* and tests/plugins/*) for wasm32 and turns each into a
+# component with `moat componentize`:
+#   plugins/NAME       -> target/wasm/tools/NAME.wasm
+#   tests/plugins/NAME -> target/wasm/tests/NAME.wasm
+#
+# Toolchain, in order of preference:
+#   1. an installed rustup target wasm32-unknown-unknown (the normal path on a machine with
+#      network: `rustup target add wasm32-unknown-unknown`);
+#   2. Debian's rustc-web with its std source, building std with -Zbuild-std (these machines
+#      cannot download a rustup target), installed with apt-get when we are allowed to;
+#   3. otherwise stop with a message saying what to install.
+# `rustup target add` is never run here: without network it hangs instead of failing.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=wasm32-unknown-unknown
+moat=${MOAT:-$root/target/debug/moat}
+out=$root/target/wasm
+# The Debian toolchain this project was verified with (bookworm-security, 2026-11).
+debian_packages=(rustc-web cargo-web rust-web-src lld-19)
+debian_min_rustc=1.90
+
+say() { printf 'plugins: %s\n' "$*" >&2; }
+die() { printf 'plugins: error: %s\n' "$*" >&2; exit 1; }
+
+have_rustup_target() {
+    command -v rustup >/dev/null 2>&1 &&
+        timeout 30 rustup target list --installed 2>/dev/null | grep -qx "$target"
+}
+
+debian_ready() {
+    [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] &&
+        [ -d /usr/lib/rustlib/src/rust/library ] && [ -x /usr/lib/llvm-19/bin/wasm-ld ] || return 1
+    local version
+    version=$(/usr/bin/rustc --version | awk '{print $2}')
+    [ "$(printf '%s\n%s\n' "$debian_min_rustc" "$version" | sort -V | head -1)" = "$debian_min_rustc" ]
+}
+
+install_debian() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    local sudo=()
+    if [ "$(id -u)" != 0 ]; then
+        sudo -n true 2>/dev/null || return 1
+        sudo=(sudo -n)
+    fi
+    say "installing ${debian_packages[*]} with apt-get (about a minute)"
+    timeout 900 "${sudo[@]}" apt-get update -qq >&2 &&
+        DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq "${debian_packages[@]}" >&2
+}
+
+build_rustup() {
+    say "building guests with the rustup target $target"
+    (cd "$root/plugins" && cargo build --release --locked --target "$target")
+}
+
+build_debian() {
+    say "building guests with Debian's rustc $(/usr/bin/rustc --version | awk '{print $2}') and -Zbuild-std"
+    (
+        cd "$root/plugins"
+        # The rustup shims must not pick the compiler: this build uses Debian's.
+        unset RUSTUP_TOOLCHAIN CARGO RUSTC_WRAPPER RUSTFLAGS
+        PATH=/usr/lib/llvm-19/bin:$PATH \
+            CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
+            RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
+            /usr/bin/cargo build --release --locked -Zbuild-std=std,panic_abort --target "$target"
+    )
+}
+
+if have_rustup_target; then
+    build_rustup
+elif debian_ready || { install_debian && debian_ready; }; then
+    build_debian
+else
+    die "no WebAssembly toolchain. Either install the rustup target
+    (rustup target add $target, needs network), or on Debian/Ubuntu as root:
+    apt-get install -y ${debian_packages[*]}"
+fi
+
+[ -x "$moat" ] || die "$moat is missing: run \`cargo build -p moat\` (or \`just build\`) first"
+built=$root/plugins/target/$target/release
+componentize() { # crate dir, output dir
+    local name core
+    name=$(basename "$1")
+    core=$built/${name//-/_}.wasm
+    [ -f "$core" ] || die "$core was not built (is $1 a member of plugins/Cargo.toml?)"
+    mkdir -p "$2"
+    "$moat" componentize "$core" -o "$2/$name.wasm"
+    say "$2/$name.wasm ($(wc -c <"$2/$name.wasm") bytes)"
+}
+for crate in "$root"/plugins/*/; do
+    [ -f "$crate/Cargo.toml" ] && componentize "$crate" "$out/tools"
+done
+for crate in "$root"/tests/plugins/*/; do
+    [ -f "$crate/Cargo.toml" ] && componentize "$crate" "$out/tests"
+done

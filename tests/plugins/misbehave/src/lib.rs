@@ -1,0 +1,71 @@
+//! `misbehave`: one tool per way a plugin can try to exhaust the host. Each must be stopped
+//! by the intended per-call budget, and the host must serve the next call normally.
+//!
+//! Expectations (checked by `tests/all/budgets.rs`):
+//! - `spin`: loops forever; stopped by fuel, or by wall time when fuel is plentiful.
+//! - `grow_memory`: allocates without end; stopped by the memory budget.
+//! - `recurse`: recurses without end; stopped by the stack limit.
+//! - `huge_output`: returns `bytes` bytes; stopped by the output budget when it is larger.
+//! - `panic`: panics; reported as a trap with the panic message in the log.
+//! - `ok`: returns `"ok"`, proving the host still serves.
+
+use moat_guest::{export_tools, Deserialize, JsonSchema, Tool, ToolError};
+use std::hint::black_box;
+
+/// No arguments.
+#[derive(Deserialize, JsonSchema)]
+struct Nothing {}
+
+/// Size of the output to produce.
+#[derive(Deserialize, JsonSchema)]
+struct Size {
+    /// Bytes of output.
+    bytes: usize,
+}
+
+fn spin(_: Nothing) -> Result<String, ToolError> {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn grow_memory(_: Nothing) -> Result<String, ToolError> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        black_box(&hoard);
+    }
+}
+
+#[allow(unconditional_recursion)] // the point of the tool
+fn depth(n: u64) -> u64 {
+    // Not a tail call: the addition after the call keeps every frame alive.
+    black_box(depth(black_box(n + 1))) + 1
+}
+
+fn recurse(_: Nothing) -> Result<String, ToolError> {
+    Ok(depth(0).to_string())
+}
+
+fn huge_output(size: Size) -> Result<String, ToolError> {
+    Ok("x".repeat(size.bytes))
+}
+
+fn panic(_: Nothing) -> Result<String, ToolError> {
+    moat_guest::log::warn("about to panic");
+    panic!("misbehave: deliberate panic")
+}
+
+fn ok(_: Nothing) -> Result<String, ToolError> {
+    Ok("ok".to_owned())
+}
+
+export_tools!(
+    Tool::new("spin", "Loops forever.", spin),
+    Tool::new("grow_memory", "Allocates memory without end.", grow_memory),
+    Tool::new("recurse", "Recurses without end.", recurse),
+    Tool::new("huge_output", "Returns `bytes` bytes of output.", huge_output),
+    Tool::new("panic", "Panics.", panic),
+    Tool::new("ok", "Returns \"ok\".", ok),
+);
