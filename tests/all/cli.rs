@@ -27,7 +27,10 @@ fn tools_lists_each_tool_with_effects_and_schema() {
     let out = moat(&["tools"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("echo  Returns the text it is given, unchanged."), "{stdout}");
+    assert!(
+        stdout.contains("echo  Returns the text it is given, unchanged."),
+        "{stdout}"
+    );
     assert!(stdout.contains("effects: none (read-only)"), "{stdout}");
     assert!(stdout.contains(r#""required":["text"]"#), "{stdout}");
 }
@@ -36,7 +39,11 @@ fn tools_lists_each_tool_with_effects_and_schema() {
 fn tools_json_is_machine_readable() {
     let out = moat(&["tools", "--json"]);
     let tools: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert!(tools.as_array().unwrap().iter().any(|t| t["name"] == "csv_stats"));
+    assert!(tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "csv_stats"));
 }
 
 #[test]
@@ -54,12 +61,19 @@ fn call_prints_the_result_then_the_usage() {
 fn a_refused_call_exits_with_status_2_and_says_why() {
     let out = moat(&["call", "spin", "--fuel", "1000000"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("refused: tool `spin` exceeded its fuel budget"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("refused: tool `spin` exceeded its fuel budget"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = moat(&["call", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("no tool `nope` is loaded") && stderr.contains("loaded tools: "), "{stderr}");
+    assert!(
+        stderr.contains("no tool `nope` is loaded") && stderr.contains("loaded tools: "),
+        "{stderr}"
+    );
 
     let out = moat(&["call", "echo", "--args", "{\"text\":"]);
     assert_eq!(out.status.code(), Some(2));
@@ -74,7 +88,10 @@ fn a_wrong_config_key_stops_moat_naming_the_key() {
     let out = moat(&["--config", config.to_str().unwrap(), "tools"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("moat.toml") && stderr.contains("unknown field `wall_tim`"), "{stderr}");
+    assert!(
+        stderr.contains("moat.toml") && stderr.contains("unknown field `wall_tim`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -82,9 +99,20 @@ fn per_tool_budgets_from_the_config_apply() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("moat.toml");
     std::fs::write(&config, "[tools.huge_output.budgets]\noutput = \"1 KiB\"\n").unwrap();
-    let out = moat(&["--config", config.to_str().unwrap(), "call", "huge_output", "--args", r#"{"bytes":2000}"#]);
+    let out = moat(&[
+        "--config",
+        config.to_str().unwrap(),
+        "call",
+        "huge_output",
+        "--args",
+        r#"{"bytes":2000}"#,
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("exceeded its output budget: limit 1 KiB"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exceeded its output budget: limit 1 KiB"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -92,7 +120,12 @@ fn componentize_refuses_a_file_that_is_not_a_core_module() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("junk.wasm");
     std::fs::write(&input, b"junk").unwrap();
-    let out = moat(&["componentize", input.to_str().unwrap(), "-o", dir.path().join("out.wasm").to_str().unwrap()]);
+    let out = moat(&[
+        "componentize",
+        input.to_str().unwrap(),
+        "-o",
+        dir.path().join("out.wasm").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("junk.wasm"));
 }

@@ -14,7 +14,12 @@ fn load_beside_echo(bytes: &[u8]) -> Vec<LoadError> {
     let mut config = Config::default();
     config.plugins.tools = vec![dir.path().to_owned()];
     let (host, errors) = Host::new(config).unwrap();
-    assert_eq!(host.call("echo", r#"{"text": "still here"}"#).unwrap().output, r#""still here""#);
+    assert_eq!(
+        host.call("echo", r#"{"text": "still here"}"#)
+            .unwrap()
+            .output,
+        r#""still here""#
+    );
     errors
 }
 
@@ -40,15 +45,26 @@ fn an_empty_file_is_refused() {
 #[test]
 fn garbage_bytes_are_refused() {
     let message = refusal(b"#!/bin/sh\nrm -rf /\n");
-    assert!(message.ends_with(r#"not a WebAssembly file (it starts with "#!/bin/s")"#), "{message}");
+    assert!(
+        message.ends_with(r##"not a WebAssembly file (it starts with "#!/bin/s")"##),
+        "{message}"
+    );
     let message = refusal(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0]);
-    assert!(message.ends_with("not a WebAssembly file (it starts with bytes [7f, 45, 4c, 46, 02, 01, 01, 00])"), "{message}");
+    assert!(
+        message.ends_with(
+            "not a WebAssembly file (it starts with bytes [7f, 45, 4c, 46, 02, 01, 01, 00])"
+        ),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_core_module_is_refused_with_how_to_make_it_a_component() {
     let message = refusal(&wat("(module (func (export \"call\")))"));
-    assert!(message.contains("a core WebAssembly module, not a component"), "{message}");
+    assert!(
+        message.contains("a core WebAssembly module, not a component"),
+        "{message}"
+    );
     assert!(message.contains("moat componentize"), "{message}");
 }
 
@@ -61,13 +77,14 @@ fn a_corrupt_component_is_refused() {
 
 #[test]
 fn a_component_of_another_world_is_refused_naming_what_it_exports() {
-    let message = refusal(&wat(
-        r#"(component
+    let message = refusal(&wat(r#"(component
             (core module $m (func (export "run") (result i32) i32.const 0))
             (core instance $i (instantiate $m))
-            (func (export "run") (result u32) (canon lift (core func $i "run"))))"#,
-    ));
-    assert!(message.contains("does not export `moat:plugin/tool@0.1.0` (it exports `run`)"), "{message}");
+            (func (export "run") (result u32) (canon lift (core func $i "run"))))"#));
+    assert!(
+        message.contains("does not export `moat:plugin/tool@0.1.0` (it exports `run`)"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -75,21 +92,28 @@ fn a_component_importing_what_the_host_lacks_is_refused_naming_the_import() {
     let message = refusal(&wat(
         r#"(component (import "acme:net/socket@1.0.0" (instance (export "connect" (func)))))"#,
     ));
-    assert!(message.contains("imports `acme:net/socket@1.0.0`, which this host does not provide"), "{message}");
-    assert!(message.contains("`moat:plugin/log@0.1.0`"), "lists what is provided: {message}");
+    assert!(
+        message.contains("imports `acme:net/socket@1.0.0`, which this host does not provide"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`moat:plugin/log@0.1.0`"),
+        "lists what is provided: {message}"
+    );
 }
 
 #[test]
 fn a_tool_export_of_the_wrong_shape_is_refused() {
-    let message = refusal(&wat(
-        r#"(component
+    let message = refusal(&wat(r#"(component
             (core module $m (func (export "describe")))
             (core instance $i (instantiate $m))
             (func $describe (canon lift (core func $i "describe")))
             (instance $tool (export "describe" (func $describe)))
-            (export "moat:plugin/tool@0.1.0" (instance $tool)))"#,
-    ));
-    assert!(message.contains("does not fit the tool-plugin world"), "{message}");
+            (export "moat:plugin/tool@0.1.0" (instance $tool)))"#));
+    assert!(
+        message.contains("does not fit the tool-plugin world"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -98,7 +122,9 @@ fn a_missing_directory_is_reported_not_fatal() {
     config.plugins.tools = vec!["/nonexistent/moat-tools".into()];
     let (host, errors) = Host::new(config).unwrap();
     assert_eq!(host.tools().count(), 0);
-    assert!(errors[0].to_string().starts_with("/nonexistent/moat-tools: cannot list the directory"));
+    assert!(errors[0]
+        .to_string()
+        .starts_with("/nonexistent/moat-tools: cannot list the directory"));
 }
 
 #[test]
@@ -112,6 +138,9 @@ fn a_tool_name_offered_twice_keeps_the_first_and_refuses_the_second() {
     assert!(host.call("echo", r#"{"text":"x"}"#).is_ok());
     assert_eq!(errors.len(), 1);
     let message = errors[0].to_string();
-    assert!(message.contains("b.wasm: offers tool `echo`, which"), "{message}");
+    assert!(
+        message.contains("b.wasm: offers tool `echo`, which"),
+        "{message}"
+    );
     assert!(message.contains("a.wasm already offers"), "{message}");
 }

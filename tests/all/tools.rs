@@ -16,7 +16,8 @@ fn echo_returns_its_text_as_json() {
 fn csv_stats_summarises_numeric_and_text_columns() {
     let csv = "region,sales,units\nnorth,120,3\nsouth,80,\neast,95.5,7\nwest,,2\n";
     let args = json!({ "csv": csv }).to_string();
-    let output: Value = serde_json::from_str(&host().call("csv_stats", &args).unwrap().output).unwrap();
+    let output: Value =
+        serde_json::from_str(&host().call("csv_stats", &args).unwrap().output).unwrap();
     assert_eq!(output["rows"], 4);
     let sales = &output["columns"]["sales"];
     assert_eq!(sales["count"], 3);
@@ -31,7 +32,9 @@ fn csv_stats_summarises_numeric_and_text_columns() {
 fn a_tool_reports_its_own_invalid_input_as_a_typed_error() {
     let args = json!({ "csv": "a,b\n1,2\n", "columns": ["c"] }).to_string();
     match host().call("csv_stats", &args) {
-        Err(CallError::Tool { message, .. }) => assert!(message.contains("no column `c`"), "{message}"),
+        Err(CallError::Tool { message, .. }) => {
+            assert!(message.contains("no column `c`"), "{message}")
+        }
         other => panic!("expected a tool error, got {other:?}"),
     }
 }
@@ -50,19 +53,40 @@ fn arguments_that_are_not_a_json_object_are_refused_before_the_tool_runs() {
 #[test]
 fn an_unknown_tool_is_refused_by_name() {
     let error = host().call("rm_rf", "{}").unwrap_err();
-    assert_eq!(error.to_string(), "no tool `rm_rf` is loaded (see `moat tools`)");
+    assert_eq!(
+        error.to_string(),
+        "no tool `rm_rf` is loaded (see `moat tools`)"
+    );
 }
 
 #[test]
 fn tools_describe_themselves_with_a_schema_from_their_argument_type() {
     let host = host();
-    let echo = host.tools().find(|t| t.name == "echo").expect("echo is loaded");
+    let echo = host
+        .tools()
+        .find(|t| t.name == "echo")
+        .expect("echo is loaded");
     assert_eq!(echo.input_schema["type"], "object");
     assert_eq!(echo.input_schema["required"], json!(["text"]));
-    assert_eq!(echo.input_schema["properties"]["text"]["description"], "The text to send back.");
+    assert_eq!(
+        echo.input_schema["properties"]["text"]["description"],
+        "The text to send back."
+    );
     assert_eq!(echo.effects, Vec::<Effect>::new());
     let names: Vec<_> = host.tools().map(|t| t.name.clone()).collect();
-    for expected in ["csv_stats", "echo", "spin", "grow_memory", "recurse", "huge_output", "panic", "ok"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "csv_stats",
+        "echo",
+        "spin",
+        "grow_memory",
+        "recurse",
+        "huge_output",
+        "panic",
+        "ok",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }
