@@ -35,11 +35,23 @@ demo: plugins
     step "a trivial tool" "$moat call echo --args '{\"text\": \"hello from inside the sandbox\"}'"
     step "a tool doing real work" "$moat call csv_stats --args '{\"csv\": \"region,sales\\nnorth,120\\nsouth,80\\neast,95.5\\nwest,\"}'"
     step "broken JSON from an agent is refused before anything runs" "$moat call echo --args '{\"text\": '"
-    step "an infinite loop runs out of fuel" "$moat call spin --fuel 50000000"
-    step "with fuel to spare, the wall clock stops it" "$moat call spin --fuel 100000000000 --wall-time 300ms"
-    step "a memory bomb hits the memory budget" "$moat call grow_memory --memory '32 MiB'"
-    step "unbounded recursion hits the stack limit" "$moat call recurse"
-    step "a huge output hits the output budget" "$moat call huge_output --args '{\"bytes\": 5000000}'"
-    step "a panic is a trap, reported with the panic message" "$moat call panic"
-    step "and the host still serves the next call" "$moat call ok"
-    printf '\ndemo finished: every budget held.\n'
+    step "a refusal is exit status 2, with the budget, its limit and the usage" "$moat call spin --fuel 50000000"
+    printf '\n\033[1m== one host, one session: every misbehaving plugin stopped by its budget, and the host serves on\033[0m\n'
+    MOAT_LOG=off $moat batch - <<'SESSION'
+    # an infinite loop runs out of fuel
+    {"tool": "spin", "budgets": {"fuel": 50000000}}
+    # with fuel to spare, the wall clock stops it
+    {"tool": "spin", "budgets": {"fuel": 100000000000, "wall_time": "300ms"}}
+    # a memory bomb hits the memory budget
+    {"tool": "grow_memory", "budgets": {"memory": "32 MiB"}}
+    # unbounded recursion hits the stack limit
+    {"tool": "recurse"}
+    # a huge output hits the output budget
+    {"tool": "huge_output", "args": {"bytes": 5000000}}
+    # a panic is a trap, reported with the panic message
+    {"tool": "panic"}
+    # and the same host still serves
+    {"tool": "ok"}
+    {"tool": "echo", "args": {"text": "still serving"}}
+    SESSION
+    printf '\ndemo finished.\n'

@@ -111,9 +111,7 @@ pub fn __call(tools: &[Tool], name: &str, args: &str) -> Result<String, ToolErro
     report_panics();
     match tools.iter().find(|tool| tool.name() == name) {
         Some(tool) => tool.run(args),
-        None => Err(ToolError::InvalidInput(format!(
-            "this component has no tool `{name}`"
-        ))),
+        None => Err(ToolError::InvalidInput(format!("this component has no tool `{name}`"))),
     }
 }
 
@@ -122,7 +120,14 @@ pub fn __call(tools: &[Tool], name: &str, args: &str) -> Result<String, ToolErro
 fn report_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        std::panic::set_hook(Box::new(|info| log::error(&format!("panic: {info}"))));
+        std::panic::set_hook(Box::new(|info| {
+            let message = match info.payload().downcast_ref::<&str>() {
+                Some(text) => (*text).to_owned(),
+                None => info.payload().downcast_ref::<String>().cloned().unwrap_or_default(),
+            };
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line()));
+            log::error(&format!("panic{}: {message}", at.unwrap_or_default()));
+        }));
     });
 }
 
@@ -138,9 +143,7 @@ mod tests {
     }
 
     fn twice(args: Args) -> Result<u32, ToolError> {
-        args.times
-            .checked_mul(2)
-            .ok_or_else(|| ToolError::Failed("too many".into()))
+        args.times.checked_mul(2).ok_or_else(|| ToolError::Failed("too many".into()))
     }
 
     fn tools() -> [Tool; 2] {
@@ -155,10 +158,7 @@ mod tests {
     fn describe_derives_the_schema_from_the_argument_type() {
         let infos = __describe(&tools());
         let schema: serde_json::Value = serde_json::from_str(&infos[0].input_schema).unwrap();
-        assert_eq!(
-            schema["properties"]["times"]["description"],
-            "How many times."
-        );
+        assert_eq!(schema["properties"]["times"]["description"], "How many times.");
         assert_eq!(schema["required"], serde_json::json!(["times"]));
         assert_eq!(infos[1].input_schema, r#"{"type":"object"}"#);
         assert!(infos[1].stakes.is_some());

@@ -181,10 +181,7 @@ mod tests {
 
     #[test]
     fn memory_is_summed_over_memories_and_refused_past_the_limit() {
-        let budgets = Budgets {
-            memory: ByteSize(100),
-            ..Budgets::default()
-        };
+        let budgets = Budgets { memory: ByteSize(100), ..Budgets::default() };
         let mut limiter = Limiter::new(&budgets);
         assert!(limiter.memory_growing(0, 60, None).unwrap());
         assert!(limiter.memory_growing(0, 40, None).unwrap());
@@ -195,10 +192,7 @@ mod tests {
 
     #[test]
     fn overrides_replace_only_the_fields_they_set() {
-        let overrides = BudgetOverrides {
-            fuel: Some(7),
-            ..BudgetOverrides::default()
-        };
+        let overrides = BudgetOverrides { fuel: Some(7), ..BudgetOverrides::default() };
         let budgets = Budgets::default().with(&overrides);
         assert_eq!(budgets.fuel, 7);
         assert_eq!(budgets.memory, Budgets::default().memory);

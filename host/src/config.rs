@@ -33,9 +33,7 @@ pub struct PluginDirs {
 
 impl Default for PluginDirs {
     fn default() -> PluginDirs {
-        PluginDirs {
-            tools: default_tool_dirs(),
-        }
+        PluginDirs { tools: default_tool_dirs() }
     }
 }
 
@@ -71,10 +69,8 @@ impl Config {
 
     /// Reads and parses the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::parse(&text, path)
     }
 
@@ -135,17 +131,13 @@ mod tests {
 
     #[test]
     fn a_bad_unit_is_an_error_naming_the_value() {
-        let error = parse("[budgets]\nmemory = \"3 parsecs\"\n")
-            .unwrap_err()
-            .to_string();
+        let error = parse("[budgets]\nmemory = \"3 parsecs\"\n").unwrap_err().to_string();
         assert!(error.contains("unknown unit `parsecs`"), "{error}");
     }
 
     #[test]
     fn a_typo_in_a_tool_override_is_an_error() {
-        let error = parse("[tools.echo.budgets]\nfeul = 1\n")
-            .unwrap_err()
-            .to_string();
+        let error = parse("[tools.echo.budgets]\nfeul = 1\n").unwrap_err().to_string();
         assert!(error.contains("unknown field `feul`"), "{error}");
     }
 }

@@ -36,11 +36,7 @@ pub enum LoadProblem {
     #[error(
         "does not export `{expected}` (it exports {found}); build it for the {world} world of wit/"
     )]
-    WrongWorld {
-        expected: String,
-        found: String,
-        world: &'static str,
-    },
+    WrongWorld { expected: String, found: String, world: &'static str },
     #[error("does not fit the tool-plugin world: {0}")]
     Mismatch(String),
     #[error("describe() failed: {0}")]
@@ -57,10 +53,7 @@ pub enum LoadProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// The message of the TOML parser names the key, the line and the column.
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
@@ -77,11 +70,7 @@ pub struct BudgetExceeded {
 
 impl fmt::Display for BudgetExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.budget == BudgetKind::Memory {
-            "asked for"
-        } else {
-            "used"
-        };
+        let verb = if self.budget == BudgetKind::Memory { "asked for" } else { "used" };
         write!(
             f,
             "tool `{}` exceeded its {} budget: limit {}, {verb} {}",
@@ -106,11 +95,7 @@ pub enum CallError {
     Trapped { tool: String, reason: String },
     /// The tool itself reported an error (`tool-error` in WIT).
     #[error("tool `{tool}` {kind}: {message}")]
-    Tool {
-        tool: String,
-        kind: ToolErrorKind,
-        message: String,
-    },
+    Tool { tool: String, kind: ToolErrorKind, message: String },
     #[error("tool `{tool}` returned output that is not JSON: {reason}")]
     BadOutput { tool: String, reason: String },
     /// The host could not set up the call (not the plugin's fault).
@@ -149,12 +134,8 @@ impl fmt::Display for ToolErrorKind {
 /// Squeezes a multi-line error (wasmtime's, with causes) onto one line.
 pub(crate) fn one_line(error: &dyn fmt::Display) -> String {
     let text = format!("{error:#}");
-    let mut line = text
-        .split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
+    let mut line =
+        text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
     if line.len() > 400 {
         let mut end = 400;
         while !line.is_char_boundary(end) {

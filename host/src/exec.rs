@@ -40,10 +40,8 @@ fn new_store(
     plugin: &Arc<str>,
     tool: &str,
 ) -> Store<CallState> {
-    let state = CallState {
-        limiter: Limiter::new(budgets),
-        log: CallLog::new(plugin.clone(), tool),
-    };
+    let state =
+        CallState { limiter: Limiter::new(budgets), log: CallLog::new(plugin.clone(), tool) };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     // Fuel metering is on for the engine, so setting fuel cannot fail.
@@ -64,11 +62,9 @@ pub(crate) fn call(
 ) -> (Result<String, CallError>, Usage) {
     let started = Instant::now();
     let mut store = new_store(engine, budgets, plugin, tool);
-    let returned = pre.instantiate(&mut store).and_then(|instance| {
-        instance
-            .moat_plugin_tool()
-            .call_call(&mut store, tool, args)
-    });
+    let returned = pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.moat_plugin_tool().call_call(&mut store, tool, args));
     let usage = usage_of(&store, budgets, started);
     let result = match returned {
         Ok(Ok(output)) => check_output(tool, output, budgets, &usage),
@@ -110,19 +106,10 @@ fn check_output(
     usage: &Usage,
 ) -> Result<String, CallError> {
     let exceeded = |budget, limit: u64, used: u64| {
-        CallError::Budget(BudgetExceeded {
-            tool: tool.to_owned(),
-            budget,
-            limit,
-            used,
-        })
+        CallError::Budget(BudgetExceeded { tool: tool.to_owned(), budget, limit, used })
     };
     if output.len() as u64 > budgets.output.0 {
-        return Err(exceeded(
-            BudgetKind::Output,
-            budgets.output.0,
-            output.len() as u64,
-        ));
+        return Err(exceeded(BudgetKind::Output, budgets.output.0, output.len() as u64));
     }
     // Time spent in host functions is not interrupted by the epoch; a late result is still late.
     let elapsed = usage.wall_time.as_millis() as u64;
@@ -138,11 +125,7 @@ fn tool_error(tool: &str, error: ToolError) -> CallError {
         ToolError::Failed(m) => (ToolErrorKind::Failed, m),
         ToolError::Denied(m) => (ToolErrorKind::Denied, m),
     };
-    CallError::Tool {
-        tool: tool.to_owned(),
-        kind,
-        message,
-    }
+    CallError::Tool { tool: tool.to_owned(), kind, message }
 }
 
 /// Names the budget behind a trap, or reports the trap with the plugin's last complaint.
@@ -154,12 +137,7 @@ fn classify(
     usage: &Usage,
 ) -> CallError {
     let exceeded = |budget, limit: u64, used: u64| {
-        CallError::Budget(BudgetExceeded {
-            tool: tool.to_owned(),
-            budget,
-            limit,
-            used,
-        })
+        CallError::Budget(BudgetExceeded { tool: tool.to_owned(), budget, limit, used })
     };
     let state = store.data();
     match error.downcast_ref::<Trap>() {
@@ -188,8 +166,5 @@ fn classify(
     if let Some(said) = state.log.last_problem() {
         reason.push_str(&format!(" (the plugin last logged: {said})"));
     }
-    CallError::Trapped {
-        tool: tool.to_owned(),
-        reason,
-    }
+    CallError::Trapped { tool: tool.to_owned(), reason }
 }

@@ -18,8 +18,8 @@ pub mod plugin;
 pub mod registry;
 pub mod units;
 
-pub use budget::{BudgetKind, Budgets, Usage};
+pub use budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
 pub use config::Config;
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
-pub use pipeline::{CallResponse, Host};
+pub use pipeline::{CallRequest, CallResponse, Host};
 pub use plugin::{Effect, Stakes, ToolSpec};

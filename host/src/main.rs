@@ -1,4 +1,5 @@
-//! The `moat` command: list and call tools, turn core modules into components.
+//! The `moat` command: list and call tools, run a batch of calls, turn core modules into
+//! components.
 //!
 //! Exit status: 0 on success, 1 when moat itself cannot start (config, arguments), 2 when a
 //! call is refused or fails (unknown tool, bad arguments, a budget, a trap, a tool error).
@@ -6,7 +7,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use moat::units::{ByteSize, Millis};
-use moat::{CallError, Config, Host};
+use moat::{BudgetOverrides, CallError, CallRequest, Config, Host, Usage};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -55,6 +56,14 @@ enum Command {
         #[arg(long)]
         output: Option<ByteSize>,
     },
+    /// Run calls from a JSON Lines file on one host, printing each outcome
+    ///
+    /// Each line: {"tool": NAME, "args": {...}, "budgets": {"fuel": N, ...}}; `args` and
+    /// `budgets` are optional; lines starting with `#` are comments.
+    Batch {
+        /// The file, or `-` for standard input
+        file: PathBuf,
+    },
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -95,42 +104,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools { json } => {
-            let host = start(cli.config.as_deref(), cli.tool_dirs, None)?;
+            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             print_tools(&host, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Call {
-            tool,
-            args,
-            fuel,
-            memory,
-            wall_time,
-            output,
-        } => {
-            let overrides = moat::budget::BudgetOverrides {
-                fuel,
-                memory,
-                wall_time,
-                output,
-                table_elements: None,
-            };
-            let host = start(
-                cli.config.as_deref(),
-                cli.tool_dirs,
-                Some((&tool, overrides)),
-            )?;
-            Ok(call(&host, &tool, &args))
+        Command::Call { tool, args, fuel, memory, wall_time, output } => {
+            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            let budgets = BudgetOverrides { fuel, memory, wall_time, output, table_elements: None };
+            Ok(call(&host, &CallRequest { tool, args, budgets }))
+        }
+        Command::Batch { file } => {
+            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            batch(&host, &file)
         }
     }
 }
 
-/// Loads the config, applies command-line overrides and starts a host, reporting (not
-/// failing on) components that could not be loaded.
-fn start(
-    config_path: Option<&Path>,
-    tool_dirs: Vec<PathBuf>,
-    overrides: Option<(&str, moat::budget::BudgetOverrides)>,
-) -> Result<Host> {
+/// Loads the config, applies the command-line tool directories and starts a host, reporting
+/// (not failing on) components that could not be loaded.
+fn start(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
     let mut config = match config_path {
         Some(path) => Config::load(path)?,
         None if Path::new("moat.toml").is_file() => Config::load(Path::new("moat.toml"))?,
@@ -138,14 +130,6 @@ fn start(
     };
     if !tool_dirs.is_empty() {
         config.plugins.tools = tool_dirs;
-    }
-    if let Some((tool, overrides)) = overrides {
-        let settings = config.tools.entry(tool.to_owned()).or_default();
-        let merged = &mut settings.budgets;
-        merged.fuel = overrides.fuel.or(merged.fuel);
-        merged.memory = overrides.memory.or(merged.memory);
-        merged.wall_time = overrides.wall_time.or(merged.wall_time);
-        merged.output = overrides.output.or(merged.output);
     }
     let (host, errors) =
         Host::new(config).map_err(|e| anyhow::anyhow!("cannot start the engine: {e:#}"))?;
@@ -161,68 +145,103 @@ fn print_tools(host: &Host, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&tools)?);
         return Ok(());
     }
-    let mut any = false;
     for (plugin, tool) in host.registry().tools() {
-        any = true;
         let effects = if tool.effects.is_empty() {
             "none (read-only)".to_owned()
         } else {
-            tool.effects
-                .iter()
-                .map(|e| format!("{e:?}").to_lowercase())
-                .collect::<Vec<_>>()
-                .join(", ")
+            let names: Vec<_> =
+                tool.effects.iter().map(|e| format!("{e:?}").to_lowercase()).collect();
+            names.join(", ")
         };
         println!("{}  {}", tool.name, tool.description);
         println!("    effects: {effects}");
         println!("    schema:  {}", tool.input_schema);
-        println!(
-            "    from:    {} (blake3 {})",
-            plugin.path.display(),
-            &plugin.hash.to_hex()[..16]
-        );
+        println!("    from:    {} (blake3 {})", plugin.path.display(), &plugin.hash.to_hex()[..16]);
     }
-    if !any {
-        let dirs: Vec<_> = host
-            .config()
-            .plugins
-            .tools
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect();
+    if host.tools().next().is_none() {
+        let dirs: Vec<_> =
+            host.config().plugins.tools.iter().map(|d| d.display().to_string()).collect();
         println!("no tools loaded (looked in {})", dirs.join(", "));
     }
     Ok(())
 }
 
-fn call(host: &Host, tool: &str, args: &str) -> ExitCode {
-    match host.call(tool, args) {
+fn call(host: &Host, request: &CallRequest) -> ExitCode {
+    match host.run(request) {
         Ok(response) => {
             println!("{}", response.output);
-            let usage = response.usage;
-            eprintln!(
-                "fuel {} · peak memory {} · wall time {:.2?} · output {}",
-                usage.fuel,
-                ByteSize(usage.peak_memory),
-                usage.wall_time,
-                ByteSize(usage.output_bytes)
-            );
+            eprintln!("{}", usage_line(&response.usage));
             ExitCode::SUCCESS
         }
         Err(error) => {
             eprintln!("refused: {error}");
             if let CallError::UnknownTool(_) = error {
                 let names: Vec<_> = host.tools().map(|t| t.name.as_str()).collect();
-                eprintln!(
-                    "loaded tools: {}",
-                    if names.is_empty() {
-                        "none".into()
-                    } else {
-                        names.join(", ")
-                    }
-                );
+                let names = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+                eprintln!("loaded tools: {names}");
             }
             ExitCode::from(2)
         }
     }
+}
+
+fn usage_line(usage: &Usage) -> String {
+    format!(
+        "fuel {} · peak memory {} · wall time {:.2?} · output {}",
+        usage.fuel,
+        ByteSize(usage.peak_memory),
+        usage.wall_time,
+        ByteSize(usage.output_bytes)
+    )
+}
+
+/// One line of a batch file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchLine {
+    tool: String,
+    #[serde(default = "empty_object")]
+    args: serde_json::Value,
+    #[serde(default)]
+    budgets: BudgetOverrides,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+/// Runs every call of `file` (JSON Lines; `-` for stdin) on one host, in order, printing each
+/// outcome. A refused call is an outcome, not a failure; a malformed line is reported and
+/// skipped, and makes the exit status 1 at the end.
+fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+    };
+    let mut malformed = 0;
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let entry: BatchLine = match serde_json::from_str(line) {
+            Ok(entry) => entry,
+            Err(error) => {
+                malformed += 1;
+                println!("line {}: not a call: {error}", index + 1);
+                continue;
+            }
+        };
+        let request =
+            CallRequest { tool: entry.tool, args: entry.args.to_string(), budgets: entry.budgets };
+        println!("→ {} {}", request.tool, request.args);
+        match host.run(&request) {
+            Ok(response) => {
+                println!("  {}\n  ({})", response.output, usage_line(&response.usage))
+            }
+            Err(error) => println!("  refused: {error}"),
+        }
+    }
+    Ok(if malformed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

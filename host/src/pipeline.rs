@@ -1,6 +1,6 @@
 //! The call pipeline: every call goes through [`Host::call`], top to bottom.
 
-use crate::budget::Usage;
+use crate::budget::{BudgetOverrides, Usage};
 use crate::config::Config;
 use crate::error::{CallError, LoadError};
 use crate::exec::{self, Runtime};
@@ -12,6 +12,27 @@ pub struct Host {
     runtime: Runtime,
     config: Config,
     registry: Registry,
+}
+
+/// One call as a caller makes it.
+#[derive(Clone, Debug, Default)]
+pub struct CallRequest {
+    pub tool: String,
+    /// A JSON object, as text.
+    pub args: String,
+    /// Replaces budgets of this call only. The embedder decides who may set these: an agent
+    /// must never be able to raise its own limits.
+    pub budgets: BudgetOverrides,
+}
+
+impl CallRequest {
+    pub fn new(tool: &str, args: &str) -> CallRequest {
+        CallRequest {
+            tool: tool.to_owned(),
+            args: args.to_owned(),
+            budgets: BudgetOverrides::default(),
+        }
+    }
 }
 
 /// A successful call: the tool's output (JSON text) and what the call consumed.
@@ -27,14 +48,7 @@ impl Host {
     pub fn new(config: Config) -> wasmtime::Result<(Host, Vec<LoadError>)> {
         let runtime = Runtime::new()?;
         let (registry, errors) = Registry::load(&runtime, &config.plugins.tools, &config.budgets);
-        Ok((
-            Host {
-                runtime,
-                config,
-                registry,
-            },
-            errors,
-        ))
+        Ok((Host { runtime, config, registry }, errors))
     }
 
     /// Every tool offered, by name.
@@ -52,25 +66,23 @@ impl Host {
         &self.config
     }
 
-    /// Calls `tool` with `args` (a JSON object, as text).
+    /// Calls `tool` with `args` (a JSON object, as text) under the configured budgets.
     pub fn call(&self, tool: &str, args: &str) -> Result<CallResponse, CallError> {
+        self.run(&CallRequest::new(tool, args))
+    }
+
+    /// Runs one call through the pipeline.
+    pub fn run(&self, request: &CallRequest) -> Result<CallResponse, CallError> {
+        let (tool, args) = (request.tool.as_str(), request.args.as_str());
         // 1. Admission: the tool exists.
-        let (plugin, _spec) = self
-            .registry
-            .get(tool)
-            .ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
+        let (plugin, _spec) =
+            self.registry.get(tool).ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
         // 2. Input validation: the arguments are a JSON object.
         check_arguments(tool, args)?;
         // 3. Execution on a fresh instance under the tool's budgets.
-        let budgets = self.config.budgets_for(tool);
-        let (result, mut usage) = exec::call(
-            &self.runtime.engine,
-            &plugin.pre,
-            &plugin.name,
-            tool,
-            args,
-            &budgets,
-        );
+        let budgets = self.config.budgets_for(tool).with(&request.budgets);
+        let (result, mut usage) =
+            exec::call(&self.runtime.engine, &plugin.pre, &plugin.name, tool, args, &budgets);
         let output = result?;
         // 4. Output: JSON, as the contract promises.
         check_output(tool, &output)?;
@@ -80,17 +92,11 @@ impl Host {
 }
 
 fn check_arguments(tool: &str, args: &str) -> Result<(), CallError> {
-    let invalid = |reason: String| CallError::InvalidArguments {
-        tool: tool.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| CallError::InvalidArguments { tool: tool.to_owned(), reason };
     let value: serde_json::Value =
         serde_json::from_str(args).map_err(|e| invalid(format!("not JSON: {e}")))?;
     if !value.is_object() {
-        return Err(invalid(format!(
-            "expected a JSON object, got {}",
-            json_kind(&value)
-        )));
+        return Err(invalid(format!("expected a JSON object, got {}", json_kind(&value))));
     }
     Ok(())
 }
@@ -98,10 +104,7 @@ fn check_arguments(tool: &str, args: &str) -> Result<(), CallError> {
 fn check_output(tool: &str, output: &str) -> Result<(), CallError> {
     serde_json::from_str::<serde::de::IgnoredAny>(output)
         .map(|_| ())
-        .map_err(|e| CallError::BadOutput {
-            tool: tool.to_owned(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| CallError::BadOutput { tool: tool.to_owned(), reason: e.to_string() })
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

@@ -65,10 +65,7 @@ impl Plugin {
         path: &Path,
         budgets: &Budgets,
     ) -> Result<Plugin, LoadError> {
-        let fail = |problem| LoadError {
-            path: path.to_owned(),
-            problem,
-        };
+        let fail = |problem| LoadError { path: path.to_owned(), problem };
         let bytes =
             std::fs::read(path).map_err(|e| fail(LoadProblem::Unreadable(e.to_string())))?;
         check_header(&bytes).map_err(fail)?;
@@ -82,21 +79,12 @@ impl Plugin {
             .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
         let pre = ToolPluginPre::new(instance_pre)
             .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
-        let name: Arc<str> = path
-            .file_stem()
-            .map(|s| s.to_string_lossy())
-            .unwrap_or_default()
-            .into();
+        let name: Arc<str> =
+            path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         let infos = exec::describe(&runtime.engine, &pre, &name, budgets)
             .map_err(|e| fail(LoadProblem::Describe(e.to_string())))?;
         let tools = check_tools(infos).map_err(fail)?;
-        Ok(Plugin {
-            path: path.to_owned(),
-            hash: blake3::hash(&bytes),
-            name,
-            pre,
-            tools,
-        })
+        Ok(Plugin { path: path.to_owned(), hash: blake3::hash(&bytes), name, pre, tools })
     }
 }
 
@@ -132,11 +120,7 @@ fn check_imports(runtime: &Runtime, component: &Component) -> Result<(), LoadPro
         if !PROVIDED.iter().any(|provided| compatible(import, provided)) {
             return Err(LoadProblem::UnknownImport {
                 import: import.to_owned(),
-                provided: PROVIDED
-                    .iter()
-                    .map(|p| format!("`{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                provided: PROVIDED.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
             });
         }
     }
@@ -151,17 +135,9 @@ fn check_exports(runtime: &Runtime, component: &Component) -> Result<(), LoadPro
     }
     let found = match exports.as_slice() {
         [] => "nothing".to_owned(),
-        names => names
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        names => names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
     };
-    Err(LoadProblem::WrongWorld {
-        expected: TOOL_EXPORT.to_owned(),
-        found,
-        world: "tool-plugin",
-    })
+    Err(LoadProblem::WrongWorld { expected: TOOL_EXPORT.to_owned(), found, world: "tool-plugin" })
 }
 
 /// Whether `name` (`ns:pkg/iface@version`) can be served by `provided`: the same interface,
@@ -187,19 +163,14 @@ fn compatible(name: &str, provided: &str) -> bool {
 fn check_tools(infos: Vec<bindings::ToolInfo>) -> Result<Vec<ToolSpec>, LoadProblem> {
     let mut tools: Vec<ToolSpec> = Vec::with_capacity(infos.len());
     for info in infos {
-        let bad = |reason: String| LoadProblem::BadToolInfo {
-            tool: info.name.clone(),
-            reason,
-        };
+        let bad = |reason: String| LoadProblem::BadToolInfo { tool: info.name.clone(), reason };
         let name_ok = (1..=64).contains(&info.name.len())
             && info
                 .name
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !name_ok {
-            return Err(bad(
-                "a tool name is 1 to 64 characters of a-z, 0-9, `_` and `-`".into(),
-            ));
+            return Err(bad("a tool name is 1 to 64 characters of a-z, 0-9, `_` and `-`".into()));
         }
         if tools.iter().any(|t| t.name == info.name) {
             return Err(bad("described twice".into()));
@@ -258,10 +229,7 @@ mod tests {
     #[test]
     fn versions_match_as_semver_compatible() {
         assert!(compatible("moat:plugin/log@0.1.3", "moat:plugin/log@0.1.0"));
-        assert!(!compatible(
-            "moat:plugin/log@0.2.0",
-            "moat:plugin/log@0.1.0"
-        ));
+        assert!(!compatible("moat:plugin/log@0.2.0", "moat:plugin/log@0.1.0"));
         assert!(!compatible("moat:plugin/fs@0.1.0", "moat:plugin/log@0.1.0"));
         assert!(compatible("wasi:io/poll@1.2.0", "wasi:io/poll@1.0.0"));
     }
@@ -269,14 +237,8 @@ mod tests {
     #[test]
     fn headers_tell_garbage_from_modules_from_components() {
         assert!(matches!(check_header(b""), Err(LoadProblem::Empty)));
-        assert!(matches!(
-            check_header(b"hello world"),
-            Err(LoadProblem::NotWasm(_))
-        ));
-        assert!(matches!(
-            check_header(b"\0asm\x01\0\0\0"),
-            Err(LoadProblem::CoreModule)
-        ));
+        assert!(matches!(check_header(b"hello world"), Err(LoadProblem::NotWasm(_))));
+        assert!(matches!(check_header(b"\0asm\x01\0\0\0"), Err(LoadProblem::CoreModule)));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
     }
 }

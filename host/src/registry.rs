@@ -73,9 +73,7 @@ impl Registry {
 
     /// Every tool, by name.
     pub fn tools(&self) -> impl Iterator<Item = (&Arc<Plugin>, &ToolSpec)> {
-        self.tools
-            .values()
-            .map(|&(p, t)| (&self.plugins[p], &self.plugins[p].tools[t]))
+        self.tools.values().map(|&(p, t)| (&self.plugins[p], &self.plugins[p].tools[t]))
     }
 
     /// Every loaded plugin, in load order.

@@ -97,11 +97,7 @@ impl std::str::FromStr for Millis {
             "" | "ms" => 1.0,
             "s" => 1000.0,
             "m" | "min" => 60_000.0,
-            _ => {
-                return Err(format!(
-                    "`{text}` has an unknown unit `{unit}` (use ms, s or min)"
-                ))
-            }
+            _ => return Err(format!("`{text}` has an unknown unit `{unit}` (use ms, s or min)")),
         };
         if number < 0.0 || !number.is_finite() {
             return Err(format!("`{text}` is not a positive duration"));
@@ -133,9 +129,8 @@ impl<'de> Deserialize<'de> for Millis {
 
 fn split_number(text: &str) -> (&str, &str) {
     let text = text.trim();
-    let end = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .unwrap_or(text.len());
+    let end =
+        text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(text.len());
     (text[..end].trim(), text[end..].trim())
 }
 

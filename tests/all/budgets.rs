@@ -14,52 +14,31 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let base = Budgets {
-        wall_time: Millis(5_000),
-        ..Budgets::default()
-    };
+    let base = Budgets { wall_time: Millis(5_000), ..Budgets::default() };
     vec![
         Case {
             tool: "spin",
             args: "{}",
-            budgets: Budgets {
-                fuel: 20_000_000,
-                ..base
-            },
+            budgets: Budgets { fuel: 20_000_000, ..base },
             expect: BudgetKind::Fuel,
         },
         Case {
             tool: "spin",
             args: "{}",
-            budgets: Budgets {
-                fuel: u64::MAX / 2,
-                wall_time: Millis(1_000),
-                ..base
-            },
+            budgets: Budgets { fuel: u64::MAX / 2, wall_time: Millis(1_000), ..base },
             expect: BudgetKind::WallTime,
         },
         Case {
             tool: "grow_memory",
             args: "{}",
-            budgets: Budgets {
-                memory: ByteSize::mib(16),
-                ..base
-            },
+            budgets: Budgets { memory: ByteSize::mib(16), ..base },
             expect: BudgetKind::Memory,
         },
-        Case {
-            tool: "recurse",
-            args: "{}",
-            budgets: base,
-            expect: BudgetKind::Stack,
-        },
+        Case { tool: "recurse", args: "{}", budgets: base, expect: BudgetKind::Stack },
         Case {
             tool: "huge_output",
             args: r#"{"bytes": 2000000}"#,
-            budgets: Budgets {
-                output: ByteSize::mib(1),
-                ..base
-            },
+            budgets: Budgets { output: ByteSize::mib(1), ..base },
             expect: BudgetKind::Output,
         },
     ]
@@ -78,10 +57,7 @@ fn every_misbehaving_plugin_is_stopped_by_its_budget_and_the_host_serves_on() {
         assert_eq!(exceeded.budget, case.expect, "{}: {error}", case.tool);
         assert_eq!(exceeded.tool, case.tool);
         let message = error.to_string();
-        assert!(
-            message.contains(&format!("{} budget", case.expect)),
-            "{message}"
-        );
+        assert!(message.contains(&format!("{} budget", case.expect)), "{message}");
         assert!(message.contains("limit"), "{message}");
         let wall_limit = case.budgets.wall_time.duration();
         assert!(
@@ -89,24 +65,13 @@ fn every_misbehaving_plugin_is_stopped_by_its_budget_and_the_host_serves_on() {
             "{}: took {elapsed:?}, wall limit {wall_limit:?}",
             case.tool
         );
-        assert_eq!(
-            host.call("ok", "{}")
-                .expect("the host serves the next call")
-                .output,
-            r#""ok""#
-        );
+        assert_eq!(host.call("ok", "{}").expect("the host serves the next call").output, r#""ok""#);
     }
 }
 
 #[test]
 fn the_fuel_error_names_the_limit_and_the_usage() {
-    let host = host_over(
-        &[built("tests")],
-        Budgets {
-            fuel: 5_000_000,
-            ..Budgets::default()
-        },
-    );
+    let host = host_over(&[built("tests")], Budgets { fuel: 5_000_000, ..Budgets::default() });
     let error = host.call("spin", "{}").unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -116,39 +81,23 @@ fn the_fuel_error_names_the_limit_and_the_usage() {
 
 #[test]
 fn the_memory_error_names_the_limit_and_what_was_asked_for() {
-    let host = host_over(
-        &[built("tests")],
-        Budgets {
-            memory: ByteSize::mib(8),
-            ..Budgets::default()
-        },
-    );
-    let exceeded = host
-        .call("grow_memory", "{}")
-        .unwrap_err()
-        .budget()
-        .cloned()
-        .expect("a budget error");
+    let host =
+        host_over(&[built("tests")], Budgets { memory: ByteSize::mib(8), ..Budgets::default() });
+    let exceeded =
+        host.call("grow_memory", "{}").unwrap_err().budget().cloned().expect("a budget error");
     assert_eq!(exceeded.limit, 8 << 20);
     assert!(exceeded.used > exceeded.limit, "{exceeded}");
 }
 
 #[test]
 fn the_wall_clock_stops_a_loop_soon_after_its_limit() {
-    let budgets = Budgets {
-        fuel: u64::MAX / 2,
-        wall_time: Millis(300),
-        ..Budgets::default()
-    };
+    let budgets = Budgets { fuel: u64::MAX / 2, wall_time: Millis(300), ..Budgets::default() };
     let host = host_over(&[built("tests")], budgets);
     let error = host.call("spin", "{}").unwrap_err();
     let exceeded = error.budget().expect("a budget error");
     assert_eq!(exceeded.budget, BudgetKind::WallTime);
     assert!(exceeded.used >= 300, "stopped before its limit: {error}");
-    assert!(
-        Duration::from_millis(exceeded.used) < Duration::from_millis(600),
-        "{error}"
-    );
+    assert!(Duration::from_millis(exceeded.used) < Duration::from_millis(600), "{error}");
 }
 
 #[test]
@@ -166,18 +115,9 @@ fn a_panic_is_a_trap_that_quotes_the_panic_message() {
 
 #[test]
 fn output_within_its_budget_is_returned_whole() {
-    let host = host_over(
-        &[built("tests")],
-        Budgets {
-            output: ByteSize::kib(64),
-            ..Budgets::default()
-        },
-    );
+    let host =
+        host_over(&[built("tests")], Budgets { output: ByteSize::kib(64), ..Budgets::default() });
     let response = host.call("huge_output", r#"{"bytes": 60000}"#).unwrap();
-    assert_eq!(
-        response.output.len(),
-        60_002,
-        "60000 bytes plus the JSON quotes"
-    );
+    assert_eq!(response.output.len(), 60_002, "60000 bytes plus the JSON quotes");
     assert_eq!(response.usage.output_bytes, 60_002);
 }

@@ -27,10 +27,7 @@ fn tools_lists_each_tool_with_effects_and_schema() {
     let out = moat(&["tools"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("echo  Returns the text it is given, unchanged."),
-        "{stdout}"
-    );
+    assert!(stdout.contains("echo  Returns the text it is given, unchanged."), "{stdout}");
     assert!(stdout.contains("effects: none (read-only)"), "{stdout}");
     assert!(stdout.contains(r#""required":["text"]"#), "{stdout}");
 }
@@ -39,11 +36,7 @@ fn tools_lists_each_tool_with_effects_and_schema() {
 fn tools_json_is_machine_readable() {
     let out = moat(&["tools", "--json"]);
     let tools: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert!(tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["name"] == "csv_stats"));
+    assert!(tools.as_array().unwrap().iter().any(|t| t["name"] == "csv_stats"));
 }
 
 #[test]
@@ -128,4 +121,29 @@ fn componentize_refuses_a_file_that_is_not_a_core_module() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("junk.wasm"));
+}
+
+#[test]
+fn batch_runs_every_call_on_one_host_and_reports_each_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let session = dir.path().join("session.jsonl");
+    std::fs::write(
+        &session,
+        concat!(
+            "# a comment\n",
+            "{\"tool\": \"spin\", \"budgets\": {\"fuel\": 1000000}}\n",
+            "{\"tool\": \"echo\", \"args\": {\"text\": \"after\"}}\n",
+            "{\"tool\": \"echo\", \"arguments\": {}}\n",
+        ),
+    )
+    .unwrap();
+    let out = moat(&["batch", session.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("refused: tool `spin` exceeded its fuel budget: limit 1000000"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  \"after\"\n"), "{stdout}");
+    assert!(stdout.contains("line 4: not a call: unknown field `arguments`"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "a malformed line makes the batch fail at the end");
 }

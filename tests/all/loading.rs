@@ -14,12 +14,7 @@ fn load_beside_echo(bytes: &[u8]) -> Vec<LoadError> {
     let mut config = Config::default();
     config.plugins.tools = vec![dir.path().to_owned()];
     let (host, errors) = Host::new(config).unwrap();
-    assert_eq!(
-        host.call("echo", r#"{"text": "still here"}"#)
-            .unwrap()
-            .output,
-        r#""still here""#
-    );
+    assert_eq!(host.call("echo", r#"{"text": "still here"}"#).unwrap().output, r#""still here""#);
     errors
 }
 
@@ -61,10 +56,7 @@ fn garbage_bytes_are_refused() {
 #[test]
 fn a_core_module_is_refused_with_how_to_make_it_a_component() {
     let message = refusal(&wat("(module (func (export \"call\")))"));
-    assert!(
-        message.contains("a core WebAssembly module, not a component"),
-        "{message}"
-    );
+    assert!(message.contains("a core WebAssembly module, not a component"), "{message}");
     assert!(message.contains("moat componentize"), "{message}");
 }
 
@@ -96,10 +88,7 @@ fn a_component_importing_what_the_host_lacks_is_refused_naming_the_import() {
         message.contains("imports `acme:net/socket@1.0.0`, which this host does not provide"),
         "{message}"
     );
-    assert!(
-        message.contains("`moat:plugin/log@0.1.0`"),
-        "lists what is provided: {message}"
-    );
+    assert!(message.contains("`moat:plugin/log@0.1.0`"), "lists what is provided: {message}");
 }
 
 #[test]
@@ -110,10 +99,7 @@ fn a_tool_export_of_the_wrong_shape_is_refused() {
             (func $describe (canon lift (core func $i "describe")))
             (instance $tool (export "describe" (func $describe)))
             (export "moat:plugin/tool@0.1.0" (instance $tool)))"#));
-    assert!(
-        message.contains("does not fit the tool-plugin world"),
-        "{message}"
-    );
+    assert!(message.contains("does not fit the tool-plugin world"), "{message}");
 }
 
 #[test]
@@ -138,9 +124,6 @@ fn a_tool_name_offered_twice_keeps_the_first_and_refuses_the_second() {
     assert!(host.call("echo", r#"{"text":"x"}"#).is_ok());
     assert_eq!(errors.len(), 1);
     let message = errors[0].to_string();
-    assert!(
-        message.contains("b.wasm: offers tool `echo`, which"),
-        "{message}"
-    );
+    assert!(message.contains("b.wasm: offers tool `echo`, which"), "{message}");
     assert!(message.contains("a.wasm already offers"), "{message}");
 }

@@ -53,40 +53,21 @@ fn arguments_that_are_not_a_json_object_are_refused_before_the_tool_runs() {
 #[test]
 fn an_unknown_tool_is_refused_by_name() {
     let error = host().call("rm_rf", "{}").unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "no tool `rm_rf` is loaded (see `moat tools`)"
-    );
+    assert_eq!(error.to_string(), "no tool `rm_rf` is loaded (see `moat tools`)");
 }
 
 #[test]
 fn tools_describe_themselves_with_a_schema_from_their_argument_type() {
     let host = host();
-    let echo = host
-        .tools()
-        .find(|t| t.name == "echo")
-        .expect("echo is loaded");
+    let echo = host.tools().find(|t| t.name == "echo").expect("echo is loaded");
     assert_eq!(echo.input_schema["type"], "object");
     assert_eq!(echo.input_schema["required"], json!(["text"]));
-    assert_eq!(
-        echo.input_schema["properties"]["text"]["description"],
-        "The text to send back."
-    );
+    assert_eq!(echo.input_schema["properties"]["text"]["description"], "The text to send back.");
     assert_eq!(echo.effects, Vec::<Effect>::new());
     let names: Vec<_> = host.tools().map(|t| t.name.clone()).collect();
-    for expected in [
-        "csv_stats",
-        "echo",
-        "spin",
-        "grow_memory",
-        "recurse",
-        "huge_output",
-        "panic",
-        "ok",
-    ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
-        );
+    for expected in
+        ["csv_stats", "echo", "spin", "grow_memory", "recurse", "huge_output", "panic", "ok"]
+    {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }

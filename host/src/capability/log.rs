@@ -24,13 +24,7 @@ pub struct CallLog {
 
 impl CallLog {
     pub(crate) fn new(plugin: Arc<str>, tool: &str) -> CallLog {
-        CallLog {
-            plugin,
-            tool: tool.to_owned(),
-            written: 0,
-            dropped: 0,
-            last_problem: None,
-        }
+        CallLog { plugin, tool: tool.to_owned(), written: 0, dropped: 0, last_problem: None }
     }
 
     pub(crate) fn last_problem(&self) -> Option<&str> {
@@ -64,7 +58,8 @@ impl CallLog {
             Level::Error => tracing::error!(target: "moat::plugin", plugin, tool, "{message}"),
         }
         if matches!(level, Level::Warn | Level::Error) {
-            self.last_problem = Some(message);
+            // Quoted inside one-line error messages.
+            self.last_problem = Some(message.split_whitespace().collect::<Vec<_>>().join(" "));
         }
     }
 }
