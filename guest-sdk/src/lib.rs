@@ -55,6 +55,17 @@ pub use bindings::moat::plugin::types::ToolError;
 #[doc(hidden)]
 pub use bindings::moat::plugin::types::ToolInfo;
 
+/// Files in directories granted to the tool: `fs::open("data")?.read("notes.txt")`.
+pub use bindings::moat::plugin::fs;
+/// Outbound HTTP to allow-listed origins: `http::send(&http::Request { .. })`.
+pub use bindings::moat::plugin::http;
+/// The tool's persistent key-value namespace.
+pub use bindings::moat::plugin::kv;
+/// Secrets granted to the tool; never echo them (the host redacts them if you do).
+pub use bindings::moat::plugin::secrets;
+/// SQLite databases granted to the tool: `sql::open("shop")?.execute("DELETE ...", &[])`.
+pub use bindings::moat::plugin::sql;
+
 /// Messages into the host's log, tagged with the plugin and the call.
 pub mod log {
     use crate::bindings::moat::plugin::log::{log, Level};

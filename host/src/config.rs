@@ -4,13 +4,15 @@
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
 use crate::budget::{BudgetOverrides, Budgets};
+use crate::capability::secrets::SecretSource;
+use crate::capability::{resolve, Grants};
 use crate::error::ConfigError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -21,6 +23,28 @@ pub struct Config {
     /// Settings of single tools, by tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolConfig>,
+    /// Where moat keeps its own state (the kv store); relative to this file.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Secret sources, by name; tools are granted them by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            plugins: PluginDirs::default(),
+            budgets: Budgets::default(),
+            tools: BTreeMap::new(),
+            state_dir: default_state_dir(),
+            secrets: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(".moat")
 }
 
 /// Directories scanned for components (`*.wasm`), in order.
@@ -48,6 +72,9 @@ pub struct ToolConfig {
     /// Replaces fields of the default budgets for this tool.
     #[serde(default)]
     pub budgets: BudgetOverrides,
+    /// Capabilities granted to this tool; nothing by default.
+    #[serde(default)]
+    pub grants: Grants,
 }
 
 impl Config {
@@ -60,9 +87,16 @@ impl Config {
         })?;
         let base = origin.parent().unwrap_or(Path::new(""));
         for dir in &mut config.plugins.tools {
-            if dir.is_relative() {
-                *dir = base.join(&*dir);
+            *dir = resolve(base, dir);
+        }
+        config.state_dir = resolve(base, &config.state_dir);
+        for source in config.secrets.values_mut() {
+            if let Some(file) = &mut source.file {
+                *file = resolve(base, file);
             }
+        }
+        for tool in config.tools.values_mut() {
+            tool.grants.resolve_paths(base);
         }
         Ok(config)
     }

@@ -98,6 +98,12 @@ pub enum CallError {
     Tool { tool: String, kind: ToolErrorKind, message: String },
     #[error("tool `{tool}` returned output that is not JSON: {reason}")]
     BadOutput { tool: String, reason: String },
+    /// A check after the call refused its result; its effects were rolled back.
+    #[error("tool `{tool}` was refused after the call: {reason}; its effects were rolled back")]
+    Denied { tool: String, reason: String },
+    /// The call failed and undoing its effects failed too: the problems say what is left.
+    #[error("{cause}; and undoing its effects failed: {problems}")]
+    RollbackFailed { cause: Box<CallError>, problems: String },
     /// The host could not set up the call (not the plugin's fault).
     #[error("cannot run tool `{tool}`: {reason}")]
     Host { tool: String, reason: String },

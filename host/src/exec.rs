@@ -5,25 +5,28 @@ use crate::bindings::ToolError;
 use crate::bindings::{ToolInfo, ToolPluginPre};
 use crate::budget::{BudgetKind, Budgets, Limiter, Usage};
 use crate::capability::log::CallLog;
+use crate::capability::{CallCaps, Shared, MAX_HANDLES};
 use crate::engine::{self, MAX_WASM_STACK};
 use crate::error::{one_line, BudgetExceeded, CallError, ToolErrorKind};
 use std::sync::Arc;
 use std::time::Instant;
-use wasmtime::component::Linker;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
 
-/// The engine and the linker with every host interface: built once per host.
+/// The engine, the linker with every host interface, and the state capabilities share
+/// across calls: built once per host.
 pub(crate) struct Runtime {
     pub engine: Engine,
     pub linker: Linker<CallState>,
+    pub shared: Arc<Shared>,
 }
 
 impl Runtime {
-    pub fn new() -> wasmtime::Result<Runtime> {
+    pub fn new(shared: Shared) -> wasmtime::Result<Runtime> {
         let engine = engine::new_engine()?;
         let mut linker = Linker::new(&engine);
         crate::capability::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker })
+        Ok(Runtime { engine, linker, shared: Arc::new(shared) })
     }
 }
 
@@ -31,17 +34,23 @@ impl Runtime {
 pub(crate) struct CallState {
     pub limiter: Limiter,
     pub log: CallLog,
+    /// Handles (resources) the guest holds, with a capacity limit.
+    pub table: ResourceTable,
+    /// What the call may do and what it has staged.
+    pub caps: CallCaps,
 }
 
-/// A store for one call of `tool` from `plugin`, with the budgets armed.
+/// A store for one call from `plugin`, with the budgets armed.
 fn new_store(
     engine: &Engine,
     budgets: &Budgets,
     plugin: &Arc<str>,
-    tool: &str,
+    caps: CallCaps,
 ) -> Store<CallState> {
-    let state =
-        CallState { limiter: Limiter::new(budgets), log: CallLog::new(plugin.clone(), tool) };
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES);
+    let log = CallLog::new(plugin.clone(), &caps.tool);
+    let state = CallState { limiter: Limiter::new(budgets), log, table, caps };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     // Fuel metering is on for the engine, so setting fuel cannot fail.
@@ -51,17 +60,21 @@ fn new_store(
     store
 }
 
-/// Runs `tool` with `args` (JSON text) on a fresh instance and reports what it consumed.
+/// Runs `tool` with `args` (JSON text) on a fresh instance and reports what it consumed. The
+/// call's capability state comes back with its staged effects, for the pipeline to commit
+/// or roll back.
 pub(crate) fn call(
     engine: &Engine,
     pre: &ToolPluginPre<CallState>,
     plugin: &Arc<str>,
-    tool: &str,
+    caps: CallCaps,
     args: &str,
     budgets: &Budgets,
-) -> (Result<String, CallError>, Usage) {
+) -> (Result<String, CallError>, Usage, CallCaps) {
     let started = Instant::now();
-    let mut store = new_store(engine, budgets, plugin, tool);
+    let tool = caps.tool.clone();
+    let tool = tool.as_str();
+    let mut store = new_store(engine, budgets, plugin, caps);
     let returned = pre
         .instantiate(&mut store)
         .and_then(|instance| instance.moat_plugin_tool().call_call(&mut store, tool, args));
@@ -71,7 +84,7 @@ pub(crate) fn call(
         Ok(Err(error)) => Err(tool_error(tool, error)),
         Err(error) => Err(classify(tool, &error, &store, budgets, &usage)),
     };
-    (result, usage)
+    (result, usage, store.into_data().caps)
 }
 
 /// Calls `describe()` on a fresh instance under `budgets`.
@@ -80,9 +93,10 @@ pub(crate) fn describe(
     pre: &ToolPluginPre<CallState>,
     plugin: &Arc<str>,
     budgets: &Budgets,
+    caps: CallCaps,
 ) -> Result<Vec<ToolInfo>, CallError> {
     let started = Instant::now();
-    let mut store = new_store(engine, budgets, plugin, "describe");
+    let mut store = new_store(engine, budgets, plugin, caps);
     let returned = pre
         .instantiate(&mut store)
         .and_then(|instance| instance.moat_plugin_tool().call_describe(&mut store));

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod capability;
 pub mod componentize;
 pub mod config;
+pub mod effect;
 mod engine;
 pub mod error;
 mod exec;
@@ -20,6 +21,7 @@ pub mod units;
 
 pub use budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
 pub use config::Config;
+pub use effect::{Effect, Gate, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
 pub use pipeline::{CallRequest, CallResponse, Host};
-pub use plugin::{Effect, Stakes, ToolSpec};
+pub use plugin::{EffectKind, Stakes, ToolSpec};

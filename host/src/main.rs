@@ -43,6 +43,9 @@ enum Command {
         /// Arguments, a JSON object
         #[arg(long, default_value = "{}")]
         args: String,
+        /// The task the call belongs to (per-task limits add up over a task's calls)
+        #[arg(long)]
+        task: Option<String>,
         /// Override the fuel budget of this call
         #[arg(long)]
         fuel: Option<u64>,
@@ -58,8 +61,8 @@ enum Command {
     },
     /// Run calls from a JSON Lines file on one host, printing each outcome
     ///
-    /// Each line: {"tool": NAME, "args": {...}, "budgets": {"fuel": N, ...}}; `args` and
-    /// `budgets` are optional; lines starting with `#` are comments.
+    /// Each line: {"tool": NAME, "args": {...}, "budgets": {"fuel": N, ...}, "task": ID};
+    /// all but `tool` optional (the batch is one task by default); `#` starts a comment.
     Batch {
         /// The file, or `-` for standard input
         file: PathBuf,
@@ -108,10 +111,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_tools(&host, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Call { tool, args, fuel, memory, wall_time, output } => {
+        Command::Call { tool, args, task, fuel, memory, wall_time, output } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             let budgets = BudgetOverrides { fuel, memory, wall_time, output, table_elements: None };
-            Ok(call(&host, &CallRequest { tool, args, budgets }))
+            Ok(call(&host, &CallRequest { tool, args, task, budgets }))
         }
         Command::Batch { file } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
@@ -204,6 +207,8 @@ struct BatchLine {
     args: serde_json::Value,
     #[serde(default)]
     budgets: BudgetOverrides,
+    /// Default: the whole batch is one task.
+    task: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -233,8 +238,12 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
                 continue;
             }
         };
-        let request =
-            CallRequest { tool: entry.tool, args: entry.args.to_string(), budgets: entry.budgets };
+        let request = CallRequest {
+            tool: entry.tool,
+            args: entry.args.to_string(),
+            task: Some(entry.task.unwrap_or_else(|| "batch".to_owned())),
+            budgets: entry.budgets,
+        };
         println!("→ {} {}", request.tool, request.args);
         match host.run(&request) {
             Ok(response) => {

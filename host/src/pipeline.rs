@@ -1,17 +1,26 @@
-//! The call pipeline: every call goes through [`Host::call`], top to bottom.
+//! The call pipeline: every call goes through [`Host::run`], top to bottom.
 
 use crate::budget::{BudgetOverrides, Usage};
+use crate::capability::kv::KvStore;
+use crate::capability::secrets::{Revealed, SecretStore};
+use crate::capability::{CallCaps, Grants, Shared};
 use crate::config::Config;
+use crate::effect::{AllowAll, Effect, Gate, Verdict};
 use crate::error::{CallError, LoadError};
 use crate::exec::{self, Runtime};
 use crate::plugin::ToolSpec;
 use crate::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// A running moat: the engine, the configuration and the loaded plugins.
 pub struct Host {
     runtime: Runtime,
     config: Config,
     registry: Registry,
+    /// Each configured tool's grants, shared by its calls.
+    grants: HashMap<String, Arc<Grants>>,
 }
 
 /// One call as a caller makes it.
@@ -20,6 +29,9 @@ pub struct CallRequest {
     pub tool: String,
     /// A JSON object, as text.
     pub args: String,
+    /// The task the call belongs to: per-task limits add up over its calls. Without one,
+    /// the call is a task of its own.
+    pub task: Option<String>,
     /// Replaces budgets of this call only. The embedder decides who may set these: an agent
     /// must never be able to raise its own limits.
     pub budgets: BudgetOverrides,
@@ -27,28 +39,46 @@ pub struct CallRequest {
 
 impl CallRequest {
     pub fn new(tool: &str, args: &str) -> CallRequest {
-        CallRequest {
-            tool: tool.to_owned(),
-            args: args.to_owned(),
-            budgets: BudgetOverrides::default(),
-        }
+        CallRequest { tool: tool.to_owned(), args: args.to_owned(), ..CallRequest::default() }
     }
 }
 
-/// A successful call: the tool's output (JSON text) and what the call consumed.
+/// A successful call: the tool's output (JSON text), what the call consumed, and the
+/// effects it had (now committed).
 #[derive(Clone, Debug)]
 pub struct CallResponse {
     pub output: String,
     pub usage: Usage,
+    pub effects: Vec<Effect>,
 }
 
 impl Host {
-    /// Starts a host: builds the engine and loads the tool directories of `config`. Files
-    /// that cannot be loaded are returned beside the host; their tools are not offered.
+    /// Starts a host without a gate: every effect and result is allowed past the built-in
+    /// checks. See [`Host::with_gate`].
     pub fn new(config: Config) -> wasmtime::Result<(Host, Vec<LoadError>)> {
-        let runtime = Runtime::new()?;
+        Host::with_gate(config, Arc::new(AllowAll))
+    }
+
+    /// Starts a host whose effects and results are checked by `gate`: builds the engine and
+    /// loads the tool directories of `config`. Files that cannot be loaded are returned
+    /// beside the host; their tools are not offered.
+    pub fn with_gate(
+        config: Config,
+        gate: Arc<dyn Gate>,
+    ) -> wasmtime::Result<(Host, Vec<LoadError>)> {
+        let shared = Shared::new(
+            SecretStore::new(config.secrets.clone()),
+            KvStore::new(config.state_dir.join("kv.sqlite")),
+            gate,
+        );
+        let runtime = Runtime::new(shared)?;
         let (registry, errors) = Registry::load(&runtime, &config.plugins.tools, &config.budgets);
-        Ok((Host { runtime, config, registry }, errors))
+        let grants = config
+            .tools
+            .iter()
+            .map(|(name, tool)| (name.clone(), Arc::new(tool.grants.clone())))
+            .collect();
+        Ok((Host { runtime, config, registry, grants }, errors))
     }
 
     /// Every tool offered, by name.
@@ -79,15 +109,54 @@ impl Host {
             self.registry.get(tool).ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
         // 2. Input validation: the arguments are a JSON object.
         check_arguments(tool, args)?;
-        // 3. Execution on a fresh instance under the tool's budgets.
+        // 3. Execution on a fresh instance under the tool's budgets. Every effect is checked
+        //    by the gate as it happens and staged, not yet final.
         let budgets = self.config.budgets_for(tool).with(&request.budgets);
-        let (result, mut usage) =
-            exec::call(&self.runtime.engine, &plugin.pre, &plugin.name, tool, args, &budgets);
-        let output = result?;
-        // 4. Output: JSON, as the contract promises.
-        check_output(tool, &output)?;
+        let deadline = Instant::now() + budgets.wall_time.duration();
+        let grants = self.grants.get(tool).cloned().unwrap_or_default();
+        let caps = CallCaps::new(
+            tool,
+            request.task.as_deref(),
+            grants,
+            self.runtime.shared.clone(),
+            deadline,
+        );
+        let engine = &self.runtime.engine;
+        let (result, mut usage, mut caps) =
+            exec::call(engine, &plugin.pre, &plugin.name, caps, args, &budgets);
+        // 4. Output: JSON, as the contract promises, with revealed secrets redacted.
+        let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
+            Ok(output) => output,
+            Err(error) => {
+                let error = redact(error, &caps.secrets);
+                return Err(roll_back(&mut caps, error));
+            }
+        };
+        // 5. Post-call check: a "no" now still undoes every staged effect.
+        if let Verdict::Deny(reason) = self.runtime.shared.gate.check_result(tool, &output) {
+            return Err(roll_back(&mut caps, CallError::Denied { tool: tool.to_owned(), reason }));
+        }
+        // 6. Commit.
+        if let Err(reason) = caps.commit() {
+            let error = CallError::Host {
+                tool: tool.to_owned(),
+                reason: format!("commit failed: {reason}"),
+            };
+            return Err(roll_back(&mut caps, error));
+        }
         usage.output_bytes = output.len() as u64;
-        Ok(CallResponse { output, usage })
+        Ok(CallResponse { output, usage, effects: std::mem::take(&mut caps.effects) })
+    }
+}
+
+/// Undoes the call's staged effects and returns `cause`, or says what could not be undone.
+fn roll_back(caps: &mut CallCaps, cause: CallError) -> CallError {
+    match caps.rollback() {
+        Ok(()) => cause,
+        Err(problems) => {
+            tracing::error!(tool = %caps.tool, %problems, "rollback incomplete");
+            CallError::RollbackFailed { cause: Box::new(cause), problems }
+        }
     }
 }
 
@@ -101,10 +170,29 @@ fn check_arguments(tool: &str, args: &str) -> Result<(), CallError> {
     Ok(())
 }
 
-fn check_output(tool: &str, output: &str) -> Result<(), CallError> {
-    serde_json::from_str::<serde::de::IgnoredAny>(output)
-        .map(|_| ())
-        .map_err(|e| CallError::BadOutput { tool: tool.to_owned(), reason: e.to_string() })
+fn check_output(tool: &str, secrets: &Revealed, output: String) -> Result<String, CallError> {
+    serde_json::from_str::<serde::de::IgnoredAny>(&output)
+        .map_err(|e| CallError::BadOutput { tool: tool.to_owned(), reason: e.to_string() })?;
+    Ok(if secrets.is_empty() { output } else { secrets.redact(&output) })
+}
+
+/// Removes revealed secret values from the parts of an error a tool controls.
+fn redact(error: CallError, secrets: &Revealed) -> CallError {
+    if secrets.is_empty() {
+        return error;
+    }
+    match error {
+        CallError::Tool { tool, kind, message } => {
+            CallError::Tool { tool, kind, message: secrets.redact(&message) }
+        }
+        CallError::Trapped { tool, reason } => {
+            CallError::Trapped { tool, reason: secrets.redact(&reason) }
+        }
+        CallError::BadOutput { tool, reason } => {
+            CallError::BadOutput { tool, reason: secrets.redact(&reason) }
+        }
+        other => other,
+    }
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {

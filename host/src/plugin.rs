@@ -3,7 +3,7 @@
 
 use crate::bindings::{self, ToolPluginPre};
 use crate::budget::Budgets;
-use crate::capability::PROVIDED;
+use crate::capability::{CallCaps, PROVIDED};
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::exec::{self, CallState, Runtime};
 use serde::Serialize;
@@ -17,7 +17,7 @@ pub const TOOL_EXPORT: &str = "moat:plugin/tool@0.1.0";
 /// A kind of effect a tool declares (`effect-kind` in WIT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Effect {
+pub enum EffectKind {
     Read,
     Write,
     Delete,
@@ -42,7 +42,7 @@ pub struct ToolSpec {
     /// JSON Schema of the arguments object.
     pub input_schema: serde_json::Value,
     pub output_schema: Option<serde_json::Value>,
-    pub effects: Vec<Effect>,
+    pub effects: Vec<EffectKind>,
     /// The tool's own claim; `None` means derived from the effects.
     pub stakes: Option<Stakes>,
     pub version: String,
@@ -81,7 +81,11 @@ impl Plugin {
             .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
         let name: Arc<str> =
             path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
-        let infos = exec::describe(&runtime.engine, &pre, &name, budgets)
+        // Nothing is granted to describe(): it must be pure.
+        let deadline = std::time::Instant::now() + budgets.wall_time.duration();
+        let caps =
+            CallCaps::new("describe", None, Arc::default(), runtime.shared.clone(), deadline);
+        let infos = exec::describe(&runtime.engine, &pre, &name, budgets, caps)
             .map_err(|e| fail(LoadProblem::Describe(e.to_string())))?;
         let tools = check_tools(infos).map_err(fail)?;
         Ok(Plugin { path: path.to_owned(), hash: blake3::hash(&bytes), name, pre, tools })
@@ -203,14 +207,14 @@ fn check_tools(infos: Vec<bindings::ToolInfo>) -> Result<Vec<ToolSpec>, LoadProb
     Ok(tools)
 }
 
-fn effect(kind: bindings::EffectKind) -> Effect {
+fn effect(kind: bindings::EffectKind) -> EffectKind {
     use bindings::EffectKind as K;
     match kind {
-        K::Read => Effect::Read,
-        K::Write => Effect::Write,
-        K::Delete => Effect::Delete,
-        K::Network => Effect::Network,
-        K::Send => Effect::Send,
+        K::Read => EffectKind::Read,
+        K::Write => EffectKind::Write,
+        K::Delete => EffectKind::Delete,
+        K::Network => EffectKind::Network,
+        K::Send => EffectKind::Send,
     }
 }
 

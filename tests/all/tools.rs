@@ -1,7 +1,7 @@
 //! The example tools do their work, and bad arguments are refused before anything runs.
 
 use crate::support::host;
-use moat::{CallError, Effect};
+use moat::{CallError, EffectKind};
 use serde_json::{json, Value};
 
 #[test]
@@ -63,7 +63,7 @@ fn tools_describe_themselves_with_a_schema_from_their_argument_type() {
     assert_eq!(echo.input_schema["type"], "object");
     assert_eq!(echo.input_schema["required"], json!(["text"]));
     assert_eq!(echo.input_schema["properties"]["text"]["description"], "The text to send back.");
-    assert_eq!(echo.effects, Vec::<Effect>::new());
+    assert_eq!(echo.effects, Vec::<EffectKind>::new());
     let names: Vec<_> = host.tools().map(|t| t.name.clone()).collect();
     for expected in
         ["csv_stats", "echo", "spin", "grow_memory", "recurse", "huge_output", "panic", "ok"]

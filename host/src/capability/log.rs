@@ -65,8 +65,11 @@ impl CallLog {
 }
 
 impl Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let message =
+            if self.caps.secrets.is_empty() { message } else { self.caps.secrets.redact(&message) };
         self.log.record(level, message);
+        Ok(())
     }
 }
 

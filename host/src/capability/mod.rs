@@ -1,17 +1,238 @@
-//! Host interfaces offered to plugins, one file per capability. Each owns its limits and its
-//! host trait impl; the linker gets them all in [`add_to_linker`].
+//! Host interfaces offered to plugins, one file per capability. Each file owns its grant
+//! type (a `moat.toml` table), its limits, its per-call state and its host trait impl.
+//!
+//! Nothing is granted by default. [`Grants`] is the one place where configuration becomes
+//! authority; [`CallCaps`] is what one call may do and what it has done so far: the effects
+//! it staged, to be committed or rolled back by the pipeline.
 
+pub mod fs;
+pub mod http;
+pub mod kv;
 pub mod log;
+pub mod secrets;
+pub mod sql;
 
+use crate::effect::{Effect, Gate, Verdict};
 use crate::exec::CallState;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use wasmtime::component::{HasSelf, Linker};
 
 /// The WIT interfaces this host provides, as `namespace:package/interface@version`.
-pub const PROVIDED: &[&str] = &["moat:plugin/types@0.1.0", "moat:plugin/log@0.1.0"];
+pub const PROVIDED: &[&str] = &[
+    "moat:plugin/types@0.1.0",
+    "moat:plugin/log@0.1.0",
+    "moat:plugin/fs@0.1.0",
+    "moat:plugin/sql@0.1.0",
+    "moat:plugin/http@0.1.0",
+    "moat:plugin/kv@0.1.0",
+    "moat:plugin/secrets@0.1.0",
+];
+
+/// Handles one call may hold at once (open directories, connections).
+pub const MAX_HANDLES: usize = 64;
 
 /// Adds every provided interface to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     crate::bindings::ToolPlugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| {
         state
     })
+}
+
+/// What one tool is granted, from `[tools.NAME.grants]`. Nothing by default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Directory or file grants, by the name the tool opens them with.
+    #[serde(default)]
+    pub fs: BTreeMap<String, fs::FsGrant>,
+    /// SQLite databases, by the name the tool opens them with.
+    #[serde(default)]
+    pub sql: BTreeMap<String, sql::SqlGrant>,
+    /// Outbound HTTP.
+    pub http: Option<http::HttpGrant>,
+    /// The tool's key-value namespace.
+    pub kv: Option<kv::KvGrant>,
+    /// Names of secrets (from the top-level `[secrets]` table) the tool may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+impl Grants {
+    /// Resolves relative paths against `base` (the config file's directory).
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
+        for grant in self.fs.values_mut() {
+            grant.path = resolve(base, &grant.path);
+        }
+        for grant in self.sql.values_mut() {
+            grant.path = resolve(base, &grant.path);
+        }
+    }
+}
+
+pub(crate) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_relative() {
+        base.join(path)
+    } else {
+        path.to_owned()
+    }
+}
+
+/// State shared by all calls of a host: secret sources, the key-value store, what each
+/// task has consumed, and the gate.
+pub(crate) struct Shared {
+    pub secrets: secrets::SecretStore,
+    pub kv: kv::KvStore,
+    pub gate: Arc<dyn Gate>,
+    /// Committed totals per (task, meter key): bytes written, files deleted, rows changed.
+    tasks: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl Shared {
+    pub fn new(secrets: secrets::SecretStore, kv: kv::KvStore, gate: Arc<dyn Gate>) -> Shared {
+        Shared { secrets, kv, gate, tasks: Mutex::new(HashMap::new()) }
+    }
+
+    fn task_total(&self, task: &str, key: &str) -> u64 {
+        let tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tasks.get(&(task.to_owned(), key.to_owned())).copied().unwrap_or(0)
+    }
+
+    fn add_to_task(&self, task: &str, counts: &HashMap<String, u64>) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (key, amount) in counts {
+            *tasks.entry((task.to_owned(), key.clone())).or_insert(0) += amount;
+        }
+    }
+}
+
+/// A magnitude limit that would be exceeded, with the numbers for the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Over {
+    /// `"per call"` or `"per task"`.
+    pub scope: &'static str,
+    pub limit: u64,
+    /// Already used in that scope, before this operation.
+    pub used: u64,
+}
+
+/// What one call may do, and what it has staged so far.
+pub(crate) struct CallCaps {
+    pub tool: String,
+    /// Task totals are kept under this id; a call without one is a task of its own.
+    pub task: String,
+    pub grants: Arc<Grants>,
+    pub shared: Arc<Shared>,
+    /// When the call's wall-time budget ends; blocking host work must finish by then.
+    pub deadline: Instant,
+    /// This call's counts per meter key, added to the task's on commit.
+    counts: HashMap<String, u64>,
+    /// The effects that happened (staged), in order.
+    pub effects: Vec<Effect>,
+    pub fs: fs::FsCall,
+    pub sql: sql::SqlCall,
+    pub kv: kv::KvCall,
+    pub http: http::HttpCall,
+    pub secrets: secrets::Revealed,
+}
+
+impl CallCaps {
+    pub fn new(
+        tool: &str,
+        task: Option<&str>,
+        grants: Arc<Grants>,
+        shared: Arc<Shared>,
+        deadline: Instant,
+    ) -> CallCaps {
+        static NEXT_TASK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let task = match task {
+            Some(task) => task.to_owned(),
+            None => {
+                let n = NEXT_TASK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("call-{}-{n}", std::process::id())
+            }
+        };
+        CallCaps {
+            tool: tool.to_owned(),
+            task,
+            grants,
+            shared,
+            deadline,
+            counts: HashMap::new(),
+            effects: Vec::new(),
+            fs: fs::FsCall::default(),
+            sql: sql::SqlCall::default(),
+            kv: kv::KvCall::default(),
+            http: http::HttpCall::default(),
+            secrets: secrets::Revealed::default(),
+        }
+    }
+
+    /// Charges `amount` to the meter `key` if it stays within `per_call` and `per_task`;
+    /// otherwise changes nothing and says which limit.
+    pub fn charge(
+        &mut self,
+        key: &str,
+        amount: u64,
+        per_call: u64,
+        per_task: u64,
+    ) -> Result<(), Over> {
+        let call_used = self.counts.get(key).copied().unwrap_or(0);
+        if call_used.saturating_add(amount) > per_call {
+            return Err(Over { scope: "per call", limit: per_call, used: call_used });
+        }
+        let task_used = self.shared.task_total(&self.task, key).saturating_add(call_used);
+        if task_used.saturating_add(amount) > per_task {
+            return Err(Over { scope: "per task", limit: per_task, used: task_used });
+        }
+        *self.counts.entry(key.to_owned()).or_insert(0) += amount;
+        Ok(())
+    }
+
+    /// Asks the gate about `effect`; an allowed effect is recorded as staged.
+    pub fn admit(&mut self, effect: Effect) -> Result<(), String> {
+        match self.shared.gate.check_effect(&self.tool, &effect) {
+            Verdict::Allow => {
+                self.effects.push(effect);
+                Ok(())
+            }
+            Verdict::Deny(reason) => Err(format!(
+                "{} {} of `{}` refused by policy: {reason}",
+                effect.capability,
+                format!("{:?}", effect.kind).to_lowercase(),
+                effect.target
+            )),
+        }
+    }
+
+    /// Makes every staged effect final and adds the call's counts to its task.
+    pub fn commit(&mut self) -> Result<(), String> {
+        self.sql.commit()?;
+        self.kv.commit(&self.shared.kv, &self.tool)?;
+        self.fs.commit();
+        self.shared.add_to_task(&self.task, &self.counts);
+        Ok(())
+    }
+
+    /// Undoes every staged effect, newest first. Reports what could not be undone.
+    pub fn rollback(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if let Err(problem) = self.sql.rollback() {
+            problems.push(problem);
+        }
+        self.kv.rollback();
+        if let Err(problem) = self.fs.rollback() {
+            problems.push(problem);
+        }
+        problems.extend(self.http.irreversible());
+        self.effects.clear();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
 }

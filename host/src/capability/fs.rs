@@ -1,0 +1,444 @@
+//! `fs`: files inside granted directories (or single granted files), resolved with cap-std
+//! so that `..`, absolute paths and symbolic links cannot escape. Writes, removals and renames
+//! keep a before-image so the pipeline can undo them; bytes and deletions are metered.
+
+use super::{CallCaps, Over};
+use crate::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
+use crate::effect::Effect;
+use crate::exec::CallState;
+use crate::plugin::EffectKind;
+use crate::units::ByteSize;
+use cap_std::fs::Dir;
+use serde::Deserialize;
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::component::Resource;
+
+/// Returns a refusal to the guest (`Ok(Err(..))` of a trappable host function).
+macro_rules! refuse {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    };
+}
+
+/// `[tools.NAME.grants.fs.GRANT]`: one directory or file and what may be done to it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrant {
+    /// A directory, or a single file; relative to the config file.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Bytes the tool may read per call (keeps the host's memory bounded).
+    #[serde(default = "default_read")]
+    pub read_per_call: ByteSize,
+    #[serde(default = "default_write_call")]
+    pub write_per_call: ByteSize,
+    #[serde(default = "default_write_task")]
+    pub write_per_task: ByteSize,
+    #[serde(default = "default_deletes_call")]
+    pub deletes_per_call: u64,
+    #[serde(default = "default_deletes_task")]
+    pub deletes_per_task: u64,
+    /// The largest file a change may replace or remove: its before-image is kept in memory
+    /// until the call commits, and a change that could not be undone is refused.
+    #[serde(default = "default_undo")]
+    pub max_before_image: ByteSize,
+}
+
+fn default_read() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_write_call() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_write_task() -> ByteSize {
+    ByteSize::mib(16)
+}
+fn default_deletes_call() -> u64 {
+    10
+}
+fn default_deletes_task() -> u64 {
+    100
+}
+fn default_undo() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+/// Whether a grant allows changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    #[default]
+    ReadOnly,
+    ReadWrite,
+}
+
+/// A `dir` handle held by the guest.
+pub struct DirHandle {
+    grant: String,
+    dir: Arc<Dir>,
+    /// For a single-file grant, the only name that may be used.
+    only: Option<String>,
+}
+
+/// One step to undo, newest last.
+enum Undo {
+    /// Put `before` back at `path` (or remove `path` if it did not exist).
+    Restore { dir: Arc<Dir>, path: String, before: Option<Vec<u8>> },
+    /// Move `from` back to `to`.
+    Rename { dir: Arc<Dir>, from: String, to: String },
+}
+
+/// The file effects one call has staged.
+#[derive(Default)]
+pub struct FsCall {
+    undo: Vec<Undo>,
+}
+
+impl FsCall {
+    pub(crate) fn commit(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Undoes every change, newest first; reports the ones that failed.
+    pub(crate) fn rollback(&mut self) -> Result<(), String> {
+        let mut failed = Vec::new();
+        while let Some(step) = self.undo.pop() {
+            let outcome = match &step {
+                Undo::Restore { dir, path, before: Some(bytes) } => dir.write(path, bytes),
+                Undo::Restore { dir, path, before: None } => match dir.remove_file(path) {
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    other => other,
+                },
+                Undo::Rename { dir, from, to } => dir.rename(from, dir, to),
+            };
+            if let Err(error) = outcome {
+                let path = match &step {
+                    Undo::Restore { path, .. } | Undo::Rename { from: path, .. } => path,
+                };
+                failed.push(format!("cannot undo the change to `{path}`: {error}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+}
+
+impl Host for CallState {
+    fn open(&mut self, grant: String) -> wasmtime::Result<Result<Resource<DirHandle>, FsError>> {
+        let tool = &self.caps.tool;
+        let Some(config) = self.caps.grants.fs.get(&grant) else {
+            return Ok(Err(FsError::NotGranted(format!(
+                "tool `{tool}` has no fs grant `{grant}`"
+            ))));
+        };
+        let (root, only) = if config.path.is_file() {
+            let name = config.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            (config.path.parent().map(PathBuf::from).unwrap_or_default(), name)
+        } else {
+            (config.path.clone(), None)
+        };
+        let dir = match Dir::open_ambient_dir(&root, cap_std::ambient_authority()) {
+            Ok(dir) => dir,
+            Err(e) => {
+                return Ok(Err(FsError::Io(format!(
+                    "fs grant `{grant}` ({}) cannot be opened: {e}",
+                    config.path.display()
+                ))))
+            }
+        };
+        let handle = DirHandle { grant, dir: Arc::new(dir), only };
+        Ok(self.table.push(handle).map_err(|_| FsError::LimitExceeded(too_many_handles())))
+    }
+}
+
+fn too_many_handles() -> String {
+    format!("too many open handles (limit {})", super::MAX_HANDLES)
+}
+
+impl HostDir for CallState {
+    fn read(
+        &mut self,
+        handle: Resource<DirHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, FsError>> {
+        let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
+        let config = &self.caps.grants.fs[&grant];
+        let size = match dir.metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) => return Ok(Err(io_error(&grant, &path, e))),
+        };
+        let limit = config.read_per_call.0;
+        if let Err(over) = self.caps.charge(&format!("fs:{grant}:read"), size, limit, u64::MAX) {
+            return Ok(Err(limit_error(&grant, &path, "read", size, &over)));
+        }
+        Ok(dir.read(&path).map_err(|e| io_error(&grant, &path, e)))
+    }
+
+    fn write(
+        &mut self,
+        handle: Resource<DirHandle>,
+        path: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), FsError>> {
+        let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
+        refuse!(self.writable(&grant));
+        let before = refuse!(before_image(&dir, &grant, &path, &self.caps));
+        let config = &self.caps.grants.fs[&grant];
+        let (per_call, per_task) = (config.write_per_call.0, config.write_per_task.0);
+        let size = data.len() as u64;
+        if let Err(over) =
+            self.caps.charge(&format!("fs:{grant}:written"), size, per_call, per_task)
+        {
+            return Ok(Err(limit_error(&grant, &path, "write", size, &over)));
+        }
+        let detail =
+            serde_json::json!({ "bytes": size, "replaces": before.as_ref().map(Vec::len) });
+        if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &path, detail)) {
+            return Ok(Err(FsError::Denied(reason)));
+        }
+        if let Some(parent) = std::path::Path::new(&path).parent() {
+            if !parent.as_os_str().is_empty() {
+                if let Err(e) = dir.create_dir_all(parent) {
+                    return Ok(Err(io_error(&grant, &path, e)));
+                }
+            }
+        }
+        if let Err(e) = dir.write(&path, &data) {
+            return Ok(Err(io_error(&grant, &path, e)));
+        }
+        self.caps.fs.undo.push(Undo::Restore { dir, path, before });
+        Ok(Ok(()))
+    }
+
+    fn list_dir(
+        &mut self,
+        handle: Resource<DirHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<Entry>, FsError>> {
+        let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
+        let target = if path.is_empty() { "." } else { path.as_str() };
+        let listing = match dir.read_dir(target) {
+            Ok(listing) => listing,
+            Err(e) => return Ok(Err(io_error(&grant, &path, e))),
+        };
+        let mut entries = Vec::new();
+        for item in listing {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => return Ok(Err(io_error(&grant, &path, e))),
+            };
+            let name = item.file_name().to_string_lossy().into_owned();
+            let meta = item.metadata().ok();
+            entries.push(Entry {
+                name,
+                is_dir: meta.as_ref().is_some_and(|m| m.is_dir()),
+                size: meta.as_ref().filter(|m| m.is_file()).map_or(0, |m| m.len()),
+            });
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Ok(entries))
+    }
+
+    fn stat(
+        &mut self,
+        handle: Resource<DirHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Entry, FsError>> {
+        let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
+        Ok(dir
+            .metadata(if path.is_empty() { "." } else { path.as_str() })
+            .map(|meta| Entry {
+                name: path.rsplit('/').next().unwrap_or_default().to_owned(),
+                is_dir: meta.is_dir(),
+                size: if meta.is_file() { meta.len() } else { 0 },
+            })
+            .map_err(|e| io_error(&grant, &path, e)))
+    }
+
+    fn remove(
+        &mut self,
+        handle: Resource<DirHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<(), FsError>> {
+        let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
+        refuse!(self.writable(&grant));
+        let before = match before_image(&dir, &grant, &path, &self.caps) {
+            Ok(Some(before)) => before,
+            Ok(None) => {
+                return Ok(Err(FsError::NotFound(format!("`{path}` in fs grant `{grant}`"))))
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        let config = &self.caps.grants.fs[&grant];
+        let (per_call, per_task) = (config.deletes_per_call, config.deletes_per_task);
+        if let Err(over) = self.caps.charge(&format!("fs:{grant}:deleted"), 1, per_call, per_task) {
+            return Ok(Err(limit_error(&grant, &path, "delete", 1, &over)));
+        }
+        let detail = serde_json::json!({ "bytes": before.len() });
+        if let Err(reason) = self.caps.admit(effect(EffectKind::Delete, &grant, &path, detail)) {
+            return Ok(Err(FsError::Denied(reason)));
+        }
+        if let Err(e) = dir.remove_file(&path) {
+            return Ok(Err(io_error(&grant, &path, e)));
+        }
+        self.caps.fs.undo.push(Undo::Restore { dir, path, before: Some(before) });
+        Ok(Ok(()))
+    }
+
+    fn rename(
+        &mut self,
+        handle: Resource<DirHandle>,
+        source: String,
+        destination: String,
+    ) -> wasmtime::Result<Result<(), FsError>> {
+        let (dir, grant) = refuse!(self.scoped(&handle, &source)?);
+        if let Some(refusal) = self.out_of_scope(&handle, &destination)? {
+            return Ok(Err(refusal));
+        }
+        refuse!(self.writable(&grant));
+        if let Err(e) = dir.metadata(&source) {
+            return Ok(Err(io_error(&grant, &source, e)));
+        }
+        let replaced = refuse!(before_image(&dir, &grant, &destination, &self.caps));
+        if replaced.is_some() {
+            let config = &self.caps.grants.fs[&grant];
+            let (per_call, per_task) = (config.deletes_per_call, config.deletes_per_task);
+            if let Err(over) =
+                self.caps.charge(&format!("fs:{grant}:deleted"), 1, per_call, per_task)
+            {
+                return Ok(Err(limit_error(&grant, &destination, "replace", 1, &over)));
+            }
+        }
+        let detail =
+            serde_json::json!({ "to": destination, "replaces": replaced.as_ref().map(Vec::len) });
+        if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &source, detail)) {
+            return Ok(Err(FsError::Denied(reason)));
+        }
+        if let Err(e) = dir.rename(&source, &dir, &destination) {
+            return Ok(Err(io_error(&grant, &source, e)));
+        }
+        // Undone newest first: move the file back, then restore what it replaced.
+        self.caps.fs.undo.push(Undo::Restore {
+            dir: dir.clone(),
+            path: destination.clone(),
+            before: replaced,
+        });
+        self.caps.fs.undo.push(Undo::Rename { dir, from: destination, to: source });
+        Ok(Ok(()))
+    }
+
+    fn drop(&mut self, handle: Resource<DirHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl CallState {
+    /// The handle's directory and grant name, after checking `path` stays in scope. A
+    /// forged or dropped handle traps; a path out of scope is a refusal.
+    fn scoped(
+        &self,
+        handle: &Resource<DirHandle>,
+        path: &str,
+    ) -> wasmtime::Result<Result<(Arc<Dir>, String), FsError>> {
+        let entry = self.table.get(handle)?;
+        Ok(match self.out_of_scope(handle, path)? {
+            Some(refusal) => Err(refusal),
+            None => Ok((entry.dir.clone(), entry.grant.clone())),
+        })
+    }
+
+    /// Whether `path` is outside the handle's grant, as a refusal.
+    fn out_of_scope(
+        &self,
+        handle: &Resource<DirHandle>,
+        path: &str,
+    ) -> wasmtime::Result<Option<FsError>> {
+        let entry = self.table.get(handle)?;
+        let refuse = |why: &str| {
+            Some(FsError::OutOfScope(format!("`{path}` {why} fs grant `{}`", entry.grant)))
+        };
+        if path.starts_with('/') || path.starts_with('\\') || path.contains('\0') {
+            return Ok(refuse("is not a relative path inside"));
+        }
+        if let Some(only) = &entry.only {
+            if path != only {
+                return Ok(refuse(&format!("is not `{only}`, the only file of")));
+            }
+        }
+        Ok(None)
+    }
+
+    fn writable(&self, grant: &str) -> Result<(), FsError> {
+        match self.caps.grants.fs[grant].mode {
+            Mode::ReadWrite => Ok(()),
+            Mode::ReadOnly => Err(FsError::ReadOnly(format!("fs grant `{grant}` is read-only"))),
+        }
+    }
+}
+
+/// The current content of `path`, kept to undo a change; `None` if there is no such file.
+fn before_image(
+    dir: &Dir,
+    grant: &str,
+    path: &str,
+    caps: &CallCaps,
+) -> Result<Option<Vec<u8>>, FsError> {
+    let meta = match dir.metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(grant, path, e)),
+    };
+    if meta.is_dir() {
+        return Err(FsError::Io(format!("`{path}` in fs grant `{grant}` is a directory")));
+    }
+    let limit = caps.grants.fs[grant].max_before_image;
+    if meta.len() > limit.0 {
+        return Err(FsError::LimitExceeded(format!(
+            "`{path}` in fs grant `{grant}` is {}, over the {limit} that can be kept to undo a change",
+            ByteSize(meta.len())
+        )));
+    }
+    dir.read(path).map(Some).map_err(|e| io_error(grant, path, e))
+}
+
+fn effect(kind: EffectKind, grant: &str, path: &str, detail: serde_json::Value) -> Effect {
+    Effect { capability: "fs", kind, target: format!("{grant}:{path}"), detail }
+}
+
+fn io_error(grant: &str, path: &str, error: std::io::Error) -> FsError {
+    let at = format!("`{path}` in fs grant `{grant}`");
+    match error.kind() {
+        ErrorKind::NotFound => FsError::NotFound(at),
+        ErrorKind::PermissionDenied if error.to_string().contains("outside of the filesystem") => {
+            FsError::OutOfScope(format!("{at} leads outside the grant"))
+        }
+        _ => FsError::Io(format!("{at}: {error}")),
+    }
+}
+
+fn limit_error(grant: &str, path: &str, what: &str, amount: u64, over: &Over) -> FsError {
+    let (amount, limit, used) = match what {
+        "delete" | "replace" => {
+            (format!("{amount} file"), format!("{} files", over.limit), format!("{}", over.used))
+        }
+        _ => (
+            ByteSize(amount).to_string(),
+            ByteSize(over.limit).to_string(),
+            ByteSize(over.used).to_string(),
+        ),
+    };
+    FsError::LimitExceeded(format!(
+        "would {what} {amount} at `{path}` in fs grant `{grant}`; limit {limit} {} ({used} used)",
+        over.scope
+    ))
+}

@@ -1,0 +1,232 @@
+//! `effects`: thin tools over each capability operation, so tests can drive the host's
+//! capabilities from a real guest. Each tool turns a capability error into `failed` with
+//! the error's debug form (`NotGranted("...")`, `LimitExceeded("...")`, ...), so tests can
+//! check the exact variant and message.
+//!
+//! Expectations (checked by `tests/all/capabilities*.rs`):
+//! - without a grant every tool fails with `NotGranted` naming the tool and capability;
+//! - `fs_*` stay inside their grant and count bytes and deletions;
+//! - `sql_*` are limited to the granted tables and operations and row limits;
+//! - `http_send` reaches only allow-listed origins;
+//! - `secret_echo` returns the secret, which the host must redact;
+//! - `open_handles` opens fs handles without end and must get `LimitExceeded`;
+//! - `write_then_fail` writes a file and then fails, which must undo the write.
+
+use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
+
+fn fail<E: std::fmt::Debug>(error: E) -> ToolError {
+    ToolError::Failed(format!("{error:?}"))
+}
+
+/// A file in a grant.
+#[derive(Deserialize, JsonSchema)]
+struct FileArgs {
+    grant: String,
+    path: String,
+    #[serde(default)]
+    text: String,
+    /// For rename.
+    #[serde(default)]
+    to: String,
+}
+
+fn fs_read(a: FileArgs) -> Result<String, ToolError> {
+    let bytes = fs::open(&a.grant).map_err(fail)?.read(&a.path).map_err(fail)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn fs_write(a: FileArgs) -> Result<(), ToolError> {
+    fs::open(&a.grant).map_err(fail)?.write(&a.path, a.text.as_bytes()).map_err(fail)
+}
+
+fn fs_remove(a: FileArgs) -> Result<(), ToolError> {
+    fs::open(&a.grant).map_err(fail)?.remove(&a.path).map_err(fail)
+}
+
+fn fs_rename(a: FileArgs) -> Result<(), ToolError> {
+    fs::open(&a.grant).map_err(fail)?.rename(&a.path, &a.to).map_err(fail)
+}
+
+fn fs_list(a: FileArgs) -> Result<Vec<String>, ToolError> {
+    let entries = fs::open(&a.grant).map_err(fail)?.list_dir(&a.path).map_err(fail)?;
+    Ok(entries.into_iter().map(|e| e.name).collect())
+}
+
+/// Paths to remove one after another, in one call.
+#[derive(Deserialize, JsonSchema)]
+struct RemoveMany {
+    grant: String,
+    paths: Vec<String>,
+}
+
+fn fs_remove_many(a: RemoveMany) -> Result<usize, ToolError> {
+    let dir = fs::open(&a.grant).map_err(fail)?;
+    for path in &a.paths {
+        dir.remove(path).map_err(fail)?;
+    }
+    Ok(a.paths.len())
+}
+
+fn write_then_fail(a: FileArgs) -> Result<(), ToolError> {
+    fs::open(&a.grant).map_err(fail)?.write(&a.path, a.text.as_bytes()).map_err(fail)?;
+    Err(ToolError::Failed("failing after the write".into()))
+}
+
+/// A grant name.
+#[derive(Deserialize, JsonSchema)]
+struct GrantArgs {
+    grant: String,
+}
+
+fn open_handles(a: GrantArgs) -> Result<usize, ToolError> {
+    let mut held = Vec::new();
+    loop {
+        match fs::open(&a.grant) {
+            Ok(dir) => held.push(dir),
+            Err(e) => return Err(ToolError::Failed(format!("after {} handles: {e:?}", held.len()))),
+        }
+    }
+}
+
+/// A statement and its parameters (JSON numbers, strings and nulls).
+#[derive(Deserialize, JsonSchema)]
+struct SqlArgs {
+    grant: String,
+    statement: String,
+    #[serde(default)]
+    params: Vec<moat_guest::serde_json::Value>,
+}
+
+fn sql_params(values: &[moat_guest::serde_json::Value]) -> Vec<sql::Value> {
+    use moat_guest::serde_json::Value as J;
+    values
+        .iter()
+        .map(|v| match v {
+            J::Null => sql::Value::Null,
+            J::Bool(b) => sql::Value::Integer(*b as i64),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => sql::Value::Integer(i),
+                None => sql::Value::Real(n.as_f64().unwrap_or(0.0)),
+            },
+            J::String(s) => sql::Value::Text(s.clone()),
+            other => sql::Value::Text(other.to_string()),
+        })
+        .collect()
+}
+
+fn sql_execute(a: SqlArgs) -> Result<u64, ToolError> {
+    let connection = sql::open(&a.grant).map_err(fail)?;
+    connection.execute(&a.statement, &sql_params(&a.params)).map_err(fail)
+}
+
+fn sql_query(a: SqlArgs) -> Result<Vec<Vec<moat_guest::serde_json::Value>>, ToolError> {
+    use moat_guest::serde_json::{json, Value as J};
+    let connection = sql::open(&a.grant).map_err(fail)?;
+    let rows = connection.query(&a.statement, &sql_params(&a.params)).map_err(fail)?;
+    Ok(rows
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| match v {
+                    sql::Value::Null => J::Null,
+                    sql::Value::Integer(i) => json!(i),
+                    sql::Value::Real(f) => json!(f),
+                    sql::Value::Text(s) => J::String(s),
+                    sql::Value::Blob(b) => json!(b),
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// Statements run one after another in one call.
+#[derive(Deserialize, JsonSchema)]
+struct SqlScript {
+    grant: String,
+    statements: Vec<String>,
+}
+
+fn sql_script(a: SqlScript) -> Result<Vec<u64>, ToolError> {
+    let connection = sql::open(&a.grant).map_err(fail)?;
+    a.statements.iter().map(|s| connection.execute(s, &[]).map_err(fail)).collect()
+}
+
+/// An HTTP request.
+#[derive(Deserialize, JsonSchema)]
+struct HttpArgs {
+    method: String,
+    url: String,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+/// What came back.
+#[derive(moat_guest::Serialize)]
+struct HttpOut {
+    status: u16,
+    body: String,
+}
+
+fn http_send(a: HttpArgs) -> Result<HttpOut, ToolError> {
+    let request = http::Request {
+        method: a.method,
+        url: a.url,
+        headers: vec![],
+        body: a.body.map(String::into_bytes),
+    };
+    let response = http::send(&request).map_err(fail)?;
+    Ok(HttpOut { status: response.status, body: String::from_utf8_lossy(&response.body).into_owned() })
+}
+
+/// A key and a value.
+#[derive(Deserialize, JsonSchema)]
+struct KvArgs {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+fn kv_set(a: KvArgs) -> Result<(), ToolError> {
+    kv::set(&a.key, a.value.unwrap_or_default().as_bytes()).map_err(fail)
+}
+
+fn kv_get(a: KvArgs) -> Result<Option<String>, ToolError> {
+    Ok(kv::get(&a.key).map_err(fail)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+}
+
+/// A secret's name.
+#[derive(Deserialize, JsonSchema)]
+struct SecretArgs {
+    name: String,
+}
+
+fn secret_echo(a: SecretArgs) -> Result<String, ToolError> {
+    let value = secrets::get(&a.name).map_err(fail)?;
+    moat_guest::log::warn(&format!("the secret is {value}"));
+    Ok(format!("the secret is {value}"))
+}
+
+fn secret_in_error(a: SecretArgs) -> Result<String, ToolError> {
+    let value = secrets::get(&a.name).map_err(fail)?;
+    Err(ToolError::Failed(format!("could not use {value}")))
+}
+
+export_tools!(
+    Tool::new("fs_read", "Reads a file.", fs_read),
+    Tool::new("fs_write", "Writes a file.", fs_write),
+    Tool::new("fs_remove", "Removes a file.", fs_remove),
+    Tool::new("fs_rename", "Renames a file.", fs_rename),
+    Tool::new("fs_list", "Lists a directory.", fs_list),
+    Tool::new("fs_remove_many", "Removes files one by one.", fs_remove_many),
+    Tool::new("write_then_fail", "Writes a file, then fails.", write_then_fail),
+    Tool::new("open_handles", "Opens handles without end.", open_handles),
+    Tool::new("sql_execute", "Runs a changing statement.", sql_execute),
+    Tool::new("sql_query", "Runs a query.", sql_query),
+    Tool::new("sql_script", "Runs statements in order.", sql_script),
+    Tool::new("http_send", "Sends a request.", http_send),
+    Tool::new("kv_set", "Sets a key.", kv_set),
+    Tool::new("kv_get", "Gets a key.", kv_get),
+    Tool::new("secret_echo", "Returns a secret (which must be redacted).", secret_echo),
+    Tool::new("secret_in_error", "Fails with a secret in the message.", secret_in_error),
+);
