@@ -2,7 +2,10 @@
 //! once per run by `just plugins` (which `just test` runs first) into `target/wasm/`.
 
 mod budgets;
+mod capabilities;
 mod cli;
+mod http_capability;
 mod loading;
+mod sql_capability;
 mod support;
 mod tools;
