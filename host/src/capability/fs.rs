@@ -370,6 +370,19 @@ impl CallState {
         if path.starts_with('/') || path.starts_with('\\') || path.contains('\0') {
             return Ok(refuse("is not a relative path inside"));
         }
+        // Refused by the words alone, before cap-std resolves anything (which would also
+        // refuse it, after telling whether intermediate directories exist).
+        let mut depth: i64 = 0;
+        for part in path.split(['/', '\\']) {
+            match part {
+                "" | "." => {}
+                ".." => depth -= 1,
+                _ => depth += 1,
+            }
+            if depth < 0 {
+                return Ok(refuse("leads outside"));
+            }
+        }
         if let Some(only) = &entry.only {
             if path != only {
                 return Ok(refuse(&format!("is not `{only}`, the only file of")));

@@ -14,8 +14,13 @@
 
 use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
 
+/// `FsError::LimitExceeded("..")` becomes `LimitExceeded("..")`.
 fn fail<E: std::fmt::Debug>(error: E) -> ToolError {
-    ToolError::Failed(format!("{error:?}"))
+    let text = format!("{error:?}");
+    match text.split_once("::") {
+        Some((head, rest)) if !head.contains('(') => ToolError::Failed(rest.to_owned()),
+        _ => ToolError::Failed(text),
+    }
 }
 
 /// A file in a grant.
