@@ -105,7 +105,7 @@ impl Host {
     pub fn run(&self, request: &CallRequest) -> Result<CallResponse, CallError> {
         let (tool, args) = (request.tool.as_str(), request.args.as_str());
         // 1. Admission: the tool exists.
-        let (plugin, _spec) =
+        let (plugin, spec) =
             self.registry.get(tool).ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
         // 2. Input validation: the arguments are a JSON object.
         check_arguments(tool, args)?;
@@ -114,13 +114,9 @@ impl Host {
         let budgets = self.config.budgets_for(tool).with(&request.budgets);
         let deadline = Instant::now() + budgets.wall_time.duration();
         let grants = self.grants.get(tool).cloned().unwrap_or_default();
-        let caps = CallCaps::new(
-            tool,
-            request.task.as_deref(),
-            grants,
-            self.runtime.shared.clone(),
-            deadline,
-        );
+        let shared = self.runtime.shared.clone();
+        let declared = spec.effects.clone();
+        let caps = CallCaps::new(tool, request.task.as_deref(), grants, declared, shared, deadline);
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
             exec::call(engine, &plugin.pre, &plugin.name, caps, args, &budgets);

@@ -83,8 +83,14 @@ impl Plugin {
             path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         // Nothing is granted to describe(): it must be pure.
         let deadline = std::time::Instant::now() + budgets.wall_time.duration();
-        let caps =
-            CallCaps::new("describe", None, Arc::default(), runtime.shared.clone(), deadline);
+        let caps = CallCaps::new(
+            "describe",
+            None,
+            Arc::default(),
+            Vec::new(),
+            runtime.shared.clone(),
+            deadline,
+        );
         let infos = exec::describe(&runtime.engine, &pre, &name, budgets, caps)
             .map_err(|e| fail(LoadProblem::Describe(e.to_string())))?;
         let tools = check_tools(infos).map_err(fail)?;

@@ -241,7 +241,10 @@ fn an_effect_refused_by_the_gate_does_not_happen() {
 fn handles_are_limited_and_running_out_is_a_refusal_not_a_crash() {
     let (host, _dir) = host(&read_write("open_handles"));
     let message = failure(call(&host, "open_handles", json!({"grant": "data"})));
-    assert_eq!(message, "after 64 handles: FsError::LimitExceeded(\"too many open handles (limit 64)\")");
+    assert_eq!(
+        message,
+        "after 64 handles: FsError::LimitExceeded(\"too many open handles (limit 64)\")"
+    );
     assert!(
         host.call("fs_list", &json!({"grant": "data", "path": ""}).to_string()).is_err(),
         "fs_list has no grant"
@@ -300,4 +303,19 @@ fn a_typo_in_a_grant_is_a_config_error_naming_the_key() {
     let error = Config::load(&path).unwrap_err().to_string();
     assert!(error.contains("unknown variant `rw`"), "{error}");
     let _ = Path::new("");
+}
+
+#[test]
+fn an_effect_the_tool_did_not_declare_is_refused() {
+    let (host, dir) = host(&read_write("undeclared_write"));
+    let message = failure(call(
+        &host,
+        "undeclared_write",
+        json!({"grant": "data", "path": "x.txt", "text": "x"}),
+    ));
+    assert_eq!(
+        message,
+        "Denied(\"tool `undeclared_write` did not declare the `write` effect, so it may not write `data:x.txt`\")"
+    );
+    assert!(!dir.path().join("data/x.txt").exists());
 }

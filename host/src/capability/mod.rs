@@ -14,6 +14,7 @@ pub mod sql;
 
 use crate::effect::{Effect, Gate, Verdict};
 use crate::exec::CallState;
+use crate::plugin::EffectKind;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -125,6 +126,8 @@ pub(crate) struct CallCaps {
     /// Task totals are kept under this id; a call without one is a task of its own.
     pub task: String,
     pub grants: Arc<Grants>,
+    /// The effects the tool declared in `describe()`; any other effect is refused.
+    pub declared: Vec<EffectKind>,
     pub shared: Arc<Shared>,
     /// When the call's wall-time budget ends; blocking host work must finish by then.
     pub deadline: Instant,
@@ -144,6 +147,7 @@ impl CallCaps {
         tool: &str,
         task: Option<&str>,
         grants: Arc<Grants>,
+        declared: Vec<EffectKind>,
         shared: Arc<Shared>,
         deadline: Instant,
     ) -> CallCaps {
@@ -159,6 +163,7 @@ impl CallCaps {
             tool: tool.to_owned(),
             task,
             grants,
+            declared,
             shared,
             deadline,
             counts: HashMap::new(),
@@ -192,18 +197,24 @@ impl CallCaps {
         Ok(())
     }
 
-    /// Asks the gate about `effect`; an allowed effect is recorded as staged.
+    /// Checks that the tool declared `effect`'s kind, then asks the gate; an allowed effect
+    /// is recorded as staged.
     pub fn admit(&mut self, effect: Effect) -> Result<(), String> {
+        let kind = format!("{:?}", effect.kind).to_lowercase();
+        if !self.declared.contains(&effect.kind) {
+            return Err(format!(
+                "tool `{}` did not declare the `{kind}` effect, so it may not {kind} `{}`",
+                self.tool, effect.target
+            ));
+        }
         match self.shared.gate.check_effect(&self.tool, &effect) {
             Verdict::Allow => {
                 self.effects.push(effect);
                 Ok(())
             }
             Verdict::Deny(reason) => Err(format!(
-                "{} {} of `{}` refused by policy: {reason}",
-                effect.capability,
-                format!("{:?}", effect.kind).to_lowercase(),
-                effect.target
+                "{} {kind} of `{}` refused by policy: {reason}",
+                effect.capability, effect.target
             )),
         }
     }

@@ -10,8 +10,10 @@
 //! - `http_send` reaches only allow-listed origins;
 //! - `secret_echo` returns the secret, which the host must redact;
 //! - `open_handles` opens fs handles without end and must get `LimitExceeded`;
-//! - `write_then_fail` writes a file and then fails, which must undo the write.
+//! - `write_then_fail` writes a file and then fails, which must undo the write;
+//! - `undeclared_write` writes without declaring the `write` effect and must be denied.
 
+use moat_guest::Effect::{Delete, Network, Read, Write};
 use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
 
 /// `FsError::LimitExceeded("..")` becomes `LimitExceeded("..")`.
@@ -218,20 +220,21 @@ fn secret_in_error(a: SecretArgs) -> Result<String, ToolError> {
 }
 
 export_tools!(
-    Tool::new("fs_read", "Reads a file.", fs_read),
-    Tool::new("fs_write", "Writes a file.", fs_write),
-    Tool::new("fs_remove", "Removes a file.", fs_remove),
-    Tool::new("fs_rename", "Renames a file.", fs_rename),
-    Tool::new("fs_list", "Lists a directory.", fs_list),
-    Tool::new("fs_remove_many", "Removes files one by one.", fs_remove_many),
-    Tool::new("write_then_fail", "Writes a file, then fails.", write_then_fail),
+    Tool::new("fs_read", "Reads a file.", fs_read).effects(&[Read]),
+    Tool::new("fs_write", "Writes a file.", fs_write).effects(&[Write]),
+    Tool::new("fs_remove", "Removes a file.", fs_remove).effects(&[Delete]),
+    Tool::new("fs_rename", "Renames a file.", fs_rename).effects(&[Write]),
+    Tool::new("fs_list", "Lists a directory.", fs_list).effects(&[Read]),
+    Tool::new("fs_remove_many", "Removes files one by one.", fs_remove_many).effects(&[Delete]),
+    Tool::new("write_then_fail", "Writes a file, then fails.", write_then_fail).effects(&[Write]),
     Tool::new("open_handles", "Opens handles without end.", open_handles),
-    Tool::new("sql_execute", "Runs a changing statement.", sql_execute),
-    Tool::new("sql_query", "Runs a query.", sql_query),
-    Tool::new("sql_script", "Runs statements in order.", sql_script),
-    Tool::new("http_send", "Sends a request.", http_send),
-    Tool::new("kv_set", "Sets a key.", kv_set),
+    Tool::new("sql_execute", "Runs a changing statement.", sql_execute).effects(&[Write, Delete]),
+    Tool::new("sql_query", "Runs a query.", sql_query).effects(&[Read]),
+    Tool::new("sql_script", "Runs statements in order.", sql_script).effects(&[Write, Delete]),
+    Tool::new("http_send", "Sends a request.", http_send).effects(&[Network]),
+    Tool::new("kv_set", "Sets a key.", kv_set).effects(&[Write]),
     Tool::new("kv_get", "Gets a key.", kv_get),
     Tool::new("secret_echo", "Returns a secret (which must be redacted).", secret_echo),
     Tool::new("secret_in_error", "Fails with a secret in the message.", secret_in_error),
+    Tool::new("undeclared_write", "Writes a file without declaring it.", fs_write),
 );
