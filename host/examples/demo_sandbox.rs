@@ -1,0 +1,51 @@
+//! Creates the sandbox `just demo` runs in: a shop database with 10,000 orders, a data
+//! directory, and the `moat.toml` that grants the example tools just enough of them.
+//!
+//! `cargo run --example demo_sandbox -- DIR` (DIR is emptied first).
+
+use std::path::Path;
+
+const MOAT_TOML: &str = r#"# The demo's configuration: everything not set here is an embedded default.
+[plugins]
+tools = ["../wasm/tools", "../wasm/tests"]
+
+# db_query may read orders; db_execute may also change them, within limits.
+[tools.db_query.grants.sql.main]
+path = "shop.db"
+tables = ["orders"]
+operations = ["select"]
+
+[tools.db_execute.grants.sql.main]
+path = "shop.db"
+tables = ["orders"]
+operations = ["select", "update", "delete"]
+max_rows = 100
+max_percent = 5.0
+
+# fetch may reach one origin only.
+[tools.fetch.grants.http]
+allow = ["http://127.0.0.1:9"]
+"#;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::args().nth(1).ok_or("usage: demo_sandbox DIR")?;
+    let dir = Path::new(&dir);
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::write(dir.join("moat.toml"), MOAT_TOML)?;
+    let db = rusqlite::Connection::open(dir.join("shop.db"))?;
+    db.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
+         INSERT INTO customers VALUES (1, 'Ada', 'ada@example.com'), (2, 'Alan', 'alan@example.com');
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER, status TEXT, total REAL);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+         INSERT INTO orders SELECT i, 1 + i % 2,
+             CASE WHEN i % 200 = 0 THEN 'test' WHEN i % 5 < 3 THEN 'shipped' ELSE 'open' END,
+             round((i % 97) * 1.5, 2)
+         FROM n;",
+    )?;
+    println!("demo sandbox in {}: shop.db with 10000 orders, moat.toml", dir.display());
+    Ok(())
+}
