@@ -116,7 +116,9 @@ impl Host {
         let grants = self.grants.get(tool).cloned().unwrap_or_default();
         let shared = self.runtime.shared.clone();
         let declared = spec.effects.clone();
-        let caps = CallCaps::new(tool, request.task.as_deref(), grants, declared, shared, deadline);
+        let task = request.task.as_deref();
+        let caps =
+            CallCaps::new(tool, plugin.name.clone(), task, grants, declared, shared, deadline);
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
             exec::call(engine, &plugin.pre, &plugin.name, caps, args, &budgets);

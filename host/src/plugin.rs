@@ -85,6 +85,7 @@ impl Plugin {
         let deadline = std::time::Instant::now() + budgets.wall_time.duration();
         let caps = CallCaps::new(
             "describe",
+            name.clone(),
             None,
             Arc::default(),
             Vec::new(),

@@ -252,13 +252,35 @@ fn handles_are_limited_and_running_out_is_a_refusal_not_a_crash() {
 }
 
 #[test]
-fn kv_is_persistent_private_and_staged_with_the_call() {
+fn kv_is_persistent_and_shared_by_the_tools_of_one_component() {
     let toml = "[tools.kv_set.grants.kv]\n[tools.kv_get.grants.kv]\n";
     let (host, dir) = host(toml);
     call(&host, "kv_set", json!({"key": "greeting", "value": "hi"})).unwrap();
-    // Namespaces are per tool: kv_get does not see kv_set's keys.
-    assert_eq!(call(&host, "kv_get", json!({"key": "greeting"})).unwrap().output, "null");
+    assert_eq!(call(&host, "kv_get", json!({"key": "greeting"})).unwrap().output, r#""hi""#);
+    drop(host);
+    let (restarted, _) = host_in(&dir);
+    assert_eq!(call(&restarted, "kv_get", json!({"key": "greeting"})).unwrap().output, r#""hi""#);
     assert!(dir.path().join(".moat/kv.sqlite").exists(), "kv lives in the state directory");
+}
+
+#[test]
+fn kv_changes_of_a_refused_call_are_never_written() {
+    let toml = "[tools.kv_set.grants.kv]\n[tools.kv_get.grants.kv]\n";
+    let (host, dir) = host_with(toml, Arc::new(RejectResults::default()));
+    assert!(matches!(
+        call(&host, "kv_set", json!({"key": "k", "value": "v"})),
+        Err(CallError::Denied { .. })
+    ));
+    drop(host);
+    let (host, _) = host_in(&dir);
+    assert_eq!(call(&host, "kv_get", json!({"key": "k"})).unwrap().output, "null");
+}
+
+/// A second host over the same directory (and so the same state).
+fn host_in(dir: &tempfile::TempDir) -> (Host, Vec<moat::LoadError>) {
+    let mut config = Config::load(&dir.path().join("moat.toml")).unwrap();
+    config.plugins.tools = vec![built("tests")];
+    Host::new(config).unwrap()
 }
 
 #[test]

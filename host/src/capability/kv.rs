@@ -1,4 +1,5 @@
-//! `kv`: a persistent key-value namespace per tool, in SQLite under the state directory.
+//! `kv`: a persistent key-value namespace per component (shared by the tools it offers), in
+//! SQLite under the state directory.
 //! A call's changes are staged in memory and written in one transaction on commit.
 
 use crate::bindings::moat::plugin::kv::{Host, KvError};
@@ -121,7 +122,7 @@ impl CallState {
         if let Some(staged) = self.caps.kv.staged.get(key) {
             return Ok(staged.clone());
         }
-        let namespace = &self.caps.tool;
+        let namespace = &*self.caps.plugin;
         self.caps
             .shared
             .kv
@@ -137,7 +138,7 @@ impl CallState {
     }
 
     fn keys(&self, prefix: &str) -> Result<Vec<String>, KvError> {
-        let namespace = &self.caps.tool;
+        let namespace = &*self.caps.plugin;
         let mut keys: Vec<String> = self
             .caps
             .shared

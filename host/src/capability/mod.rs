@@ -123,6 +123,8 @@ pub struct Over {
 /// What one call may do, and what it has staged so far.
 pub(crate) struct CallCaps {
     pub tool: String,
+    /// The component (its file name): the kv namespace, shared by the tools it offers.
+    pub plugin: Arc<str>,
     /// Task totals are kept under this id; a call without one is a task of its own.
     pub task: String,
     pub grants: Arc<Grants>,
@@ -145,6 +147,7 @@ pub(crate) struct CallCaps {
 impl CallCaps {
     pub fn new(
         tool: &str,
+        plugin: Arc<str>,
         task: Option<&str>,
         grants: Arc<Grants>,
         declared: Vec<EffectKind>,
@@ -161,6 +164,7 @@ impl CallCaps {
         };
         CallCaps {
             tool: tool.to_owned(),
+            plugin,
             task,
             grants,
             declared,
@@ -222,7 +226,7 @@ impl CallCaps {
     /// Makes every staged effect final and adds the call's counts to its task.
     pub fn commit(&mut self) -> Result<(), String> {
         self.sql.commit()?;
-        self.kv.commit(&self.shared.kv, &self.tool)?;
+        self.kv.commit(&self.shared.kv, &self.plugin)?;
         self.fs.commit();
         self.shared.add_to_task(&self.task, &self.counts);
         Ok(())
