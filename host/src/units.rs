@@ -52,7 +52,7 @@ impl fmt::Display for ByteSize {
             b if b >= 1 << 10 => (1 << 10, "KiB"),
             _ => return write!(f, "{bytes} B"),
         };
-        if bytes % scale == 0 {
+        if bytes.is_multiple_of(scale) {
             write!(f, "{} {unit}", bytes / scale)
         } else {
             write!(f, "{:.1} {unit}", bytes as f64 / scale as f64)
