@@ -101,6 +101,24 @@ fn paths_cannot_escape_the_grant() {
 }
 
 #[test]
+fn a_rename_cannot_move_a_file_out_of_the_grant() {
+    let (host, dir) = host(&read_write("fs_rename"));
+    for to in ["../stolen.txt", "/tmp/stolen.txt", "sub/../../stolen.txt"] {
+        let message = failure(call(
+            &host,
+            "fs_rename",
+            json!({"grant": "data", "path": "keep.txt", "to": to}),
+        ));
+        assert!(message.starts_with("OutOfScope("), "{to}: {message}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join("data/keep.txt")).unwrap(), "precious");
+    assert!(!dir.path().join("stolen.txt").exists());
+}
+
+// A tool cannot create a symbolic link: no interface offers it, so the links a hostile tool
+// could use are the ones already there (tested above, resolved by cap-std).
+
+#[test]
 fn a_read_only_grant_refuses_changes() {
     let (host, dir) = host("[tools.fs_write.grants.fs.data]\npath = \"data\"\n");
     let message =

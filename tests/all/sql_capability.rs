@@ -179,6 +179,28 @@ fn the_percentage_counts_every_statement_of_the_call_against_the_size_before_it(
         "LimitExceeded(\"would update 50 of 1000 rows in `orders` (110 in this call); \
          limit 100 rows or 10%\")"
     );
+    let db = rusqlite::Connection::open(dir.path().join("shop.db")).unwrap();
+    let zeroed: i64 =
+        db.query_row("SELECT count(*) FROM orders WHERE price = 0", [], |r| r.get(0)).unwrap();
+    assert_eq!(zeroed, 0, "the first update is rolled back too");
+}
+
+#[test]
+fn an_update_of_too_many_rows_is_refused_and_changes_nothing() {
+    let dir = shop(10_000);
+    let keys =
+        "tables = [\"orders\"]\noperations = [\"update\"]\nmax_rows = 100\nmax_percent = 50.0";
+    let host = host(dir.path(), &grant("sql_execute", keys));
+    let message =
+        failure(host.call("sql_execute", &args("UPDATE orders SET price = 0 WHERE id <= 500")));
+    assert_eq!(
+        message,
+        "LimitExceeded(\"would update 500 of 10000 rows in `orders`; limit 100 rows or 50%\")"
+    );
+    let db = rusqlite::Connection::open(dir.path().join("shop.db")).unwrap();
+    let zeroed: i64 =
+        db.query_row("SELECT count(*) FROM orders WHERE price = 0", [], |r| r.get(0)).unwrap();
+    assert_eq!(zeroed, 0);
 }
 
 #[test]
