@@ -1,5 +1,5 @@
-//! Creates the sandbox `just demo` runs in: a shop database with 10,000 orders, a data
-//! directory, and the `moat.toml` that grants the example tools just enough of them.
+//! Creates the sandbox `just demo` runs in: a shop database with 10,000 orders, a workspace
+//! directory of files, and the `moat.toml` that grants the example tools just enough.
 //!
 //! `cargo run --example demo_sandbox -- DIR` (DIR is emptied first).
 
@@ -22,6 +22,24 @@ operations = ["select", "update", "delete"]
 max_rows = 100
 max_percent = 5.0
 
+# cleanup may delete orders, within the same limits.
+[tools.cleanup.grants.sql.main]
+path = "shop.db"
+tables = ["orders"]
+operations = ["select", "delete"]
+max_rows = 100
+max_percent = 5.0
+
+# The file organizer works in workspace/ and may delete at most 5 files per call.
+[tools.organize.grants.fs.workspace]
+path = "workspace"
+mode = "read-write"
+
+[tools.tidy.grants.fs.workspace]
+path = "workspace"
+mode = "read-write"
+deletes_per_call = 5
+
 # fetch may reach one origin only.
 [tools.fetch.grants.http]
 allow = ["http://127.0.0.1:9"]
@@ -33,7 +51,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
-    std::fs::create_dir_all(dir.join("data"))?;
+    let workspace = dir.join("workspace");
+    std::fs::create_dir_all(&workspace)?;
+    for name in ["q3-report.pdf", "notes.txt", "todo.txt", "team.jpg", "sales.csv"] {
+        std::fs::write(workspace.join(name), format!("contents of {name}\n"))?;
+    }
+    for n in 1..=8 {
+        std::fs::write(workspace.join(format!("scratch-{n}.tmp")), "temporary\n")?;
+    }
     std::fs::write(dir.join("moat.toml"), MOAT_TOML)?;
     let db = rusqlite::Connection::open(dir.join("shop.db"))?;
     db.execute_batch(
@@ -46,6 +71,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
              round((i % 97) * 1.5, 2)
          FROM n;",
     )?;
-    println!("demo sandbox in {}: shop.db with 10000 orders, moat.toml", dir.display());
+    println!(
+        "demo sandbox in {}: shop.db with 10000 orders, workspace/ with 13 files, moat.toml",
+        dir.display()
+    );
     Ok(())
 }

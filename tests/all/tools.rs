@@ -71,3 +71,72 @@ fn tools_describe_themselves_with_a_schema_from_their_argument_type() {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }
+
+/// A host over the example tools with `moat_toml` written into a fresh directory, which
+/// also holds `workspace/` and `shop.db` (1000 orders, 600 of them shipped).
+fn example_host(moat_toml: &str) -> (moat::Host, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("workspace")).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("shop.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, status TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+         INSERT INTO orders SELECT i, CASE WHEN i % 5 < 3 THEN 'shipped' ELSE 'open' END FROM n;",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("moat.toml"), moat_toml).unwrap();
+    let mut config = moat::Config::load(&dir.path().join("moat.toml")).unwrap();
+    config.plugins.tools = vec![crate::support::built("tools")];
+    let (host, errors) = moat::Host::new(config).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    (host, dir)
+}
+
+#[test]
+fn cleanup_asked_to_clean_up_is_stopped_with_the_numbers_and_deletes_nothing() {
+    let toml = "[tools.cleanup.grants.sql.main]\npath = \"shop.db\"\ntables = [\"orders\"]\n\
+                operations = [\"select\", \"delete\"]\nmax_rows = 100\nmax_percent = 5.0\n";
+    let (host, dir) = example_host(toml);
+    let args = json!({"table": "orders", "keep_status": ["open"]}).to_string();
+    match host.call("cleanup", &args) {
+        Err(CallError::Tool { message, .. }) => {
+            assert_eq!(message, "would delete 600 of 1000 rows in `orders`; limit 100 rows or 5%")
+        }
+        other => panic!("expected the cleanup to be stopped, got {other:?}"),
+    }
+    let db = rusqlite::Connection::open(dir.path().join("shop.db")).unwrap();
+    let left: i64 = db.query_row("SELECT count(*) FROM orders", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 1000);
+}
+
+#[test]
+fn the_organizer_sorts_files_into_folders_by_extension() {
+    let toml =
+        "[tools.organize.grants.fs.workspace]\npath = \"workspace\"\nmode = \"read-write\"\n";
+    let (host, dir) = example_host(toml);
+    let workspace = dir.path().join("workspace");
+    for name in ["a.txt", "b.PDF", "README"] {
+        std::fs::write(workspace.join(name), name).unwrap();
+    }
+    host.call("organize", "{}").unwrap();
+    for path in ["txt/a.txt", "pdf/b.PDF", "other/README"] {
+        assert!(workspace.join(path).is_file(), "{path} missing");
+    }
+    let dry = host.call("organize", r#"{"folder": "txt", "dry_run": true}"#).unwrap();
+    assert_eq!(dry.output, r#"[{"from":"txt/a.txt","to":"txt/txt/a.txt"}]"#);
+    assert!(workspace.join("txt/a.txt").is_file(), "a dry run moves nothing");
+}
+
+#[test]
+fn tidying_past_the_deletion_limit_removes_nothing() {
+    let toml = "[tools.tidy.grants.fs.workspace]\npath = \"workspace\"\nmode = \"read-write\"\n\
+                deletes_per_call = 3\n";
+    let (host, dir) = example_host(toml);
+    let workspace = dir.path().join("workspace");
+    for n in 0..5 {
+        std::fs::write(workspace.join(format!("{n}.tmp")), "x").unwrap();
+    }
+    let error = host.call("tidy", r#"{"suffixes": [".tmp"]}"#).unwrap_err().to_string();
+    assert!(error.contains("limit 3 files per call (3 used)"), "{error}");
+    assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 5, "every deletion was undone");
+}

@@ -205,13 +205,7 @@ impl HostDir for CallState {
         if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &path, detail)) {
             return Ok(Err(FsError::Denied(reason)));
         }
-        if let Some(parent) = std::path::Path::new(&path).parent() {
-            if !parent.as_os_str().is_empty() {
-                if let Err(e) = dir.create_dir_all(parent) {
-                    return Ok(Err(io_error(&grant, &path, e)));
-                }
-            }
-        }
+        refuse!(create_parents(&dir, &grant, &path));
         if let Err(e) = dir.write(&path, &data) {
             return Ok(Err(io_error(&grant, &path, e)));
         }
@@ -323,6 +317,7 @@ impl HostDir for CallState {
         if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &source, detail)) {
             return Ok(Err(FsError::Denied(reason)));
         }
+        refuse!(create_parents(&dir, &grant, &destination));
         if let Err(e) = dir.rename(&source, &dir, &destination) {
             return Ok(Err(io_error(&grant, &source, e)));
         }
@@ -396,6 +391,17 @@ impl CallState {
             Mode::ReadWrite => Ok(()),
             Mode::ReadOnly => Err(FsError::ReadOnly(format!("fs grant `{grant}` is read-only"))),
         }
+    }
+}
+
+/// Creates the directories leading to `path`. They stay if the call is rolled back: empty
+/// directories are not data.
+fn create_parents(dir: &Dir, grant: &str, path: &str) -> Result<(), FsError> {
+    match std::path::Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            dir.create_dir_all(parent).map_err(|e| io_error(grant, path, e))
+        }
+        _ => Ok(()),
     }
 }
 

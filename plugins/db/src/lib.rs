@@ -1,4 +1,4 @@
-//! `db_query` and `db_execute`: SQL over the database granted as `main`. What the statements
+//! `db_query`, `db_execute` and `cleanup`: SQL over the database granted as `main`. What the statements
 //! may touch, and how many rows they may change, is decided by the grant in `moat.toml`,
 //! never by the tool: this is where "clean up the data" meets its limit.
 
@@ -68,6 +68,33 @@ fn db_execute(statement: Statement) -> Result<Json, ToolError> {
     Ok(json!({ "rows_changed": changed }))
 }
 
+/// What to clean up.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct Cleanup {
+    /// The table to clean up.
+    table: String,
+    /// Rows whose `status` is one of these are kept; every other row is deleted.
+    keep_status: Vec<String>,
+}
+
+/// The "clean up the data" operation, as an eager agent would write it: delete everything
+/// that is not obviously needed. The grant's row limits decide how far it gets.
+fn cleanup(args: Cleanup) -> Result<Json, ToolError> {
+    if args.table.is_empty() || !args.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(ToolError::InvalidInput(format!("`{}` is not a table name", args.table)));
+    }
+    if args.keep_status.is_empty() {
+        return Err(ToolError::InvalidInput("keep_status must name at least one status".into()));
+    }
+    let placeholders = vec!["?"; args.keep_status.len()].join(", ");
+    let statement = format!("DELETE FROM {} WHERE status NOT IN ({placeholders})", args.table);
+    let values: Vec<Value> = args.keep_status.into_iter().map(Value::Text).collect();
+    let connection = sql::open("main").map_err(refused)?;
+    let deleted = connection.execute(&statement, &values).map_err(refused)?;
+    Ok(json!({ "deleted": deleted }))
+}
+
 export_tools!(
     Tool::new("db_query", "Runs a read-only SQL query on the database and returns the rows as objects.", db_query)
         .effects(&[Effect::Read]),
@@ -78,5 +105,12 @@ export_tools!(
         db_execute
     )
     .effects(&[Effect::Write, Effect::Delete])
+    .stakes(Stakes::High),
+    Tool::new(
+        "cleanup",
+        "Cleans up a table: deletes every row whose status is not in `keep_status`.",
+        cleanup
+    )
+    .effects(&[Effect::Delete])
     .stakes(Stakes::High),
 );
