@@ -463,6 +463,15 @@ fn too_many_result_rows_is_an_error() {
 }
 
 #[test]
+fn sqlite_cannot_be_made_to_allocate_past_the_result_limit() {
+    let dir = shop(10);
+    let keys = "tables = [\"orders\"]\nmax_result_bytes = \"64 KiB\"";
+    let host = host(dir.path(), &grant("sql_query", keys));
+    let message = failure(host.call("sql_query", &args("SELECT length(randomblob(1000000000))")));
+    assert!(message.starts_with("Invalid(") && message.contains("too big"), "{message}");
+}
+
+#[test]
 fn sqlite_errors_are_invalid_with_sqlite_s_message() {
     let dir = shop(10);
     let host = host(dir.path(), &grant("sql_query", "tables = [\"orders\"]"));

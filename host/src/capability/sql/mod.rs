@@ -11,6 +11,7 @@ use crate::plugin::EffectKind;
 use crate::units::ByteSize;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{Action, AuthContext, Authorization};
+use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde::Deserialize;
@@ -313,6 +314,11 @@ impl Database {
         let conn = Connection::open_with_flags(&grant.path, flags).map_err(cannot)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true).map_err(cannot)?;
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false).map_err(cannot)?;
+        // SQLite's own memory: no string or blob (hence no `randomblob(1e9)`) over the
+        // result limit, and no attached databases even if the authorizer were bypassed.
+        let longest = i32::try_from(grant.max_result_bytes.0).unwrap_or(i32::MAX).max(1024);
+        conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, longest).map_err(cannot)?;
+        conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(cannot)?;
         let wait =
             deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
         conn.busy_timeout(wait).map_err(cannot)?;
