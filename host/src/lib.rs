@@ -13,6 +13,7 @@ pub mod config;
 pub mod effect;
 mod engine;
 pub mod error;
+pub mod escalation;
 mod exec;
 mod pipeline;
 pub mod plugin;
