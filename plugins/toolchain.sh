@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds every guest crate (plugins/* and tests/plugins/*) for wasm32 and turns each into a
-# component with `moat componentize`:
-#   plugins/NAME       -> target/wasm/tools/NAME.wasm
-#   tests/plugins/NAME -> target/wasm/tests/NAME.wasm
+# Builds every guest crate for wasm32 and turns each into a component with
+# `moat componentize`:
+#   plugins/NAME           -> target/wasm/tools/NAME.wasm
+#   plugins/policies/NAME  -> target/wasm/policies/NAME.wasm
+#   tests/plugins/NAME     -> target/wasm/tests/NAME.wasm
+#   tests/policies/NAME    -> target/wasm/test-policies/NAME.wasm
+# Tools and policies build in two cargo runs: each enables a different world of moat-guest,
+# and one run would unify the features and give every component both worlds.
 #
 # Toolchain, in order of preference:
 #   1. an installed rustup target wasm32-unknown-unknown (the normal path on a machine with
@@ -49,13 +53,11 @@ install_debian() {
         DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq "${debian_packages[@]}" >&2
 }
 
-build_rustup() {
-    say "building guests with the rustup target $target"
-    (cd "$root/plugins" && cargo build --release --locked --target "$target")
+build_rustup() { # package arguments
+    (cd "$root/plugins" && cargo build --release --locked --target "$target" "$@")
 }
 
-build_debian() {
-    say "building guests with Debian's rustc $(/usr/bin/rustc --version | awk '{print $2}') and -Zbuild-std"
+build_debian() { # package arguments
     (
         cd "$root/plugins"
         # The rustup shims must not pick the compiler: this build uses Debian's.
@@ -63,19 +65,34 @@ build_debian() {
         PATH=/usr/lib/llvm-19/bin:$PATH \
             CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
             RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
-            /usr/bin/cargo build --release --locked -Zbuild-std=std,panic_abort --target "$target"
+            /usr/bin/cargo build --release --locked -Zbuild-std=std,panic_abort --target "$target" "$@"
     )
 }
 
+crates() { # directory of crates: prints "-p NAME" for each
+    for crate in "$1"/*/; do
+        [ -f "$crate/Cargo.toml" ] && printf -- '-p %s ' "$(basename "$crate")"
+    done
+}
+
 if have_rustup_target; then
-    build_rustup
+    build=build_rustup
+    say "building guests with the rustup target $target"
 elif debian_ready || { install_debian && debian_ready; }; then
-    build_debian
+    build=build_debian
+    say "building guests with Debian's rustc $(/usr/bin/rustc --version | awk '{print $2}') and -Zbuild-std"
 else
     die "no WebAssembly toolchain. Either install the rustup target
     (rustup target add $target, needs network), or on Debian/Ubuntu as root:
     apt-get install -y ${debian_packages[*]}"
 fi
+
+tools="$(crates "$root/plugins")$(crates "$root/tests/plugins")"
+policies="$(crates "$root/plugins/policies")$(crates "$root/tests/policies")"
+# Word splitting of the package lists is intended. An empty list would build everything at
+# once, which is exactly what must not happen.
+[ -z "$tools" ] || $build $tools
+[ -z "$policies" ] || $build $policies
 
 [ -x "$moat" ] || die "$moat is missing: run \`cargo build -p moat\` (or \`just build\`) first"
 built=$root/plugins/target/$target/release
@@ -88,9 +105,9 @@ componentize() { # crate dir, output dir
     "$moat" componentize "$core" -o "$2/$name.wasm"
     say "$2/$name.wasm ($(wc -c <"$2/$name.wasm") bytes)"
 }
-for crate in "$root"/plugins/*/; do
-    [ -f "$crate/Cargo.toml" ] && componentize "$crate" "$out/tools"
-done
-for crate in "$root"/tests/plugins/*/; do
-    [ -f "$crate/Cargo.toml" ] && componentize "$crate" "$out/tests"
+for pair in "plugins tools" "plugins/policies policies" "tests/plugins tests" "tests/policies test-policies"; do
+    set -- $pair
+    for crate in "$root/$1"/*/; do
+        [ -f "$crate/Cargo.toml" ] && componentize "$crate" "$out/$2"
+    done
 done

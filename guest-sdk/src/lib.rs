@@ -31,11 +31,16 @@ pub use schemars::JsonSchema;
 pub use serde::{Deserialize, Serialize};
 pub use serde_json;
 
+#[cfg(feature = "guard")]
+pub mod guard;
+#[cfg(feature = "tool")]
 mod tool;
 
+#[cfg(feature = "tool")]
 pub use tool::{Effect, Stakes, Tool};
 
 /// Bindings generated from the `tool-plugin` world of `wit/`.
+#[cfg(feature = "tool")]
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -50,25 +55,35 @@ pub mod bindings {
 
 /// Why a call failed, as the tool reports it: `InvalidInput`, `Failed` or `Denied`, each with
 /// a message for the agent.
+#[cfg(feature = "tool")]
 pub use bindings::moat::plugin::types::ToolError;
 
+#[cfg(feature = "tool")]
 #[doc(hidden)]
 pub use bindings::moat::plugin::types::ToolInfo;
 
 /// Files in directories granted to the tool: `fs::open("data")?.read("notes.txt")`.
+#[cfg(feature = "tool")]
 pub use bindings::moat::plugin::fs;
 /// Outbound HTTP to allow-listed origins: `http::send(&http::Request { .. })`.
+#[cfg(feature = "tool")]
 pub use bindings::moat::plugin::http;
 /// The tool's persistent key-value namespace.
+#[cfg(feature = "tool")]
 pub use bindings::moat::plugin::kv;
 /// Secrets granted to the tool; never echo them (the host redacts them if you do).
+#[cfg(feature = "tool")]
 pub use bindings::moat::plugin::secrets;
 /// SQLite databases granted to the tool: `sql::open("shop")?.execute("DELETE ...", &[])`.
+#[cfg(feature = "tool")]
 pub use bindings::moat::plugin::sql;
 
 /// Messages into the host's log, tagged with the plugin and the call.
 pub mod log {
+    #[cfg(feature = "tool")]
     use crate::bindings::moat::plugin::log::{log, Level};
+    #[cfg(all(feature = "guard", not(feature = "tool")))]
+    use crate::guard::bindings::moat::plugin::log::{log, Level};
 
     /// Logs at debug level.
     pub fn debug(message: &str) {
@@ -90,6 +105,7 @@ pub mod log {
 
 /// Exports the given tools (expressions of type [`Tool`]) as this component's `tool`
 /// interface. Use it once per crate.
+#[cfg(feature = "tool")]
 #[macro_export]
 macro_rules! export_tools {
     ($($tool:expr),+ $(,)?) => {
@@ -112,11 +128,13 @@ macro_rules! export_tools {
     };
 }
 
+#[cfg(feature = "tool")]
 #[doc(hidden)]
 pub fn __describe(tools: &[Tool]) -> Vec<ToolInfo> {
     tools.iter().map(Tool::info).collect()
 }
 
+#[cfg(feature = "tool")]
 #[doc(hidden)]
 pub fn __call(tools: &[Tool], name: &str, args: &str) -> Result<String, ToolError> {
     report_panics();
@@ -128,7 +146,8 @@ pub fn __call(tools: &[Tool], name: &str, args: &str) -> Result<String, ToolErro
 
 /// Sends panic messages to the host's log: a panicking guest traps, and the host quotes the
 /// last error it logged in the trap report.
-fn report_panics() {
+#[doc(hidden)]
+pub fn report_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
@@ -142,7 +161,7 @@ fn report_panics() {
     });
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tool"))]
 mod tests {
     use super::*;
 

@@ -7,6 +7,10 @@ use crate::budget::{BudgetOverrides, Budgets};
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
 use crate::error::ConfigError;
+use crate::escalation::EscalationConfig;
+use crate::facts::FactSource;
+use crate::guard::PolicyConfig;
+use crate::plugin::Stakes;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,57 @@ pub struct Config {
     /// Secret sources, by name; tools are granted them by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Settings of single policies, by file name without `.wasm`.
+    #[serde(default)]
+    pub policies: BTreeMap<String, PolicyConfig>,
+    /// Ground-truth sources guards may read, by name.
+    #[serde(default)]
+    pub facts: BTreeMap<String, FactSource>,
+    /// Confidence the agent must give for calls of each stakes, or they escalate.
+    #[serde(default)]
+    pub confidence: ConfidenceConfig,
+    /// How a person is asked when a call escalates.
+    #[serde(default)]
+    pub escalation: EscalationConfig,
+}
+
+/// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
+/// below it, or without one, escalates to a person. A threshold of 0 turns the gate off for
+/// those stakes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfidenceConfig {
+    /// For high-stakes calls (deleting, sending, network); default 0.8.
+    #[serde(default = "default_high")]
+    pub high: f64,
+    /// For medium-stakes calls (writing); default 0 (off).
+    #[serde(default)]
+    pub medium: f64,
+    /// For low-stakes calls (reading); default 0 (off).
+    #[serde(default)]
+    pub low: f64,
+}
+
+impl Default for ConfidenceConfig {
+    fn default() -> ConfidenceConfig {
+        ConfidenceConfig { high: default_high(), medium: 0.0, low: 0.0 }
+    }
+}
+
+fn default_high() -> f64 {
+    0.8
+}
+
+impl ConfidenceConfig {
+    /// The threshold for `stakes`, if calls of those stakes are gated.
+    pub fn threshold(&self, stakes: Stakes) -> Option<f64> {
+        let threshold = match stakes {
+            Stakes::High => self.high,
+            Stakes::Medium => self.medium,
+            Stakes::Low => self.low,
+        };
+        (threshold > 0.0).then_some(threshold)
+    }
 }
 
 impl Default for Config {
@@ -39,6 +94,10 @@ impl Default for Config {
             tools: BTreeMap::new(),
             state_dir: default_state_dir(),
             secrets: BTreeMap::new(),
+            policies: BTreeMap::new(),
+            facts: BTreeMap::new(),
+            confidence: ConfidenceConfig::default(),
+            escalation: EscalationConfig::default(),
         }
     }
 }
@@ -53,12 +112,19 @@ fn default_state_dir() -> PathBuf {
 pub struct PluginDirs {
     #[serde(default = "default_tool_dirs")]
     pub tools: Vec<PathBuf>,
+    /// Guard policies, run in file-name order; watched, so changes apply to the next call.
+    #[serde(default = "default_policy_dir")]
+    pub policies: PathBuf,
 }
 
 impl Default for PluginDirs {
     fn default() -> PluginDirs {
-        PluginDirs { tools: default_tool_dirs() }
+        PluginDirs { tools: default_tool_dirs(), policies: default_policy_dir() }
     }
+}
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
 }
 
 fn default_tool_dirs() -> Vec<PathBuf> {
@@ -75,6 +141,8 @@ pub struct ToolConfig {
     /// Capabilities granted to this tool; nothing by default.
     #[serde(default)]
     pub grants: Grants,
+    /// Overrides the stakes the tool declares (or that its effects imply).
+    pub stakes: Option<Stakes>,
 }
 
 impl Config {
@@ -89,6 +157,7 @@ impl Config {
         for dir in &mut config.plugins.tools {
             *dir = resolve(base, dir);
         }
+        config.plugins.policies = resolve(base, &config.plugins.policies);
         config.state_dir = resolve(base, &config.state_dir);
         for source in config.secrets.values_mut() {
             if let Some(file) = &mut source.file {
@@ -97,6 +166,9 @@ impl Config {
         }
         for tool in config.tools.values_mut() {
             tool.grants.resolve_paths(base);
+        }
+        for source in config.facts.values_mut() {
+            source.resolve_paths(base);
         }
         Ok(config)
     }

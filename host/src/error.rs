@@ -37,8 +37,8 @@ pub enum LoadProblem {
         "does not export `{expected}` (it exports {found}); build it for the {world} world of wit/"
     )]
     WrongWorld { expected: String, found: String, world: &'static str },
-    #[error("does not fit the tool-plugin world: {0}")]
-    Mismatch(String),
+    #[error("does not fit the {world} world: {reason}")]
+    Mismatch { world: &'static str, reason: String },
     #[error("describe() failed: {0}")]
     Describe(String),
     #[error("tool `{tool}`: {reason}")]
@@ -98,9 +98,9 @@ pub enum CallError {
     Tool { tool: String, kind: ToolErrorKind, message: String },
     #[error("tool `{tool}` returned output that is not JSON: {reason}")]
     BadOutput { tool: String, reason: String },
-    /// A check after the call refused its result; its effects were rolled back.
-    #[error("tool `{tool}` was refused after the call: {reason}; its effects were rolled back")]
-    Denied { tool: String, reason: String },
+    /// A check refused the call: before it ran, or after (its effects were rolled back).
+    #[error("tool `{tool}` was refused {stage}: {reason}")]
+    Denied { tool: String, stage: Stage, reason: String },
     /// The call failed and undoing its effects failed too: the problems say what is left.
     #[error("{cause}; and undoing its effects failed: {problems}")]
     RollbackFailed { cause: Box<CallError>, problems: String },
@@ -116,6 +116,23 @@ impl CallError {
             CallError::Budget(exceeded) => Some(exceeded),
             _ => None,
         }
+    }
+}
+
+/// When a call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    BeforeCall,
+    /// After the call ran; its staged effects were rolled back.
+    AfterCall,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::BeforeCall => "before it ran",
+            Stage::AfterCall => "after it ran, and its effects were rolled back",
+        })
     }
 }
 

@@ -22,8 +22,7 @@ pub(crate) struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(shared: Shared) -> wasmtime::Result<Runtime> {
-        let engine = engine::new_engine()?;
+    pub fn new(engine: Engine, shared: Shared) -> wasmtime::Result<Runtime> {
         let mut linker = Linker::new(&engine);
         crate::capability::add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker, shared: Arc::new(shared) })

@@ -15,14 +15,17 @@ mod engine;
 pub mod error;
 pub mod escalation;
 mod exec;
+pub mod facts;
+pub mod guard;
 mod pipeline;
 pub mod plugin;
 pub mod registry;
 pub mod units;
+mod validate;
 
 pub use budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
 pub use config::Config;
-pub use effect::{Effect, Gate, Verdict};
+pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
 pub use pipeline::{CallRequest, CallResponse, Host};
 pub use plugin::{EffectKind, Stakes, ToolSpec};

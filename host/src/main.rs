@@ -11,6 +11,8 @@ use moat::{BudgetOverrides, CallError, CallRequest, Config, Host, Usage};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod approvals_cli;
+
 #[derive(Parser)]
 #[command(
     name = "moat",
@@ -46,6 +48,10 @@ enum Command {
         /// The task the call belongs to (per-task limits add up over a task's calls)
         #[arg(long)]
         task: Option<String>,
+        /// The agent's confidence in this action, 0 to 1 (high-stakes calls below the
+        /// configured threshold, or without one, escalate)
+        #[arg(long)]
+        confidence: Option<f64>,
         /// Override the fuel budget of this call
         #[arg(long)]
         fuel: Option<u64>,
@@ -61,12 +67,16 @@ enum Command {
     },
     /// Run calls from a JSON Lines file on one host, printing each outcome
     ///
-    /// Each line: {"tool": NAME, "args": {...}, "budgets": {"fuel": N, ...}, "task": ID};
-    /// all but `tool` optional (the batch is one task by default); `#` starts a comment.
+    /// Each line: {"tool": NAME, "args": {...}, "budgets": {"fuel": N, ...}, "task": ID,
+    /// "session": ID, "confidence": 0.9, "reasoning": "..."}; all but `tool` optional (the
+    /// batch is one task by default); `#` starts a comment.
     Batch {
         /// The file, or `-` for standard input
         file: PathBuf,
     },
+    /// Escalated calls waiting for a person: list them, approve or deny one
+    #[command(subcommand)]
+    Approvals(approvals_cli::Approvals),
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -97,6 +107,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Approvals(command) => approvals_cli::run(cli.config.as_deref(), command),
         Command::Componentize { input, output } => {
             let core = std::fs::read(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
@@ -111,10 +122,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print_tools(&host, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Call { tool, args, task, fuel, memory, wall_time, output } => {
+        Command::Call { tool, args, task, confidence, fuel, memory, wall_time, output } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             let budgets = BudgetOverrides { fuel, memory, wall_time, output, table_elements: None };
-            Ok(call(&host, &CallRequest { tool, args, task, budgets }))
+            let request =
+                CallRequest { tool, args, task, confidence, budgets, ..Default::default() };
+            Ok(call(&host, &request))
         }
         Command::Batch { file } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
@@ -134,8 +147,12 @@ fn start(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
     if !tool_dirs.is_empty() {
         config.plugins.tools = tool_dirs;
     }
-    let (host, errors) =
-        Host::new(config).map_err(|e| anyhow::anyhow!("cannot start the engine: {e:#}"))?;
+    let escalator = moat::escalation::escalator(&config.escalation, &config.state_dir)
+        .map_err(|e| anyhow::anyhow!("escalation: {e}"))?;
+    let (host, errors) = Host::builder(config)
+        .escalator(escalator)
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the engine: {e:#}"))?;
     for error in errors {
         eprintln!("warning: skipped {error}");
     }
@@ -209,6 +226,10 @@ struct BatchLine {
     budgets: BudgetOverrides,
     /// Default: the whole batch is one task.
     task: Option<String>,
+    /// Default: the task.
+    session: Option<String>,
+    confidence: Option<f64>,
+    reasoning: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -242,12 +263,18 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
             tool: entry.tool,
             args: entry.args.to_string(),
             task: Some(entry.task.unwrap_or_else(|| "batch".to_owned())),
+            session: entry.session,
+            confidence: entry.confidence,
+            reasoning: entry.reasoning,
             budgets: entry.budgets,
         };
         println!("→ {} {}", request.tool, request.args);
         match host.run(&request) {
             Ok(response) => {
-                println!("  {}\n  ({})", response.output, usage_line(&response.usage))
+                println!("  {}\n  ({})", response.output, usage_line(&response.usage));
+                for note in &response.shadow {
+                    println!("  note: {note}");
+                }
             }
             Err(error) => println!("  refused: {error}"),
         }

@@ -5,22 +5,38 @@ use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
 use crate::config::Config;
-use crate::effect::{AllowAll, Effect, Gate, Verdict};
-use crate::error::{CallError, LoadError};
+use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Verdict};
+use crate::error::{CallError, LoadError, Stage};
+use crate::escalation::{escalate, DenyAll, Escalator};
 use crate::exec::{self, Runtime};
-use crate::plugin::ToolSpec;
+use crate::facts::Facts;
+use crate::guard::Policies;
+use crate::plugin::{EffectKind, ToolSpec};
 use crate::registry::Registry;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A running moat: the engine, the configuration and the loaded plugins.
+/// Calls of a session that `check-call` sees, newest last.
+const HISTORY: usize = 32;
+/// Sessions whose history is kept; past this the oldest is forgotten.
+const SESSIONS: usize = 10_000;
+
+/// A running moat: the engine, the configuration, the loaded tools and policies.
 pub struct Host {
     runtime: Runtime,
     config: Config,
     registry: Registry,
+    policies: Arc<Policies>,
     /// Each configured tool's grants, shared by its calls.
     grants: HashMap<String, Arc<Grants>>,
+    sessions: Mutex<Sessions>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    history: HashMap<String, VecDeque<HistoryEntry>>,
+    order: VecDeque<String>,
 }
 
 /// One call as a caller makes it.
@@ -32,6 +48,12 @@ pub struct CallRequest {
     /// The task the call belongs to: per-task limits add up over its calls. Without one,
     /// the call is a task of its own.
     pub task: Option<String>,
+    /// The session: `check-call` sees its recent calls. Default: the task.
+    pub session: Option<String>,
+    /// The agent's confidence in this action, 0 to 1.
+    pub confidence: Option<f64>,
+    /// The model's reasoning, shown to guards (and recorded).
+    pub reasoning: Option<String>,
     /// Replaces budgets of this call only. The embedder decides who may set these: an agent
     /// must never be able to raise its own limits.
     pub budgets: BudgetOverrides,
@@ -43,42 +65,89 @@ impl CallRequest {
     }
 }
 
-/// A successful call: the tool's output (JSON text), what the call consumed, and the
-/// effects it had (now committed).
+/// A successful call: the tool's output (JSON text, as rewritten by policies), what the
+/// call consumed, the effects it had (now committed), and what shadow policies would have
+/// done.
 #[derive(Clone, Debug)]
 pub struct CallResponse {
     pub output: String,
     pub usage: Usage,
     pub effects: Vec<Effect>,
+    pub shadow: Vec<String>,
 }
 
-impl Host {
-    /// Starts a host without a gate: every effect and result is allowed past the built-in
-    /// checks. See [`Host::with_gate`].
-    pub fn new(config: Config) -> wasmtime::Result<(Host, Vec<LoadError>)> {
-        Host::with_gate(config, Arc::new(AllowAll))
+/// Builds a [`Host`]: the configuration, plus optionally an extra gate (asked after the
+/// policies) and the way to ask a person.
+pub struct HostBuilder {
+    config: Config,
+    gate: Option<Arc<dyn Gate>>,
+    escalator: Arc<dyn Escalator>,
+}
+
+impl HostBuilder {
+    /// A gate asked after the policies, at every point.
+    pub fn gate(mut self, gate: Arc<dyn Gate>) -> HostBuilder {
+        self.gate = Some(gate);
+        self
     }
 
-    /// Starts a host whose effects and results are checked by `gate`: builds the engine and
-    /// loads the tool directories of `config`. Files that cannot be loaded are returned
-    /// beside the host; their tools are not offered.
-    pub fn with_gate(
-        config: Config,
-        gate: Arc<dyn Gate>,
-    ) -> wasmtime::Result<(Host, Vec<LoadError>)> {
+    /// Who decides escalations (default: nobody, so they are denied).
+    pub fn escalator(mut self, escalator: Arc<dyn Escalator>) -> HostBuilder {
+        self.escalator = escalator;
+        self
+    }
+
+    /// Builds the engine and loads the tools and policies. Files that cannot be loaded are
+    /// returned beside the host; their tools and policies are not in force.
+    pub fn build(self) -> wasmtime::Result<(Host, Vec<LoadError>)> {
+        let config = self.config;
+        let engine = crate::engine::new_engine()?;
+        let facts = Arc::new(Facts::new(config.facts.clone()));
+        let (policies, mut errors) = Policies::load(
+            &engine,
+            Some(&config.plugins.policies),
+            config.policies.clone(),
+            facts,
+        )?;
+        let policies = Arc::new(policies);
+        let mut gates: Vec<Arc<dyn Gate>> = vec![policies.clone()];
+        gates.extend(self.gate);
         let shared = Shared::new(
             SecretStore::new(config.secrets.clone()),
             KvStore::new(config.state_dir.join("kv.sqlite")),
-            gate,
+            Arc::new(Chain(gates)),
+            self.escalator,
         );
-        let runtime = Runtime::new(shared)?;
-        let (registry, errors) = Registry::load(&runtime, &config.plugins.tools, &config.budgets);
+        let runtime = Runtime::new(engine, shared)?;
+        let (registry, tool_errors) =
+            Registry::load(&runtime, &config.plugins.tools, &config.budgets);
+        errors.extend(tool_errors);
         let grants = config
             .tools
             .iter()
             .map(|(name, tool)| (name.clone(), Arc::new(tool.grants.clone())))
             .collect();
-        Ok((Host { runtime, config, registry, grants }, errors))
+        let sessions = Mutex::new(Sessions::default());
+        Ok((Host { runtime, config, registry, policies, grants, sessions }, errors))
+    }
+}
+
+impl Host {
+    pub fn builder(config: Config) -> HostBuilder {
+        HostBuilder { config, gate: None, escalator: Arc::new(DenyAll) }
+    }
+
+    /// A host with the configured policies and nobody to decide escalations.
+    pub fn new(config: Config) -> wasmtime::Result<(Host, Vec<LoadError>)> {
+        Host::builder(config).build()
+    }
+
+    /// A host whose effects and results are also checked by `gate`.
+    pub fn with_gate(
+        config: Config,
+        gate: Arc<dyn Gate>,
+    ) -> wasmtime::Result<(Host, Vec<LoadError>)> {
+        Host::builder(config).gate(gate).build()
     }
 
     /// Every tool offered, by name.
@@ -89,6 +158,11 @@ impl Host {
     /// The registry of loaded plugins.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// The configuration in force.
@@ -103,38 +177,45 @@ impl Host {
 
     /// Runs one call through the pipeline.
     pub fn run(&self, request: &CallRequest) -> Result<CallResponse, CallError> {
-        let (tool, args) = (request.tool.as_str(), request.args.as_str());
+        let tool = request.tool.as_str();
         // 1. Admission: the tool exists.
         let (plugin, spec) =
             self.registry.get(tool).ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
-        // 2. Input validation: the arguments are a JSON object.
-        check_arguments(tool, args)?;
-        // 3. Execution on a fresh instance under the tool's budgets. Every effect is checked
-        //    by the gate as it happens and staged, not yet final.
+        // 2. Input validation: the arguments against the tool's JSON Schema.
+        spec.schema.check(tool, &request.args)?;
+        let call = Arc::new(self.view(request, spec));
+        // 3. Pre-call checks: the confidence gate, then the policies; either may ask a person.
+        self.check_confidence(&call, spec)?;
+        self.check_call(&call)?;
+        // 4. Execution on a fresh instance under the tool's budgets. Every effect is checked
+        //    by the policies as it happens, and staged, not yet final.
         let budgets = self.config.budgets_for(tool).with(&request.budgets);
         let deadline = Instant::now() + budgets.wall_time.duration();
         let grants = self.grants.get(tool).cloned().unwrap_or_default();
         let shared = self.runtime.shared.clone();
-        let declared = spec.effects.clone();
-        let task = request.task.as_deref();
-        let caps =
-            CallCaps::new(tool, plugin.name.clone(), task, grants, declared, shared, deadline);
+        let caps = CallCaps::new(call.clone(), plugin.name.clone(), grants, shared, deadline);
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
-            exec::call(engine, &plugin.pre, &plugin.name, caps, args, &budgets);
-        // 4. Output: JSON, as the contract promises, with revealed secrets redacted.
+            exec::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
+        // 5. Output: JSON, as the contract promises, with revealed secrets redacted.
         let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
             Ok(output) => output,
             Err(error) => {
                 let error = redact(error, &caps.secrets);
+                self.remember(&call, &caps.touched, false);
                 return Err(roll_back(&mut caps, error));
             }
         };
-        // 5. Post-call check: a "no" now still undoes every staged effect.
-        if let Verdict::Deny(reason) = self.runtime.shared.gate.check_result(tool, &output) {
-            return Err(roll_back(&mut caps, CallError::Denied { tool: tool.to_owned(), reason }));
-        }
-        // 6. Commit.
+        // 6. Post-call checks: output validation, fact checks, redaction. A "no" now still
+        //    undoes every staged effect.
+        let output = match self.check_result(&call, output) {
+            Ok(output) => output,
+            Err(error) => {
+                self.remember(&call, &caps.touched, false);
+                return Err(roll_back(&mut caps, error));
+            }
+        };
+        // 7. Commit.
         if let Err(reason) = caps.commit() {
             let error = CallError::Host {
                 tool: tool.to_owned(),
@@ -142,9 +223,112 @@ impl Host {
             };
             return Err(roll_back(&mut caps, error));
         }
+        self.remember(&call, &caps.touched, true);
         usage.output_bytes = output.len() as u64;
-        Ok(CallResponse { output, usage, effects: std::mem::take(&mut caps.effects) })
+        let effects = std::mem::take(&mut caps.effects);
+        Ok(CallResponse { output, usage, effects, shadow: call.take_shadow() })
     }
+
+    /// The call as checks see it, with its session's history.
+    fn view(&self, request: &CallRequest, spec: &ToolSpec) -> CallView {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let task = request.task.clone().unwrap_or_else(|| {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("call-{}-{n}", std::process::id())
+        });
+        let session = request.session.clone().unwrap_or_else(|| task.clone());
+        let sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let history =
+            sessions.history.get(&session).map(|h| h.iter().cloned().collect()).unwrap_or_default();
+        CallView {
+            tool: request.tool.clone(),
+            args: request.args.clone(),
+            task,
+            session,
+            confidence: request.confidence,
+            reasoning: request.reasoning.clone(),
+            effects: spec.effects.clone(),
+            history,
+            shadow: Mutex::default(),
+        }
+    }
+
+    /// A call whose stakes have a confidence threshold escalates below it, or without one.
+    fn check_confidence(&self, call: &CallView, spec: &ToolSpec) -> Result<(), CallError> {
+        let stakes = self
+            .config
+            .tools
+            .get(&call.tool)
+            .and_then(|t| t.stakes)
+            .unwrap_or_else(|| spec.derived_stakes());
+        let Some(threshold) = self.config.confidence.threshold(stakes) else { return Ok(()) };
+        let stakes = format!("{stakes:?}").to_lowercase();
+        let reason = match call.confidence {
+            Some(c) if c.is_finite() && c >= threshold => return Ok(()),
+            Some(c) => {
+                format!("confidence {c:.2} is below {threshold:.2} for a {stakes}-stakes call")
+            }
+            None => format!(
+                "no confidence was given for a {stakes}-stakes call (threshold {threshold:.2})"
+            ),
+        };
+        escalate(self.runtime.shared.escalator.as_ref(), call, "confidence", &reason)
+            .map_err(|reason| refused(call, Stage::BeforeCall, reason))
+    }
+
+    fn check_call(&self, call: &CallView) -> Result<(), CallError> {
+        self.policies.reload_if_changed();
+        match self.runtime.shared.gate.check_call(call) {
+            Verdict::Allow | Verdict::Rewrite(_) => Ok(()),
+            Verdict::Deny(reason) => Err(refused(call, Stage::BeforeCall, reason)),
+            Verdict::Escalate(reason) => {
+                escalate(self.runtime.shared.escalator.as_ref(), call, "check-call", &reason)
+                    .map_err(|reason| refused(call, Stage::BeforeCall, reason))
+            }
+        }
+    }
+
+    fn check_result(&self, call: &CallView, output: String) -> Result<String, CallError> {
+        match self.runtime.shared.gate.check_result(call, &output) {
+            Verdict::Allow => Ok(output),
+            Verdict::Rewrite(rewritten) => Ok(rewritten),
+            Verdict::Deny(reason) => Err(refused(call, Stage::AfterCall, reason)),
+            Verdict::Escalate(reason) => {
+                escalate(self.runtime.shared.escalator.as_ref(), call, "check-result", &reason)
+                    .map(|()| output)
+                    .map_err(|reason| refused(call, Stage::AfterCall, reason))
+            }
+        }
+    }
+
+    /// Adds the call to its session's history.
+    fn remember(&self, call: &CallView, touched: &[(EffectKind, String)], ok: bool) {
+        let entry = HistoryEntry {
+            tool: call.tool.clone(),
+            effects: touched.iter().map(|(kind, _)| *kind).collect(),
+            targets: touched.iter().map(|(_, target)| target.clone()).collect(),
+            ok,
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sessions = &mut *sessions;
+        if !sessions.history.contains_key(&call.session) {
+            sessions.order.push_back(call.session.clone());
+            if sessions.order.len() > SESSIONS {
+                if let Some(oldest) = sessions.order.pop_front() {
+                    sessions.history.remove(&oldest);
+                }
+            }
+        }
+        let history = sessions.history.entry(call.session.clone()).or_default();
+        history.push_back(entry);
+        if history.len() > HISTORY {
+            history.pop_front();
+        }
+    }
+}
+
+fn refused(call: &CallView, stage: Stage, reason: String) -> CallError {
+    CallError::Denied { tool: call.tool.clone(), stage, reason }
 }
 
 /// Undoes the call's staged effects and returns `cause`, or says what could not be undone.
@@ -156,16 +340,6 @@ fn roll_back(caps: &mut CallCaps, cause: CallError) -> CallError {
             CallError::RollbackFailed { cause: Box::new(cause), problems }
         }
     }
-}
-
-fn check_arguments(tool: &str, args: &str) -> Result<(), CallError> {
-    let invalid = |reason: String| CallError::InvalidArguments { tool: tool.to_owned(), reason };
-    let value: serde_json::Value =
-        serde_json::from_str(args).map_err(|e| invalid(format!("not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(invalid(format!("expected a JSON object, got {}", json_kind(&value))));
-    }
-    Ok(())
 }
 
 fn check_output(tool: &str, secrets: &Revealed, output: String) -> Result<String, CallError> {
@@ -190,16 +364,5 @@ fn redact(error: CallError, secrets: &Revealed) -> CallError {
             CallError::BadOutput { tool, reason: secrets.redact(&reason) }
         }
         other => other,
-    }
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }

@@ -6,10 +6,12 @@ use crate::budget::Budgets;
 use crate::capability::{CallCaps, PROVIDED};
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::exec::{self, CallState, Runtime};
+use crate::validate::ArgsSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Component;
+use wasmtime::Engine;
 
 /// The interface every tool component must export.
 pub const TOOL_EXPORT: &str = "moat:plugin/tool@0.1.0";
@@ -26,7 +28,7 @@ pub enum EffectKind {
 }
 
 /// How much harm a wrong call can do (`stakes` in WIT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stakes {
     Low,
@@ -46,6 +48,27 @@ pub struct ToolSpec {
     /// The tool's own claim; `None` means derived from the effects.
     pub stakes: Option<Stakes>,
     pub version: String,
+    /// The compiled input schema.
+    #[serde(skip)]
+    pub(crate) schema: ArgsSchema,
+}
+
+impl ToolSpec {
+    /// The tool's own claim, or derived from its effects: deleting, sending and network
+    /// effects are high stakes, writing is medium, the rest low.
+    pub fn derived_stakes(&self) -> Stakes {
+        if let Some(stakes) = self.stakes {
+            return stakes;
+        }
+        let has = |kind| self.effects.contains(&kind);
+        if has(EffectKind::Delete) || has(EffectKind::Send) || has(EffectKind::Network) {
+            Stakes::High
+        } else if has(EffectKind::Write) {
+            Stakes::Medium
+        } else {
+            Stakes::Low
+        }
+    }
 }
 
 /// A loaded component.
@@ -66,29 +89,22 @@ impl Plugin {
         budgets: &Budgets,
     ) -> Result<Plugin, LoadError> {
         let fail = |problem| LoadError { path: path.to_owned(), problem };
-        let bytes =
-            std::fs::read(path).map_err(|e| fail(LoadProblem::Unreadable(e.to_string())))?;
-        check_header(&bytes).map_err(fail)?;
-        let component = Component::new(&runtime.engine, &bytes)
-            .map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
-        check_imports(runtime, &component).map_err(fail)?;
-        check_exports(runtime, &component).map_err(fail)?;
-        let instance_pre = runtime
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
-        let pre = ToolPluginPre::new(instance_pre)
-            .map_err(|e| fail(LoadProblem::Mismatch(one_line(&e))))?;
+        let (bytes, component) = compile(&runtime.engine, path, TOOL_WORLD)?;
+        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+            fail(LoadProblem::Mismatch { world: TOOL_WORLD.name, reason: one_line(&e) })
+        })?;
+        let pre = ToolPluginPre::new(instance_pre).map_err(|e| {
+            fail(LoadProblem::Mismatch { world: TOOL_WORLD.name, reason: one_line(&e) })
+        })?;
         let name: Arc<str> =
             path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         // Nothing is granted to describe(): it must be pure.
         let deadline = std::time::Instant::now() + budgets.wall_time.duration();
+        let view = crate::effect::CallView { tool: "describe".into(), ..Default::default() };
         let caps = CallCaps::new(
-            "describe",
+            Arc::new(view),
             name.clone(),
-            None,
             Arc::default(),
-            Vec::new(),
             runtime.shared.clone(),
             deadline,
         );
@@ -97,6 +113,34 @@ impl Plugin {
         let tools = check_tools(infos).map_err(fail)?;
         Ok(Plugin { path: path.to_owned(), hash: blake3::hash(&bytes), name, pre, tools })
     }
+}
+
+/// What a world expects of a component: the one interface it exports, and the interfaces the
+/// host provides to it.
+pub(crate) struct World {
+    pub name: &'static str,
+    pub export: &'static str,
+    pub provided: &'static [&'static str],
+}
+
+pub(crate) const TOOL_WORLD: World =
+    World { name: "tool-plugin", export: TOOL_EXPORT, provided: PROVIDED };
+
+/// Reads and compiles the component at `path`, refusing anything that is not a component of
+/// `world`: garbage, empty files, core modules, other worlds, unknown imports.
+pub(crate) fn compile(
+    engine: &Engine,
+    path: &Path,
+    world: World,
+) -> Result<(Vec<u8>, Component), LoadError> {
+    let fail = |problem| LoadError { path: path.to_owned(), problem };
+    let bytes = std::fs::read(path).map_err(|e| fail(LoadProblem::Unreadable(e.to_string())))?;
+    check_header(&bytes).map_err(fail)?;
+    let component =
+        Component::new(engine, &bytes).map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
+    check_imports(engine, &component, &world).map_err(fail)?;
+    check_exports(engine, &component, &world).map_err(fail)?;
+    Ok((bytes, component))
 }
 
 /// Tells garbage, empty files and core modules from components before compiling anything.
@@ -125,30 +169,35 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadProblem> {
 }
 
 /// Every import must be an interface this host provides, in a compatible version.
-fn check_imports(runtime: &Runtime, component: &Component) -> Result<(), LoadProblem> {
+fn check_imports(engine: &Engine, component: &Component, world: &World) -> Result<(), LoadProblem> {
     let ty = component.component_type();
-    for (import, _) in ty.imports(&runtime.engine) {
-        if !PROVIDED.iter().any(|provided| compatible(import, provided)) {
+    for (import, _) in ty.imports(engine) {
+        if !world.provided.iter().any(|provided| compatible(import, provided)) {
             return Err(LoadProblem::UnknownImport {
                 import: import.to_owned(),
-                provided: PROVIDED.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
+                provided: world
+                    .provided
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
     }
     Ok(())
 }
 
-fn check_exports(runtime: &Runtime, component: &Component) -> Result<(), LoadProblem> {
+fn check_exports(engine: &Engine, component: &Component, world: &World) -> Result<(), LoadProblem> {
     let ty = component.component_type();
-    let exports: Vec<&str> = ty.exports(&runtime.engine).map(|(name, _)| name).collect();
-    if exports.iter().any(|name| compatible(name, TOOL_EXPORT)) {
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    if exports.iter().any(|name| compatible(name, world.export)) {
         return Ok(());
     }
     let found = match exports.as_slice() {
         [] => "nothing".to_owned(),
         names => names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
     };
-    Err(LoadProblem::WrongWorld { expected: TOOL_EXPORT.to_owned(), found, world: "tool-plugin" })
+    Err(LoadProblem::WrongWorld { expected: world.export.to_owned(), found, world: world.name })
 }
 
 /// Whether `name` (`ns:pkg/iface@version`) can be served by `provided`: the same interface,
@@ -191,6 +240,7 @@ fn check_tools(infos: Vec<bindings::ToolInfo>) -> Result<Vec<ToolSpec>, LoadProb
         if !input_schema.is_object() {
             return Err(bad("input schema is not a JSON object".into()));
         }
+        let schema = ArgsSchema::compile(&input_schema).map_err(bad)?;
         let output_schema = match &info.output_schema {
             Some(text) => Some(
                 serde_json::from_str(text)
@@ -206,6 +256,7 @@ fn check_tools(infos: Vec<bindings::ToolInfo>) -> Result<Vec<ToolSpec>, LoadProb
             input_schema,
             output_schema,
             version: info.version,
+            schema,
         });
     }
     if tools.is_empty() {

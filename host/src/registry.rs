@@ -83,7 +83,7 @@ impl Registry {
 }
 
 /// The `*.wasm` files directly in `dir`, sorted by file name.
-fn component_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+pub(crate) fn component_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let fail = |e: std::io::Error| LoadError {
         path: dir.to_owned(),
         problem: LoadProblem::Directory(e.to_string()),

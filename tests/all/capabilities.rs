@@ -15,7 +15,8 @@ fn host_with(moat_toml: &str, gate: Arc<dyn Gate>) -> (Host, tempfile::TempDir) 
     std::fs::create_dir(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/keep.txt"), "precious").unwrap();
     let path = dir.path().join("moat.toml");
-    std::fs::write(&path, moat_toml).unwrap();
+    // Not about confidence: high-stakes tools run without one.
+    std::fs::write(&path, format!("[confidence]\nhigh = 0\n{moat_toml}")).unwrap();
     let mut config = Config::load(&path).unwrap();
     config.plugins.tools = vec![built("tests")];
     let (host, errors) = Host::with_gate(config, gate).unwrap();
@@ -194,11 +195,11 @@ struct RejectResults {
 }
 
 impl Gate for RejectResults {
-    fn check_effect(&self, _tool: &str, effect: &Effect) -> Verdict {
+    fn check_effect(&self, _call: &moat::CallView, effect: &Effect) -> Verdict {
         self.seen.lock().unwrap().push(effect.clone());
         Verdict::Allow
     }
-    fn check_result(&self, _tool: &str, _output: &str) -> Verdict {
+    fn check_result(&self, _call: &moat::CallView, _output: &str) -> Verdict {
         Verdict::Deny("the output failed validation".into())
     }
 }
@@ -236,7 +237,7 @@ fn a_no_after_the_call_rolls_back_writes_removals_and_renames() {
 struct NoDeletes;
 
 impl Gate for NoDeletes {
-    fn check_effect(&self, _tool: &str, effect: &Effect) -> Verdict {
+    fn check_effect(&self, _call: &moat::CallView, effect: &Effect) -> Verdict {
         match effect.kind {
             moat::EffectKind::Delete => Verdict::Deny("deletions need a human".into()),
             _ => Verdict::Allow,

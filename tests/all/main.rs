@@ -4,8 +4,11 @@
 mod budgets;
 mod capabilities;
 mod cli;
+mod escalation;
+mod guards;
 mod http_capability;
 mod loading;
+mod policies;
 mod sql_capability;
 mod support;
 mod tools;

@@ -41,6 +41,7 @@ fn host_with(dir: &Path, grants: &str, gate: Arc<dyn Gate>) -> Host {
     let path = dir.join("moat.toml");
     std::fs::write(&path, grants).expect("moat.toml is written");
     let mut config = Config::load(&path).expect("moat.toml is valid");
+    config.confidence.high = 0.0; // not about confidence: deleting tools run without one
     config.plugins.tools = vec![built("tests")];
     let (host, errors) = Host::with_gate(config, gate).expect("the engine starts");
     assert!(errors.is_empty(), "unexpected load errors: {errors:?}");
@@ -244,7 +245,7 @@ fn the_per_task_limit_adds_up_over_the_calls_of_a_task() {
 struct RejectResults;
 
 impl Gate for RejectResults {
-    fn check_result(&self, _: &str, _: &str) -> Verdict {
+    fn check_result(&self, _: &moat::CallView, _: &str) -> Verdict {
         Verdict::Deny("results are under review".into())
     }
 }
@@ -266,7 +267,7 @@ fn a_call_refused_after_it_ran_leaves_the_table_unchanged() {
 struct NoDeletes;
 
 impl Gate for NoDeletes {
-    fn check_effect(&self, _: &str, effect: &Effect) -> Verdict {
+    fn check_effect(&self, _: &moat::CallView, effect: &Effect) -> Verdict {
         match effect.kind {
             EffectKind::Delete => Verdict::Deny(format!("{} rows", effect.detail["rows"])),
             _ => Verdict::Allow,

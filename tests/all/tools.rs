@@ -84,7 +84,9 @@ fn example_host(moat_toml: &str) -> (moat::Host, tempfile::TempDir) {
          INSERT INTO orders SELECT i, CASE WHEN i % 5 < 3 THEN 'shipped' ELSE 'open' END FROM n;",
     )
     .unwrap();
-    std::fs::write(dir.path().join("moat.toml"), moat_toml).unwrap();
+    // Not about confidence: high-stakes tools run without one.
+    std::fs::write(dir.path().join("moat.toml"), format!("[confidence]\nhigh = 0\n{moat_toml}"))
+        .unwrap();
     let mut config = moat::Config::load(&dir.path().join("moat.toml")).unwrap();
     config.plugins.tools = vec![crate::support::built("tools")];
     let (host, errors) = moat::Host::new(config).unwrap();

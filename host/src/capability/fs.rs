@@ -180,6 +180,7 @@ impl HostDir for CallState {
         if let Err(over) = self.caps.charge(&format!("fs:{grant}:read"), size, limit, u64::MAX) {
             return Ok(Err(limit_error(&grant, &path, "read", size, &over)));
         }
+        self.caps.touched.push((EffectKind::Read, format!("{grant}:{path}")));
         Ok(dir.read(&path).map_err(|e| io_error(&grant, &path, e)))
     }
 

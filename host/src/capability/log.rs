@@ -31,7 +31,7 @@ impl CallLog {
         self.last_problem.as_deref()
     }
 
-    fn record(&mut self, level: Level, mut message: String) {
+    pub(crate) fn record(&mut self, level: Level, mut message: String) {
         if self.written >= MAX_MESSAGES {
             self.dropped += 1;
             if self.dropped == 1 {

@@ -12,7 +12,8 @@ pub mod log;
 pub mod secrets;
 pub mod sql;
 
-use crate::effect::{Effect, Gate, Verdict};
+use crate::effect::{CallView, Effect, Gate, Verdict};
+use crate::escalation::{escalate, Escalator};
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
 use serde::Deserialize;
@@ -88,13 +89,19 @@ pub(crate) struct Shared {
     pub secrets: secrets::SecretStore,
     pub kv: kv::KvStore,
     pub gate: Arc<dyn Gate>,
+    pub escalator: Arc<dyn Escalator>,
     /// Committed totals per (task, meter key): bytes written, files deleted, rows changed.
     tasks: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl Shared {
-    pub fn new(secrets: secrets::SecretStore, kv: kv::KvStore, gate: Arc<dyn Gate>) -> Shared {
-        Shared { secrets, kv, gate, tasks: Mutex::new(HashMap::new()) }
+    pub fn new(
+        secrets: secrets::SecretStore,
+        kv: kv::KvStore,
+        gate: Arc<dyn Gate>,
+        escalator: Arc<dyn Escalator>,
+    ) -> Shared {
+        Shared { secrets, kv, gate, escalator, tasks: Mutex::new(HashMap::new()) }
     }
 
     fn task_total(&self, task: &str, key: &str) -> u64 {
@@ -130,6 +137,8 @@ pub(crate) struct CallCaps {
     pub grants: Arc<Grants>,
     /// The effects the tool declared in `describe()`; any other effect is refused.
     pub declared: Vec<EffectKind>,
+    /// The call as checks see it.
+    pub call: Arc<CallView>,
     pub shared: Arc<Shared>,
     /// When the call's wall-time budget ends; blocking host work must finish by then.
     pub deadline: Instant,
@@ -137,6 +146,8 @@ pub(crate) struct CallCaps {
     counts: HashMap<String, u64>,
     /// The effects that happened (staged), in order.
     pub effects: Vec<Effect>,
+    /// Everything the call touched, reads included, for the session's history.
+    pub touched: Vec<(EffectKind, String)>,
     pub fs: fs::FsCall,
     pub sql: sql::SqlCall,
     pub kv: kv::KvCall,
@@ -146,32 +157,24 @@ pub(crate) struct CallCaps {
 
 impl CallCaps {
     pub fn new(
-        tool: &str,
+        call: Arc<CallView>,
         plugin: Arc<str>,
-        task: Option<&str>,
         grants: Arc<Grants>,
-        declared: Vec<EffectKind>,
         shared: Arc<Shared>,
         deadline: Instant,
     ) -> CallCaps {
-        static NEXT_TASK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let task = match task {
-            Some(task) => task.to_owned(),
-            None => {
-                let n = NEXT_TASK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                format!("call-{}-{n}", std::process::id())
-            }
-        };
         CallCaps {
-            tool: tool.to_owned(),
+            tool: call.tool.clone(),
             plugin,
-            task,
+            task: call.task.clone(),
             grants,
-            declared,
+            declared: call.effects.clone(),
+            call,
             shared,
             deadline,
             counts: HashMap::new(),
             effects: Vec::new(),
+            touched: Vec::new(),
             fs: fs::FsCall::default(),
             sql: sql::SqlCall::default(),
             kv: kv::KvCall::default(),
@@ -211,16 +214,18 @@ impl CallCaps {
                 self.tool, effect.target
             ));
         }
-        match self.shared.gate.check_effect(&self.tool, &effect) {
-            Verdict::Allow => {
-                self.effects.push(effect);
-                Ok(())
+        let what = format!("{} {kind} of `{}`", effect.capability, effect.target);
+        match self.shared.gate.check_effect(&self.call, &effect) {
+            Verdict::Allow | Verdict::Rewrite(_) => {}
+            Verdict::Deny(reason) => return Err(format!("{what} refused by policy: {reason}")),
+            Verdict::Escalate(reason) => {
+                let reason = format!("{what}: {reason}");
+                escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason)?;
             }
-            Verdict::Deny(reason) => Err(format!(
-                "{} {kind} of `{}` refused by policy: {reason}",
-                effect.capability, effect.target
-            )),
         }
+        self.touched.push((effect.kind, effect.target.clone()));
+        self.effects.push(effect);
+        Ok(())
     }
 
     /// Makes every staged effect final and adds the call's counts to its task.

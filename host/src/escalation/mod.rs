@@ -1,8 +1,27 @@
 //! Escalation: when a guard (or the confidence gate) asks, a person decides whether one
 //! exact call may go ahead. Channels: a terminal prompt, an approval queue (CLI and HTTP on
 //! loopback), or an outright deny; a timeout, or nobody to ask, means deny.
+//!
+//! [`escalator`] builds the channel `[escalation]` of `moat.toml` asks for
+//! ([`EscalationConfig`]): [`TerminalEscalator`] (`terminal.rs`), [`QueueEscalator`] over an
+//! [`ApprovalQueue`] in `STATE_DIR/approvals.sqlite` (`queue.rs`), decided by `moat approvals`
+//! or by [`ApprovalServer`] (`http.rs`), or [`DenyAll`].
+
+mod config;
+pub mod http;
+pub mod queue;
+pub mod terminal;
+
+pub use config::{Channel, EscalationConfig};
+pub use http::ApprovalServer;
+pub use queue::{ApprovalQueue, ApprovalRequest, QueueError, QueueEscalator, Status};
+pub use terminal::TerminalEscalator;
 
 use serde::Serialize;
+use std::borrow::Cow;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
 
 /// One call waiting for a person's decision.
 #[derive(Clone, Debug, Serialize)]
@@ -55,10 +74,17 @@ fn unique() -> String {
 /// What a person (or the lack of one) decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Decision {
-    Approved { by: String },
-    Denied { by: String, reason: String },
+    Approved {
+        by: String,
+    },
+    Denied {
+        by: String,
+        reason: String,
+    },
     /// Nobody decided in time, or there was nobody to ask: deny.
-    TimedOut { channel: String },
+    TimedOut {
+        channel: String,
+    },
 }
 
 /// A way to ask a person. `decide` blocks until a decision or the timeout.
@@ -72,5 +98,108 @@ pub struct DenyAll;
 impl Escalator for DenyAll {
     fn decide(&self, _escalation: &Escalation) -> Decision {
         Decision::TimedOut { channel: "none (non-interactive)".into() }
+    }
+}
+
+/// Builds the channel `config` asks for; the approval queue lives in `state_dir`. Starts the
+/// HTTP server of the queue when `config.http` is set (it lives as long as the escalator).
+///
+/// Fails, saying why, when `http` is not a loopback address or cannot be bound, when `http`
+/// is set with a channel that does not use the queue, when the terminal channel was chosen
+/// and there is no terminal, or when the queue cannot be opened.
+pub fn escalator(
+    config: &EscalationConfig,
+    state_dir: &Path,
+) -> Result<Arc<dyn Escalator>, String> {
+    if let Some(address) = &config.http {
+        http::loopback_addresses(address)?;
+    }
+    let channel = match config.channel {
+        Channel::Auto if config.http.is_some() => Channel::Queue,
+        Channel::Auto if interactive() => Channel::Terminal,
+        // Nobody at a terminal and no queue asked for: a non-interactive session denies.
+        Channel::Auto => Channel::Deny,
+        chosen => chosen,
+    };
+    if config.http.is_some() && channel != Channel::Queue {
+        return Err(format!(
+            "escalation.http serves the approval queue, but escalation.channel is \"{}\": \
+             use \"queue\" or \"auto\", or remove http",
+            channel.name()
+        ));
+    }
+    let timeout = config.timeout.duration();
+    match channel {
+        Channel::Deny => Ok(Arc::new(DenyAll)),
+        Channel::Terminal => Ok(Arc::new(TerminalEscalator::open(timeout)?)),
+        Channel::Auto | Channel::Queue => {
+            let queue =
+                Arc::new(ApprovalQueue::in_state_dir(state_dir).map_err(|e| e.to_string())?);
+            let mut escalator = QueueEscalator::new(queue.clone(), timeout);
+            if let Some(address) = &config.http {
+                escalator = escalator.with_server(ApprovalServer::start(queue, address)?);
+            }
+            Ok(Arc::new(escalator))
+        }
+    }
+}
+
+/// Whether a person is at this process's terminal: standard input and standard error are
+/// both terminals.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Who is deciding, by default: `$USER` (or `%USERNAME%`), else `unknown`.
+pub fn current_user() -> String {
+    ["USER", "USERNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|user| user.trim().to_owned())
+        .find(|user| !user.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `text` made safe to print on a terminal: control characters (but newlines, when
+/// `keep_newlines`) and bidirectional overrides are shown escaped (`\u{1b}`), so that what a
+/// tool or an agent wrote cannot move the cursor, recolour, or reorder what a person reads.
+pub fn printable(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            shown.extend(c.escape_unicode());
+        } else {
+            shown.push(c);
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// Asks `escalator` about `call`, for the reason given; `Ok` only if a person approved.
+/// The error says who decided what, for the agent.
+pub fn escalate(
+    escalator: &dyn Escalator,
+    call: &crate::effect::CallView,
+    asked_by: &str,
+    reason: &str,
+) -> Result<(), String> {
+    let escalation = Escalation::new(&call.tool, &call.args, &call.task, asked_by, reason);
+    let decision = escalator.decide(&escalation);
+    tracing::info!(tool = %call.tool, id = %escalation.id, ?decision, "escalation decided");
+    match decision {
+        Decision::Approved { .. } => Ok(()),
+        Decision::Denied { by, reason: why } => {
+            Err(format!("escalated ({reason}) and denied by {by}: {why}"))
+        }
+        Decision::TimedOut { channel } => {
+            Err(format!("escalated ({reason}) and not approved: no decision from {channel}"))
+        }
     }
 }

@@ -1,0 +1,235 @@
+//! Guard policies: components of the `guard-plugin` world, loaded from the policies
+//! directory in file-name order, asked before each call, before each effect and after each
+//! call. [`Policies`] is the [`Gate`] of a host with policies.
+//!
+//! Combination: any deny wins, then any escalate; rewrites apply in order, each policy
+//! seeing the output as rewritten so far. A policy that traps, runs out of its budget or
+//! answers something unusable denies (fail closed). A `shadow` policy's verdict is only
+//! noted; it changes nothing.
+
+mod run;
+
+use crate::budget::{BudgetOverrides, Budgets};
+use crate::effect::{CallView, Effect, Gate, Verdict};
+use crate::error::LoadError;
+use crate::facts::Facts;
+use crate::units::{ByteSize, Millis};
+use run::{GuardRuntime, Point};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+pub use run::Policy;
+pub(crate) use run::{facts_wit, GuardState};
+
+/// `[policies.NAME]` (NAME is the component's file name without `.wasm`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub mode: Mode,
+    /// Only calls of these tools are checked (default: every tool).
+    pub tools: Option<Vec<String>>,
+    /// Replaces fields of the guards' default budgets for this policy.
+    #[serde(default)]
+    pub budgets: BudgetOverrides,
+}
+
+/// Whether a policy's verdicts count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Its verdicts apply.
+    #[default]
+    Enforce,
+    /// Its verdicts are noted (the log, the response) and change nothing.
+    Shadow,
+}
+
+/// The budgets of one guard check by default: guards must be quick.
+pub fn default_guard_budgets() -> Budgets {
+    Budgets {
+        fuel: 200_000_000,
+        memory: ByteSize::mib(32),
+        wall_time: Millis(1_000),
+        output: ByteSize::mib(4),
+        table_elements: 20_000,
+    }
+}
+
+/// The loaded policies, swapped whole on reload: a check in flight keeps the set it began with.
+pub struct Policies {
+    runtime: GuardRuntime,
+    dir: Option<PathBuf>,
+    config: BTreeMap<String, PolicyConfig>,
+    set: RwLock<Arc<Vec<Policy>>>,
+    /// The directory listing the set was loaded from.
+    seen: Mutex<Vec<(PathBuf, u64, Option<SystemTime>)>>,
+}
+
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut listing: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+        .map(|e| {
+            let meta = e.metadata().ok();
+            (e.path(), meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()))
+        })
+        .collect();
+    listing.sort();
+    listing
+}
+
+impl Policies {
+    /// Loads every `*.wasm` of `dir` (if any) in file-name order. Broken files are returned
+    /// and left out.
+    pub(crate) fn load(
+        engine: &wasmtime::Engine,
+        dir: Option<&Path>,
+        config: BTreeMap<String, PolicyConfig>,
+        facts: Arc<Facts>,
+    ) -> wasmtime::Result<(Policies, Vec<LoadError>)> {
+        let runtime = GuardRuntime::new(engine, facts)?;
+        let policies = Policies {
+            runtime,
+            dir: dir.map(Path::to_owned),
+            config,
+            set: RwLock::new(Arc::new(Vec::new())),
+            seen: Mutex::new(dir.map(fingerprint).unwrap_or_default()),
+        };
+        let errors = policies.reload();
+        Ok((policies, errors))
+    }
+
+    /// Loads the policies directory again. A file that fails to load keeps its previous
+    /// version in force (or stays absent if it is new); the errors say which.
+    pub fn reload(&self) -> Vec<LoadError> {
+        let Some(dir) = &self.dir else { return Vec::new() };
+        let previous = self.current();
+        let mut errors = Vec::new();
+        let files = match crate::registry::component_files(dir) {
+            Ok(files) => files,
+            Err(error) => {
+                // A missing directory means no policies; anything else keeps the set.
+                if dir.exists() {
+                    return vec![error];
+                }
+                Vec::new()
+            }
+        };
+        let mut set = Vec::new();
+        for file in files {
+            let name =
+                file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let config = self.config.get(&name).cloned().unwrap_or_default();
+            match self.runtime.load(&file, &name, config) {
+                Ok(policy) => set.push(policy),
+                Err(error) => {
+                    errors.push(error);
+                    if let Some(old) = previous.iter().find(|p| p.path == file) {
+                        set.push(old.clone());
+                    }
+                }
+            }
+        }
+        *self.set.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(set);
+        errors
+    }
+
+    /// Reloads the directory if its listing (names, sizes, times) changed since the last
+    /// look: a new, replaced or removed policy applies to the next call.
+    pub fn reload_if_changed(&self) {
+        let Some(dir) = &self.dir else { return };
+        let seen = fingerprint(dir);
+        {
+            let mut last = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if *last == seen {
+                return;
+            }
+            *last = seen;
+        }
+        for error in self.reload() {
+            tracing::error!("policy not reloaded, the previous version stays in force: {error}");
+        }
+    }
+
+    /// The policies in force, in order.
+    pub fn current(&self) -> Arc<Vec<Policy>> {
+        self.set.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The policies directory, if there is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn judge(&self, call: &CallView, point: Point<'_>) -> Verdict {
+        let set = self.current();
+        let mut escalate: Option<String> = None;
+        let mut output: Option<String> = None;
+        for policy in set.iter().filter(|p| p.applies_to(&call.tool)) {
+            let point = match (&point, &output) {
+                (Point::Result(_), Some(rewritten)) => Point::Result(rewritten),
+                _ => point.clone(),
+            };
+            let verdict = self.runtime.check(policy, call, &point);
+            if policy.mode == Mode::Shadow {
+                if verdict != Verdict::Allow {
+                    call.note_shadow(format!(
+                        "shadow policy `{}` would {} at {}",
+                        policy.name,
+                        describe(&verdict),
+                        point.name()
+                    ));
+                }
+                continue;
+            }
+            match verdict {
+                Verdict::Allow => {}
+                Verdict::Deny(reason) => {
+                    return Verdict::Deny(format!("policy `{}`: {reason}", policy.name))
+                }
+                Verdict::Escalate(reason) => {
+                    escalate.get_or_insert(format!("policy `{}`: {reason}", policy.name));
+                }
+                Verdict::Rewrite(text) => {
+                    if let Point::Result(_) = point {
+                        output = Some(text);
+                    }
+                }
+            }
+        }
+        match (escalate, output) {
+            (Some(reason), _) => Verdict::Escalate(reason),
+            (None, Some(text)) => Verdict::Rewrite(text),
+            (None, None) => Verdict::Allow,
+        }
+    }
+}
+
+fn describe(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Allow => "allow".into(),
+        Verdict::Deny(reason) => format!("deny ({reason})"),
+        Verdict::Escalate(reason) => format!("escalate ({reason})"),
+        Verdict::Rewrite(text) => format!("rewrite the output ({} bytes)", text.len()),
+    }
+}
+
+impl Gate for Policies {
+    fn check_call(&self, call: &CallView) -> Verdict {
+        self.judge(call, Point::Call)
+    }
+
+    fn check_effect(&self, call: &CallView, effect: &Effect) -> Verdict {
+        self.judge(call, Point::Effect(effect))
+    }
+
+    fn check_result(&self, call: &CallView, output: &str) -> Verdict {
+        self.judge(call, Point::Result(output))
+    }
+}

@@ -1,0 +1,250 @@
+//! Running one guard check: a fresh instance of the policy in a fresh store, under the
+//! policy's budgets; whatever goes wrong becomes a deny that says so (fail closed).
+
+use super::{default_guard_budgets, Mode, PolicyConfig};
+use crate::budget::{Budgets, Limiter};
+use crate::capability::log::CallLog;
+use crate::effect::{CallView, Effect, Verdict};
+use crate::engine;
+use crate::error::{one_line, LoadError, LoadProblem};
+use crate::facts::Facts;
+use crate::plugin::{compile, EffectKind, World};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "guard-plugin",
+        imports: { default: trappable },
+        with: {
+            "moat:plugin/types": crate::bindings::moat::plugin::types,
+            "moat:plugin/log": crate::bindings::moat::plugin::log,
+        },
+    });
+}
+
+use bindings::exports::moat::plugin::guard as wit;
+pub(crate) use bindings::moat::plugin::facts as facts_wit;
+use bindings::GuardPluginPre;
+
+/// The interfaces a guard may import: nothing that changes the world.
+const GUARD_WORLD: World = World {
+    name: "guard-plugin",
+    export: "moat:plugin/guard@0.1.0",
+    provided: &["moat:plugin/types@0.1.0", "moat:plugin/log@0.1.0", "moat:plugin/facts@0.1.0"],
+};
+
+/// The data of one guard check's store.
+pub(crate) struct GuardState {
+    pub limiter: Limiter,
+    pub log: CallLog,
+    pub facts: Arc<Facts>,
+}
+
+impl crate::bindings::moat::plugin::log::Host for GuardState {
+    fn log(
+        &mut self,
+        level: crate::bindings::moat::plugin::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        self.log.record(level, message);
+        Ok(())
+    }
+}
+
+/// Where a check happens, with what it looks at.
+#[derive(Clone)]
+pub(crate) enum Point<'a> {
+    Call,
+    Effect(&'a Effect),
+    Result(&'a str),
+}
+
+impl Point<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Point::Call => "check-call",
+            Point::Effect(_) => "check-effect",
+            Point::Result(_) => "check-result",
+        }
+    }
+}
+
+/// A loaded policy.
+#[derive(Clone)]
+pub struct Policy {
+    /// The file name without `.wasm`: how config and messages name it.
+    pub name: String,
+    pub path: PathBuf,
+    pub hash: blake3::Hash,
+    /// What the guard says it checks.
+    pub description: String,
+    pub mode: Mode,
+    tools: Option<Vec<String>>,
+    budgets: Budgets,
+    pre: GuardPluginPre<GuardState>,
+}
+
+impl Policy {
+    pub fn applies_to(&self, tool: &str) -> bool {
+        self.tools.as_ref().is_none_or(|tools| tools.iter().any(|t| t == tool))
+    }
+}
+
+/// The engine's guard linker and the facts guards may read.
+pub(crate) struct GuardRuntime {
+    engine: Engine,
+    linker: Linker<GuardState>,
+    facts: Arc<Facts>,
+}
+
+impl GuardRuntime {
+    pub fn new(engine: &Engine, facts: Arc<Facts>) -> wasmtime::Result<GuardRuntime> {
+        let mut linker = Linker::new(engine);
+        bindings::GuardPlugin::add_to_linker::<GuardState, HasSelf<GuardState>>(
+            &mut linker,
+            |s| s,
+        )?;
+        Ok(GuardRuntime { engine: engine.clone(), linker, facts })
+    }
+
+    /// Loads the policy at `path`, and asks it to describe itself.
+    pub fn load(&self, path: &Path, name: &str, config: PolicyConfig) -> Result<Policy, LoadError> {
+        let fail = |problem| LoadError { path: path.to_owned(), problem };
+        let (bytes, component) = compile(&self.engine, path, GUARD_WORLD)?;
+        let mismatch = |e: wasmtime::Error| {
+            fail(LoadProblem::Mismatch { world: GUARD_WORLD.name, reason: one_line(&e) })
+        };
+        let pre = GuardPluginPre::new(self.linker.instantiate_pre(&component).map_err(mismatch)?)
+            .map_err(mismatch)?;
+        let budgets = default_guard_budgets().with(&config.budgets);
+        let mut store = self.store(name, &budgets);
+        let info = pre
+            .instantiate(&mut store)
+            .and_then(|guard| guard.moat_plugin_guard().call_describe(&mut store))
+            .map_err(|e| fail(LoadProblem::Describe(one_line(&e))))?;
+        Ok(Policy {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            hash: blake3::hash(&bytes),
+            description: info.description,
+            mode: config.mode,
+            tools: config.tools,
+            budgets,
+            pre,
+        })
+    }
+
+    fn store(&self, name: &str, budgets: &Budgets) -> Store<GuardState> {
+        let state = GuardState {
+            limiter: Limiter::new(budgets),
+            log: CallLog::new(Arc::from(name), "guard"),
+            facts: self.facts.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Fuel metering is on for the engine, so setting fuel cannot fail.
+        let _ = store.set_fuel(budgets.fuel);
+        store.set_epoch_deadline(engine::ticks_for(budgets.wall_time.duration()));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Runs `policy`'s check at `point`; any failure is a deny saying what failed.
+    pub fn check(&self, policy: &Policy, call: &CallView, point: &Point<'_>) -> Verdict {
+        let mut store = self.store(&policy.name, &policy.budgets);
+        let call_record = to_wit(call);
+        let answer = policy.pre.instantiate(&mut store).and_then(|guard| {
+            let guard = guard.moat_plugin_guard();
+            match point {
+                Point::Call => guard.call_check_call(&mut store, &call_record),
+                Point::Effect(effect) => {
+                    guard.call_check_effect(&mut store, &call_record, &effect_to_wit(effect))
+                }
+                Point::Result(output) => guard.call_check_result(&mut store, &call_record, output),
+            }
+        });
+        match answer {
+            Ok(wit::Verdict::Allow) => Verdict::Allow,
+            Ok(wit::Verdict::Deny(reason)) => Verdict::Deny(reason),
+            Ok(wit::Verdict::Escalate(reason)) => Verdict::Escalate(reason),
+            Ok(wit::Verdict::Rewrite(text)) => match point {
+                Point::Result(_) => match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+                    Ok(_) => Verdict::Rewrite(text),
+                    Err(e) => Verdict::Deny(format!(
+                        "failed, so the call is denied: its rewrite at {} is not JSON ({e})",
+                        point.name()
+                    )),
+                },
+                _ => Verdict::Allow,
+            },
+            Err(error) => {
+                let state = store.data();
+                let mut why = match error.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::OutOfFuel) => {
+                        format!("ran out of fuel (limit {})", policy.budgets.fuel)
+                    }
+                    Some(wasmtime::Trap::Interrupt) => {
+                        format!("ran past its wall time (limit {})", policy.budgets.wall_time)
+                    }
+                    Some(trap) if state.limiter.refused_memory.is_some() => {
+                        format!("ran out of memory (limit {}): {trap}", policy.budgets.memory)
+                    }
+                    Some(trap) => format!("trapped: {trap}"),
+                    None => one_line(&error),
+                };
+                if let Some(said) = state.log.last_problem() {
+                    why.push_str(&format!(" (it last logged: {said})"));
+                }
+                Verdict::Deny(format!("failed, so the call is denied: {why} at {}", point.name()))
+            }
+        }
+    }
+}
+
+fn kind_to_wit(kind: EffectKind) -> crate::bindings::EffectKind {
+    use crate::bindings::EffectKind as K;
+    match kind {
+        EffectKind::Read => K::Read,
+        EffectKind::Write => K::Write,
+        EffectKind::Delete => K::Delete,
+        EffectKind::Network => K::Network,
+        EffectKind::Send => K::Send,
+    }
+}
+
+fn to_wit(call: &CallView) -> wit::Call {
+    wit::Call {
+        tool: call.tool.clone(),
+        args: call.args.clone(),
+        task: call.task.clone(),
+        session: call.session.clone(),
+        confidence: call.confidence,
+        reasoning: call.reasoning.clone(),
+        effects: call.effects.iter().map(|k| kind_to_wit(*k)).collect(),
+        history: call
+            .history
+            .iter()
+            .map(|h| wit::HistoryEntry {
+                tool: h.tool.clone(),
+                effects: h.effects.iter().map(|k| kind_to_wit(*k)).collect(),
+                targets: h.targets.clone(),
+                ok: h.ok,
+            })
+            .collect(),
+    }
+}
+
+fn effect_to_wit(effect: &Effect) -> wit::Effect {
+    wit::Effect {
+        kind: kind_to_wit(effect.kind),
+        capability: effect.capability.to_owned(),
+        target: effect.target.clone(),
+        detail: effect.detail.to_string(),
+    }
+}
+
+impl crate::bindings::moat::plugin::types::Host for GuardState {}

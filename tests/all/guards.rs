@@ -1,0 +1,368 @@
+//! Guard policies: each verdict at each of the three points, shadow mode, tool scoping,
+//! ordering, fail-closed, rollback after a post-call deny, confidence gating, sequence rules
+//! over the session history, and hot reload of the policies directory.
+
+use crate::support::{built, root};
+use moat::escalation::{Decision, Escalation, Escalator};
+use moat::{CallError, CallRequest, CallResponse, Config, Host};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+fn policy(name: &str) -> PathBuf {
+    let path = root().join("target/wasm/test-policies").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: build it with `just plugins`", path.display());
+    path
+}
+
+/// A sandbox: `data/` with `keep.txt`, `policies/` holding the given policies under the
+/// given file names, and `moat.toml` with `toml` plus a read-write grant of `data` to the
+/// effects tools.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new(policies: &[(&str, &str)], toml: &str) -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(dir.path().join("data/keep.txt"), "precious").unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        for (file, name) in policies {
+            std::fs::copy(policy(name), dir.path().join("policies").join(file)).unwrap();
+        }
+        let mut text = toml.to_owned();
+        for tool in ["fs_write", "fs_read", "write_then_fail"] {
+            text.push_str(&format!(
+                "\n[tools.{tool}.grants.fs.data]\npath = \"data\"\nmode = \"read-write\"\n"
+            ));
+        }
+        text.push_str("\n[tools.http_send.grants.http]\nallow = [\"http://127.0.0.1:9\"]\n");
+        std::fs::write(dir.path().join("moat.toml"), text).unwrap();
+        Sandbox { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn host_with(&self, escalator: Arc<dyn Escalator>) -> Host {
+        let mut config = Config::load(&self.path().join("moat.toml")).unwrap();
+        config.plugins.tools = vec![built("tests")];
+        let (host, errors) = Host::builder(config).escalator(escalator).build().unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        host
+    }
+
+    fn host(&self) -> Host {
+        self.host_with(Arc::new(moat::escalation::DenyAll))
+    }
+
+    fn keep(&self) -> String {
+        std::fs::read_to_string(self.path().join("data/keep.txt")).unwrap()
+    }
+}
+
+/// A write of `keep.txt` with the scripted policy's orders.
+fn write(orders: Value) -> String {
+    json!({"grant": "data", "path": "keep.txt", "text": "changed", "_guard": orders}).to_string()
+}
+
+/// Decides every escalation the same way, and remembers what it was asked.
+struct Person {
+    approve: bool,
+    asked: Mutex<Vec<Escalation>>,
+}
+
+impl Person {
+    fn new(approve: bool) -> Arc<Person> {
+        Arc::new(Person { approve, asked: Mutex::new(Vec::new()) })
+    }
+}
+
+impl Escalator for Person {
+    fn decide(&self, escalation: &Escalation) -> Decision {
+        self.asked.lock().unwrap().push(escalation.clone());
+        match self.approve {
+            true => Decision::Approved { by: "alice".into() },
+            false => Decision::Denied { by: "alice".into(), reason: "not today".into() },
+        }
+    }
+}
+
+fn refused(result: Result<CallResponse, CallError>) -> (moat::error::Stage, String) {
+    match result {
+        Err(CallError::Denied { stage, reason, .. }) => (stage, reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn tool_failure(result: Result<CallResponse, CallError>) -> String {
+    match result {
+        Err(CallError::Tool { message, .. }) => message,
+        other => panic!("expected a tool failure, got {other:?}"),
+    }
+}
+
+use moat::error::Stage::{AfterCall, BeforeCall};
+
+#[test]
+fn a_deny_before_the_call_stops_it_before_it_runs() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let (stage, reason) = refused(sandbox.host().call("fs_write", &write(json!({"call": "deny"}))));
+    assert_eq!(
+        (stage, reason.as_str()),
+        (BeforeCall, "policy `10-scripted`: scripted deny at call")
+    );
+    assert_eq!(sandbox.keep(), "precious");
+}
+
+#[test]
+fn a_deny_of_an_effect_stops_that_effect() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let message = tool_failure(sandbox.host().call("fs_write", &write(json!({"effect": "deny"}))));
+    assert_eq!(
+        message,
+        "Denied(\"fs write of `data:keep.txt` refused by policy: policy `10-scripted`: scripted deny at effect\")"
+    );
+    assert_eq!(sandbox.keep(), "precious");
+}
+
+#[test]
+fn a_deny_after_the_call_rolls_its_effects_back() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let (stage, reason) =
+        refused(sandbox.host().call("fs_write", &write(json!({"result": "deny"}))));
+    assert_eq!(
+        (stage, reason.as_str()),
+        (AfterCall, "policy `10-scripted`: scripted deny at result")
+    );
+    assert_eq!(sandbox.keep(), "precious", "the write was undone");
+}
+
+#[test]
+fn an_escalation_at_each_point_asks_a_person_and_follows_the_decision() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    for point in ["call", "effect", "result"] {
+        let person = Person::new(true);
+        let host = sandbox.host_with(person.clone());
+        host.call("fs_write", &write(json!({ point: "escalate" }))).unwrap();
+        assert_eq!(sandbox.keep(), "changed", "{point}: approved, so it happened");
+        let asked = person.asked.lock().unwrap();
+        assert_eq!(asked.len(), 1, "{point}");
+        assert!(
+            asked[0].reason.contains(&format!("scripted escalate at {point}")),
+            "{:?}",
+            asked[0]
+        );
+        assert_eq!(
+            asked[0].binding,
+            moat::escalation::binding("fs_write", &write(json!({ point: "escalate" })))
+        );
+        std::fs::write(sandbox.path().join("data/keep.txt"), "precious").unwrap();
+
+        let host = sandbox.host_with(Person::new(false));
+        let outcome = host.call("fs_write", &write(json!({ point: "escalate" })));
+        let message = format!("{:?}", outcome.unwrap_err());
+        assert!(message.contains("denied by alice: not today"), "{point}: {message}");
+        assert_eq!(sandbox.keep(), "precious", "{point}: denied, so nothing changed");
+    }
+}
+
+#[test]
+fn an_escalation_with_nobody_to_ask_is_a_deny() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let (_, reason) = refused(sandbox.host().call("fs_write", &write(json!({"call": "escalate"}))));
+    assert!(reason.contains("not approved: no decision from none (non-interactive)"), "{reason}");
+}
+
+#[test]
+fn a_rewrite_replaces_the_output_and_a_rewrite_that_is_not_json_denies() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let host = sandbox.host();
+    let response =
+        host.call("fs_read", &write(json!({"result": "rewrite:{\"redacted\":true}"}))).unwrap();
+    assert_eq!(response.output, r#"{"redacted":true}"#);
+    let (stage, reason) = refused(host.call("fs_read", &write(json!({"result": "not-json"}))));
+    assert_eq!(stage, AfterCall);
+    assert!(reason.contains("its rewrite at check-result is not JSON"), "{reason}");
+    // A rewrite before the call or of an effect means nothing: the call goes ahead.
+    host.call("fs_write", &write(json!({"call": "rewrite:1", "effect": "rewrite:2"}))).unwrap();
+    assert_eq!(sandbox.keep(), "changed");
+}
+
+#[test]
+fn rewrites_apply_in_file_name_order() {
+    let args = write(json!({"result": "rewrite:\"scripted\""}));
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted"), ("20-stamp.wasm", "stamp")], "");
+    assert_eq!(sandbox.host().call("fs_read", &args).unwrap().output, r#"{"stamped":"scripted"}"#);
+    let sandbox = Sandbox::new(&[("10-stamp.wasm", "stamp"), ("20-scripted.wasm", "scripted")], "");
+    assert_eq!(sandbox.host().call("fs_read", &args).unwrap().output, r#""scripted""#);
+}
+
+#[test]
+fn a_deny_wins_over_an_earlier_escalation() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted"), ("20-stamp.wasm", "stamp")], "");
+    let person = Person::new(true);
+    let args =
+        json!({"grant": "data", "path": "keep.txt", "_guard": {"call": "escalate"}, "_deny": true});
+    let (_, reason) = refused(sandbox.host_with(person.clone()).call("fs_read", &args.to_string()));
+    assert_eq!(reason, "policy `20-stamp`: stamp denies calls marked _deny");
+    assert!(person.asked.lock().unwrap().is_empty(), "nobody is asked about a denied call");
+}
+
+#[test]
+fn a_shadow_policy_changes_nothing_and_says_what_it_would_have_done() {
+    let toml = "[policies.10-scripted]\nmode = \"shadow\"\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let response =
+        sandbox.host().call("fs_write", &write(json!({"call": "deny", "result": "deny"}))).unwrap();
+    assert_eq!(sandbox.keep(), "changed");
+    assert_eq!(
+        response.shadow,
+        vec![
+            "shadow policy `10-scripted` would deny (scripted deny at call) at check-call"
+                .to_owned(),
+            "shadow policy `10-scripted` would deny (scripted deny at result) at check-result"
+                .to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_policy_scoped_to_some_tools_leaves_the_others_alone() {
+    let toml = "[policies.10-scripted]\ntools = [\"fs_read\"]\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let host = sandbox.host();
+    host.call("fs_write", &write(json!({"call": "deny"}))).unwrap();
+    refused(host.call("fs_read", &write(json!({"call": "deny"}))));
+}
+
+#[test]
+fn a_guard_that_traps_runs_away_or_hogs_memory_denies_the_call() {
+    let toml = "[policies.10-scripted.budgets]\nwall_time = \"300ms\"\nmemory = \"16 MiB\"\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let host = sandbox.host();
+    let cases = [
+        ("trap", "wasm `unreachable` instruction executed (it last logged: panic at"),
+        ("spin", "ran out of fuel (limit 200000000)"),
+        ("hog", "ran out of memory (limit 16 MiB)"),
+    ];
+    for (order, expected) in cases {
+        let (stage, reason) = refused(host.call("fs_write", &write(json!({"call": order}))));
+        assert_eq!(stage, BeforeCall);
+        assert!(
+            reason.starts_with("policy `10-scripted`: failed, so the call is denied: "),
+            "{reason}"
+        );
+        assert!(reason.contains(expected), "{order}: {reason}");
+    }
+    assert_eq!(sandbox.keep(), "precious");
+    host.call("fs_write", &write(json!({}))).expect("the host serves on");
+}
+
+#[test]
+fn a_guard_past_its_wall_time_denies_the_call() {
+    let toml = "[policies.10-scripted.budgets]\nwall_time = \"200ms\"\nfuel = 100_000_000_000\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let message = tool_failure(sandbox.host().call("fs_write", &write(json!({"effect": "spin"}))));
+    assert!(message.contains("ran past its wall time (limit 200 ms) at check-effect"), "{message}");
+    assert_eq!(sandbox.keep(), "precious");
+}
+
+#[test]
+fn a_sequence_rule_sees_what_the_session_touched_before() {
+    let sandbox = Sandbox::new(&[("10-stamp.wasm", "stamp")], "[confidence]\nhigh = 0\n");
+    std::fs::write(sandbox.path().join("data/confidential.txt"), "the plan").unwrap();
+    let host = sandbox.host();
+    let session = |tool: &str, args: Value| CallRequest {
+        session: Some("s1".into()),
+        ..CallRequest::new(tool, &args.to_string())
+    };
+    let get = json!({"method": "GET", "url": "http://127.0.0.1:9/"});
+    // Before the read, the request is allowed by the policy (and fails to connect).
+    assert!(matches!(host.run(&session("http_send", get.clone())), Err(CallError::Tool { .. })));
+    host.run(&session("fs_read", json!({"grant": "data", "path": "confidential.txt"}))).unwrap();
+    let (_, reason) = refused(host.run(&session("http_send", get.clone())));
+    assert_eq!(reason, "policy `10-stamp`: no outbound network after reading a confidential file");
+    // Another session has its own history.
+    let other = CallRequest {
+        session: Some("s2".into()),
+        ..CallRequest::new("http_send", &get.to_string())
+    };
+    assert!(matches!(host.run(&other), Err(CallError::Tool { .. })));
+}
+
+#[test]
+fn a_high_stakes_call_without_enough_confidence_escalates() {
+    let sandbox = Sandbox::new(&[], "[confidence]\nhigh = 0.8\n");
+    let args = json!({"grant": "data", "path": "keep.txt"}).to_string();
+    let with = |confidence: Option<f64>| CallRequest {
+        confidence,
+        ..CallRequest::new("fs_remove", &args)
+    };
+    let person = Person::new(false);
+    let host = sandbox.host_with(person.clone());
+    let (stage, reason) = refused(host.run(&with(None)));
+    assert_eq!(stage, BeforeCall);
+    assert!(
+        reason.contains("no confidence was given for a high-stakes call (threshold 0.80)"),
+        "{reason}"
+    );
+    let (_, reason) = refused(host.run(&with(Some(0.42))));
+    assert!(reason.contains("confidence 0.42 is below 0.80 for a high-stakes call"), "{reason}");
+    assert_eq!(person.asked.lock().unwrap().len(), 2);
+    assert!(sandbox.path().join("data/keep.txt").exists());
+    let sure = Person::new(false);
+    sandbox.host_with(sure.clone()).run(&with(Some(0.95))).unwrap_err(); // fs_remove has no grant
+    assert!(sure.asked.lock().unwrap().is_empty(), "confident enough: nobody is asked");
+}
+
+#[test]
+fn low_stakes_calls_need_no_confidence() {
+    let sandbox = Sandbox::new(&[], "");
+    sandbox
+        .host()
+        .call("fs_read", &json!({"grant": "data", "path": "keep.txt"}).to_string())
+        .unwrap();
+}
+
+#[test]
+fn arguments_are_checked_against_the_tool_schema_before_anything_runs() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let host = sandbox.host();
+    let error =
+        host.call("fs_write", &json!({"grant": "data", "path": 5}).to_string()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("invalid arguments for `fs_write`: at /path: 5 is not of type"),
+        "{message}"
+    );
+}
+
+#[test]
+fn policies_reload_for_the_next_call_and_a_broken_file_keeps_the_old_one() {
+    let sandbox = Sandbox::new(&[], "");
+    let host = sandbox.host();
+    let policies = sandbox.path().join("policies");
+    let read = json!({"grant": "data", "path": "keep.txt"}).to_string();
+    assert_eq!(host.call("fs_read", &read).unwrap().output, r#""precious""#);
+    // Added.
+    std::fs::copy(policy("stamp"), policies.join("50-stamp.wasm")).unwrap();
+    assert_eq!(host.call("fs_read", &read).unwrap().output, r#"{"stamped":"precious"}"#);
+    // Replaced by a broken file: the old version stays in force.
+    std::fs::write(policies.join("50-stamp.wasm"), b"broken").unwrap();
+    assert_eq!(host.call("fs_read", &read).unwrap().output, r#"{"stamped":"precious"}"#);
+    // Replaced by another policy.
+    std::fs::copy(policy("scripted"), policies.join("50-stamp.wasm")).unwrap();
+    assert_eq!(host.call("fs_read", &read).unwrap().output, r#""precious""#);
+    let deny = json!({"grant": "data", "path": "keep.txt", "_guard": {"call": "deny"}}).to_string();
+    refused(host.call("fs_read", &deny));
+    // Removed.
+    std::fs::remove_file(policies.join("50-stamp.wasm")).unwrap();
+    host.call("fs_read", &deny).unwrap();
+    // A broken new file is reported and not in force.
+    std::fs::write(policies.join("60-new.wasm"), b"").unwrap();
+    host.call("fs_read", &deny).unwrap();
+    assert!(host.policies().current().is_empty());
+}
