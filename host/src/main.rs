@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the guard policies in force, in the order they run
+    Policies,
     /// Call a tool once, print its output, then the fuel, peak memory and wall time it used
     Call {
         /// The tool's name
@@ -117,6 +119,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("cannot write {}", output.display()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policies => {
+            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            print_policies(&host);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tools { json } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             print_tools(&host, json)?;
@@ -184,6 +191,19 @@ fn print_tools(host: &Host, json: bool) -> Result<()> {
         println!("no tools loaded (looked in {})", dirs.join(", "));
     }
     Ok(())
+}
+
+fn print_policies(host: &Host) {
+    let policies = host.policies().current();
+    for policy in policies.iter() {
+        let mode = format!("{:?}", policy.mode).to_lowercase();
+        println!("{}  [{mode}]  {}", policy.name, policy.description);
+        println!("    from: {} (blake3 {})", policy.path.display(), &policy.hash.to_hex()[..16]);
+    }
+    if policies.is_empty() {
+        let dir = host.policies().dir().map(|d| d.display().to_string()).unwrap_or_default();
+        println!("no policies in force (looked in {dir})");
+    }
 }
 
 fn call(host: &Host, request: &CallRequest) -> ExitCode {
