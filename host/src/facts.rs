@@ -77,7 +77,7 @@ impl FactSource {
 /// One configured source, with the index of a document set once it is built.
 enum Source {
     Sql(PathBuf),
-    Documents { dir: PathBuf, extensions: Vec<String>, index: Mutex<Option<Connection>> },
+    Documents { dir: PathBuf, extensions: Vec<String>, index: Box<Mutex<Option<Connection>>> },
 }
 
 /// Every configured source. Shared by all guard checks of a host (`Send + Sync`): databases
@@ -100,7 +100,7 @@ impl Facts {
                             .iter()
                             .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
                             .collect();
-                        Source::Documents { dir, extensions, index: Mutex::new(None) }
+                        Source::Documents { dir, extensions, index: Box::default() }
                     }
                 };
                 (name, source)
