@@ -84,4 +84,18 @@ demo: plugins
     SESSION
     printf '\nthe workspace afterwards (every .tmp file is still there: the refused call was rolled back):\n'
     (cd target/demo/workspace && find . -type f | sort | sed 's/^/  /')
+    printf '\n\033[1m== guard policies: every output checked before it is acted on\033[0m\n'
+    {{moat}} --config target/demo/guarded.toml policies
+    MOAT_LOG=off {{moat}} --config target/demo/guarded.toml batch - <<'SESSION'
+    # PII never leaves moat: outputs are redacted (emails, phone numbers, card numbers)
+    {"tool": "echo", "args": {"text": "Ada: ada@example.com, +1 415 555 0100, card 4111 1111 1111 1111"}}
+    # an agent drafts a reply claiming order 42 is open: the fact check asks the orders table
+    {"tool": "draft_reply", "args": {"order_id": 42, "status": "open", "amount": 63.0, "customer": "Ada"}}
+    # the same reply with the facts right goes out
+    {"tool": "draft_reply", "args": {"order_id": 42, "status": "shipped", "amount": 63.0, "customer": "Ada"}}
+    # deleting needs a person; nobody is at this terminal, so the answer is no
+    {"tool": "db_execute", "confidence": 0.95, "args": {"sql": "DELETE FROM orders WHERE id = 7"}}
+    # a message to too many recipients is refused before anything is sent
+    {"tool": "http_send", "confidence": 0.95, "args": {"method": "POST", "url": "http://127.0.0.1:9/mail", "to": ["a@x.io", "b@x.io", "c@x.io", "d@x.io", "e@x.io", "f@x.io"]}}
+    SESSION
     printf '\ndemo finished.\n'

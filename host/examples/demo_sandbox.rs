@@ -1,7 +1,8 @@
 //! Creates the sandbox `just demo` runs in: a shop database with 10,000 orders, a workspace
 //! directory of files, and the `moat.toml` that grants the example tools just enough.
 //!
-//! `cargo run --example demo_sandbox -- DIR` (DIR is emptied first).
+//! `cargo run --example demo_sandbox -- DIR` (DIR is emptied first). `guarded.toml` is the
+//! same sandbox with the example guard policies in force.
 
 use std::path::Path;
 
@@ -45,6 +46,26 @@ deletes_per_call = 5
 allow = ["http://127.0.0.1:9"]
 "#;
 
+/// The same sandbox with the example guard policies in force, the orders table as ground
+/// truth for the fact check, and a person asked before any database deletion.
+const GUARDED_TOML: &str = r#"# The demo with guard policies: everything not set here is an embedded default.
+[plugins]
+tools = ["../wasm/tools", "../wasm/tests"]
+policies = "../wasm/policies"
+
+[facts.orders]
+kind = "sql"
+path = "shop.db"
+
+[policies.destructive-needs-approval]
+tools = ["db_execute"]
+
+[tools.db_execute.grants.sql.main]
+path = "shop.db"
+tables = ["orders"]
+operations = ["select", "update", "delete"]
+"#;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args().nth(1).ok_or("usage: demo_sandbox DIR")?;
     let dir = Path::new(&dir);
@@ -60,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(workspace.join(format!("scratch-{n}.tmp")), "temporary\n")?;
     }
     std::fs::write(dir.join("moat.toml"), MOAT_TOML)?;
+    std::fs::write(dir.join("guarded.toml"), GUARDED_TOML)?;
     let db = rusqlite::Connection::open(dir.join("shop.db"))?;
     db.execute_batch(
         "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
