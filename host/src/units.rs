@@ -62,16 +62,7 @@ impl fmt::Display for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_text(deserializer, ByteSize)
     }
 }
 
@@ -114,16 +105,25 @@ impl fmt::Display for Millis {
 
 impl<'de> Deserialize<'de> for Millis {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Millis, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(Millis(n)),
-            Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
-        }
+        number_or_text(deserializer, Millis)
+    }
+}
+
+/// A plain number (in the base unit), or text parsed with `FromStr` ("64 MiB", "2s").
+fn number_or_text<'de, D, T>(deserializer: D, from_number: fn(u64) -> T) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(from_number(n)),
+        Raw::Text(text) => text.parse().map_err(serde::de::Error::custom),
     }
 }
 

@@ -2,12 +2,12 @@
 //! ordering, fail-closed, rollback after a post-call deny, confidence gating, sequence rules
 //! over the session history, and hot reload of the policies directory.
 
-use crate::support::{built, root};
-use moat::escalation::{Decision, Escalation, Escalator};
+use crate::support::{built, refused, root, Person};
+use moat::escalation::Escalator;
 use moat::{CallError, CallRequest, CallResponse, Config, Host};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn policy(name: &str) -> PathBuf {
     let path = root().join("target/wasm/test-policies").join(format!("{name}.wasm"));
@@ -66,35 +66,6 @@ impl Sandbox {
 /// A write of `keep.txt` with the scripted policy's orders.
 fn write(orders: Value) -> String {
     json!({"grant": "data", "path": "keep.txt", "text": "changed", "_guard": orders}).to_string()
-}
-
-/// Decides every escalation the same way, and remembers what it was asked.
-struct Person {
-    approve: bool,
-    asked: Mutex<Vec<Escalation>>,
-}
-
-impl Person {
-    fn new(approve: bool) -> Arc<Person> {
-        Arc::new(Person { approve, asked: Mutex::new(Vec::new()) })
-    }
-}
-
-impl Escalator for Person {
-    fn decide(&self, escalation: &Escalation) -> Decision {
-        self.asked.lock().unwrap().push(escalation.clone());
-        match self.approve {
-            true => Decision::Approved { by: "alice".into() },
-            false => Decision::Denied { by: "alice".into(), reason: "not today".into() },
-        }
-    }
-}
-
-fn refused(result: Result<CallResponse, CallError>) -> (moat::error::Stage, String) {
-    match result {
-        Err(CallError::Denied { stage, reason, .. }) => (stage, reason),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
 }
 
 fn tool_failure(result: Result<CallResponse, CallError>) -> String {

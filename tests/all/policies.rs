@@ -3,14 +3,14 @@
 //! the `orders` facts source), `destructive-needs-approval` (effects) and `outgoing-limits`
 //! (arguments of network calls).
 
-use crate::support::{built, root};
+use crate::support::{built, refused, root, Person};
 use moat::error::Stage::{AfterCall, BeforeCall};
-use moat::escalation::{Decision, Escalation, Escalator};
-use moat::{CallError, CallResponse, Config, Host};
+use moat::escalation::Escalator;
+use moat::{CallError, Config, Host};
 use rusqlite::Connection;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const ALL: [&str; 4] =
     ["pii-redact", "fact-check", "destructive-needs-approval", "outgoing-limits"];
@@ -82,39 +82,6 @@ impl Sandbox {
     fn items_changed(&self) -> i64 {
         let db = Connection::open(self.path().join("shop.db")).unwrap();
         db.query_row("SELECT count(*) FROM items WHERE n > 0", [], |row| row.get(0)).unwrap()
-    }
-}
-
-/// Decides every escalation the same way, and remembers what it was asked.
-struct Person {
-    approve: bool,
-    asked: Mutex<Vec<Escalation>>,
-}
-
-impl Person {
-    fn new(approve: bool) -> Arc<Person> {
-        Arc::new(Person { approve, asked: Mutex::new(Vec::new()) })
-    }
-
-    fn reasons(&self) -> Vec<String> {
-        self.asked.lock().unwrap().iter().map(|e| e.reason.clone()).collect()
-    }
-}
-
-impl Escalator for Person {
-    fn decide(&self, escalation: &Escalation) -> Decision {
-        self.asked.lock().unwrap().push(escalation.clone());
-        match self.approve {
-            true => Decision::Approved { by: "alice".into() },
-            false => Decision::Denied { by: "alice".into(), reason: "not today".into() },
-        }
-    }
-}
-
-fn refused(result: Result<CallResponse, CallError>) -> (moat::error::Stage, String) {
-    match result {
-        Err(CallError::Denied { stage, reason, .. }) => (stage, reason),
-        other => panic!("expected a refusal, got {other:?}"),
     }
 }
 

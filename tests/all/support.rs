@@ -1,7 +1,9 @@
 //! Shared setup: where the built guest components are, and hosts over them.
 
-use moat::{Budgets, Config, Host};
+use moat::escalation::{Decision, Escalation, Escalator};
+use moat::{Budgets, CallError, CallResponse, Config, Host};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -44,4 +46,39 @@ pub fn host_over(dirs: &[PathBuf], budgets: Budgets) -> Host {
 /// A host over the example tools and the test plugins, with default budgets.
 pub fn host() -> Host {
     host_over(&[built("tools"), built("tests")], Budgets::default())
+}
+
+/// A person who decides every escalation the same way, and remembers what they were asked.
+pub struct Person {
+    approve: bool,
+    pub asked: Mutex<Vec<Escalation>>,
+}
+
+impl Person {
+    pub fn new(approve: bool) -> Arc<Person> {
+        Arc::new(Person { approve, asked: Mutex::new(Vec::new()) })
+    }
+
+    /// The reasons they were given, in order.
+    pub fn reasons(&self) -> Vec<String> {
+        self.asked.lock().unwrap().iter().map(|e| e.reason.clone()).collect()
+    }
+}
+
+impl Escalator for Person {
+    fn decide(&self, escalation: &Escalation) -> Decision {
+        self.asked.lock().unwrap().push(escalation.clone());
+        match self.approve {
+            true => Decision::Approved { by: "alice".into() },
+            false => Decision::Denied { by: "alice".into(), reason: "not today".into() },
+        }
+    }
+}
+
+/// The stage and reason of a call a check refused; anything else fails the test.
+pub fn refused(result: Result<CallResponse, CallError>) -> (moat::error::Stage, String) {
+    match result {
+        Err(CallError::Denied { stage, reason, .. }) => (stage, reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

@@ -15,16 +15,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
-/// Returns a refusal to the guest (`Ok(Err(..))` of a trappable host function).
-macro_rules! refuse {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(refusal) => return Ok(Err(refusal)),
-        }
-    };
-}
-
 /// `[tools.NAME.grants.fs.GRANT]`: one directory or file and what may be done to it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

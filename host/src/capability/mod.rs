@@ -5,6 +5,16 @@
 //! authority; [`CallCaps`] is what one call may do and what it has done so far: the effects
 //! it staged, to be committed or rolled back by the pipeline.
 
+/// Returns a refusal to the guest (`Ok(Err(..))` of a trappable host function).
+macro_rules! refuse {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(refusal) => return Ok(Err(refusal)),
+        }
+    };
+}
+
 pub mod fs;
 pub mod http;
 pub mod kv;

@@ -26,16 +26,6 @@ mod scope;
 
 use scope::{allowed, schema_write, written, Scope};
 
-/// Returns a refusal to the guest (`Ok(Err(..))` of a trappable host function).
-macro_rules! refuse {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(refusal) => return Ok(Err(refusal)),
-        }
-    };
-}
-
 /// `[tools.NAME.grants.sql.GRANT]`: one SQLite database, the tables and operations the tool
 /// may use in it, and how many rows it may change.
 #[derive(Clone, Debug, Deserialize)]
