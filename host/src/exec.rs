@@ -11,7 +11,7 @@ use crate::error::{one_line, BudgetExceeded, CallError, ToolErrorKind};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// The engine, the linker with every host interface, and the state capabilities share
 /// across calls: built once per host.
@@ -54,8 +54,18 @@ fn new_store(
     store.limiter(|state| &mut state.limiter);
     // Fuel metering is on for the engine, so setting fuel cannot fail.
     let _ = store.set_fuel(budgets.fuel);
-    store.set_epoch_deadline(engine::ticks_for(budgets.wall_time.duration()));
-    store.epoch_deadline_trap();
+    // The wall clock of a call does not run while it waits for a person: at the deadline,
+    // the time spent waiting is given back before deciding to interrupt.
+    let budget = budgets.wall_time.duration();
+    let started = Instant::now();
+    store.set_epoch_deadline(engine::ticks_for(budget));
+    store.epoch_deadline_callback(move |store| {
+        let used = started.elapsed().saturating_sub(store.data().caps.waited);
+        match budget.checked_sub(used) {
+            Some(left) if !left.is_zero() => Ok(UpdateDeadline::Continue(engine::ticks_for(left))),
+            _ => Ok(UpdateDeadline::Interrupt),
+        }
+    });
     store
 }
 
@@ -103,11 +113,12 @@ pub(crate) fn describe(
     returned.map_err(|error| classify("describe", &error, &store, budgets, &usage))
 }
 
+/// What the call used; its wall time leaves out the time spent waiting for a person.
 fn usage_of(store: &Store<CallState>, budgets: &Budgets, started: Instant) -> Usage {
     Usage {
         fuel: budgets.fuel.saturating_sub(store.get_fuel().unwrap_or(0)),
         peak_memory: store.data().limiter.peak_memory(),
-        wall_time: started.elapsed(),
+        wall_time: started.elapsed().saturating_sub(store.data().caps.waited),
         output_bytes: 0,
     }
 }

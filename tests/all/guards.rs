@@ -141,6 +141,21 @@ fn an_escalation_at_each_point_asks_a_person_and_follows_the_decision() {
 }
 
 #[test]
+fn time_spent_waiting_for_a_person_is_not_charged_to_the_call() {
+    let toml = "[tools.fs_write.budgets]\nwall_time = \"300ms\"\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let person = Person::slow(true, std::time::Duration::from_millis(700));
+    let response =
+        sandbox.host_with(person).call("fs_write", &write(json!({"effect": "escalate"}))).unwrap();
+    assert_eq!(sandbox.keep(), "changed");
+    assert!(
+        response.usage.wall_time < std::time::Duration::from_millis(300),
+        "{:?}",
+        response.usage
+    );
+}
+
+#[test]
 fn an_escalation_with_nobody_to_ask_is_a_deny() {
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
     let (_, reason) = refused(sandbox.host().call("fs_write", &write(json!({"call": "escalate"}))));

@@ -51,12 +51,18 @@ pub fn host() -> Host {
 /// A person who decides every escalation the same way, and remembers what they were asked.
 pub struct Person {
     approve: bool,
+    /// How long they think before answering.
+    delay: std::time::Duration,
     pub asked: Mutex<Vec<Escalation>>,
 }
 
 impl Person {
     pub fn new(approve: bool) -> Arc<Person> {
-        Arc::new(Person { approve, asked: Mutex::new(Vec::new()) })
+        Person::slow(approve, std::time::Duration::ZERO)
+    }
+
+    pub fn slow(approve: bool, delay: std::time::Duration) -> Arc<Person> {
+        Arc::new(Person { approve, delay, asked: Mutex::new(Vec::new()) })
     }
 
     /// The reasons they were given, in order.
@@ -68,6 +74,7 @@ impl Person {
 impl Escalator for Person {
     fn decide(&self, escalation: &Escalation) -> Decision {
         self.asked.lock().unwrap().push(escalation.clone());
+        std::thread::sleep(self.delay);
         match self.approve {
             true => Decision::Approved { by: "alice".into() },
             false => Decision::Denied { by: "alice".into(), reason: "not today".into() },

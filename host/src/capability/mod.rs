@@ -30,7 +30,7 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 
 /// The WIT interfaces this host provides, as `namespace:package/interface@version`.
@@ -150,8 +150,11 @@ pub(crate) struct CallCaps {
     /// The call as checks see it.
     pub call: Arc<CallView>,
     pub shared: Arc<Shared>,
-    /// When the call's wall-time budget ends; blocking host work must finish by then.
+    /// When the call's wall-time budget ends; blocking host work must finish by then. Moved
+    /// later by the time spent waiting for a person.
     pub deadline: Instant,
+    /// Time spent waiting for a person's decision: not charged to the call's wall time.
+    pub waited: Duration,
     /// This call's counts per meter key, added to the task's on commit.
     counts: HashMap<String, u64>,
     /// The effects that happened (staged), in order.
@@ -182,6 +185,7 @@ impl CallCaps {
             call,
             shared,
             deadline,
+            waited: Duration::ZERO,
             counts: HashMap::new(),
             effects: Vec::new(),
             touched: Vec::new(),
@@ -230,7 +234,12 @@ impl CallCaps {
             Verdict::Deny(reason) => return Err(format!("{what} refused by policy: {reason}")),
             Verdict::Escalate(reason) => {
                 let reason = format!("{what}: {reason}");
-                escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason)?;
+                let asked = Instant::now();
+                let decision =
+                    escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason);
+                self.waited += asked.elapsed();
+                self.deadline += asked.elapsed();
+                decision?;
             }
         }
         self.touched.push((effect.kind, effect.target.clone()));
