@@ -185,8 +185,12 @@ impl Host {
         spec.schema.check(tool, &request.args)?;
         let call = Arc::new(self.view(request, spec));
         // 3. Pre-call checks: the confidence gate, then the policies; either may ask a person.
-        self.check_confidence(&call, spec)?;
-        self.check_call(&call)?;
+        if let Err(refusal) =
+            self.check_confidence(&call, spec).and_then(|()| self.check_call(&call))
+        {
+            self.remember(&call, &[], false);
+            return Err(refusal);
+        }
         // 4. Execution on a fresh instance under the tool's budgets. Every effect is checked
         //    by the policies as it happens, and staged, not yet final.
         let budgets = self.config.budgets_for(tool).with(&request.budgets);
@@ -261,10 +265,14 @@ impl Host {
             .get(&call.tool)
             .and_then(|t| t.stakes)
             .unwrap_or_else(|| spec.derived_stakes());
+        if let Some(c) = call.confidence.filter(|c| !(0.0..=1.0).contains(c)) {
+            let reason = format!("confidence {c} is not between 0 and 1");
+            return Err(CallError::InvalidArguments { tool: call.tool.clone(), reason });
+        }
         let Some(threshold) = self.config.confidence.threshold(stakes) else { return Ok(()) };
         let stakes = format!("{stakes:?}").to_lowercase();
         let reason = match call.confidence {
-            Some(c) if c.is_finite() && c >= threshold => return Ok(()),
+            Some(c) if c >= threshold => return Ok(()),
             Some(c) => {
                 format!("confidence {c:.2} is below {threshold:.2} for a {stakes}-stakes call")
             }

@@ -305,6 +305,18 @@ fn a_high_stakes_call_without_enough_confidence_escalates() {
 }
 
 #[test]
+fn a_confidence_outside_zero_to_one_is_invalid() {
+    let sandbox = Sandbox::new(&[], "");
+    let args = json!({"grant": "data", "path": "keep.txt"}).to_string();
+    for confidence in [1.5, -0.1, f64::NAN] {
+        let request =
+            CallRequest { confidence: Some(confidence), ..CallRequest::new("fs_read", &args) };
+        let error = sandbox.host().run(&request).unwrap_err().to_string();
+        assert!(error.contains("is not between 0 and 1"), "{confidence}: {error}");
+    }
+}
+
+#[test]
 fn low_stakes_calls_need_no_confidence() {
     let sandbox = Sandbox::new(&[], "");
     sandbox
