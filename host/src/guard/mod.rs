@@ -169,14 +169,20 @@ impl Policies {
 
     fn judge(&self, call: &CallView, point: Point<'_>) -> Verdict {
         let set = self.current();
+        let applicable: Vec<&Policy> = set.iter().filter(|p| p.applies_to(&call.tool)).collect();
+        if applicable.is_empty() {
+            return Verdict::Allow;
+        }
+        // The call as guards see it, built once for every policy of this check.
+        let record = run::to_wit(call);
         let mut escalate: Option<String> = None;
         let mut output: Option<String> = None;
-        for policy in set.iter().filter(|p| p.applies_to(&call.tool)) {
+        for policy in applicable {
             let point = match (&point, &output) {
                 (Point::Result(_), Some(rewritten)) => Point::Result(rewritten),
                 _ => point.clone(),
             };
-            let verdict = self.runtime.check(policy, call, &point);
+            let verdict = self.runtime.check(policy, &record, &point);
             if policy.mode == Mode::Shadow {
                 if verdict != Verdict::Allow {
                     call.note_shadow(format!(

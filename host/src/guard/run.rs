@@ -154,17 +154,16 @@ impl GuardRuntime {
     }
 
     /// Runs `policy`'s check at `point`; any failure is a deny saying what failed.
-    pub fn check(&self, policy: &Policy, call: &CallView, point: &Point<'_>) -> Verdict {
+    pub fn check(&self, policy: &Policy, call_record: &wit::Call, point: &Point<'_>) -> Verdict {
         let mut store = self.store(&policy.name, &policy.budgets);
-        let call_record = to_wit(call);
         let answer = policy.pre.instantiate(&mut store).and_then(|guard| {
             let guard = guard.moat_plugin_guard();
             match point {
-                Point::Call => guard.call_check_call(&mut store, &call_record),
+                Point::Call => guard.call_check_call(&mut store, call_record),
                 Point::Effect(effect) => {
-                    guard.call_check_effect(&mut store, &call_record, &effect_to_wit(effect))
+                    guard.call_check_effect(&mut store, call_record, &effect_to_wit(effect))
                 }
-                Point::Result(output) => guard.call_check_result(&mut store, &call_record, output),
+                Point::Result(output) => guard.call_check_result(&mut store, call_record, output),
             }
         });
         match answer {
@@ -216,7 +215,8 @@ fn kind_to_wit(kind: EffectKind) -> crate::bindings::EffectKind {
     }
 }
 
-fn to_wit(call: &CallView) -> wit::Call {
+/// The call as the `guard` interface carries it.
+pub(crate) fn to_wit(call: &CallView) -> wit::Call {
     wit::Call {
         tool: call.tool.clone(),
         args: call.args.clone(),
