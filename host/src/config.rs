@@ -3,6 +3,7 @@
 //! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
+use crate::audit::AuditConfig;
 use crate::budget::{BudgetOverrides, Budgets};
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
@@ -45,6 +46,9 @@ pub struct Config {
     /// How a person is asked when a call escalates.
     #[serde(default)]
     pub escalation: EscalationConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 /// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
@@ -98,6 +102,7 @@ impl Default for Config {
             facts: BTreeMap::new(),
             confidence: ConfidenceConfig::default(),
             escalation: EscalationConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -159,6 +164,9 @@ impl Config {
         }
         config.plugins.policies = resolve(base, &config.plugins.policies);
         config.state_dir = resolve(base, &config.state_dir);
+        for path in [&mut config.audit.dir, &mut config.audit.key].into_iter().flatten() {
+            *path = resolve(base, path);
+        }
         for source in config.secrets.values_mut() {
             if let Some(file) = &mut source.file {
                 *file = resolve(base, file);

@@ -16,6 +16,9 @@ pub struct Effect {
     pub target: String,
     /// The numbers: bytes, rows affected and table size, method, ...
     pub detail: serde_json::Value,
+    /// How to undo it once committed; set by the capability after the effect happened.
+    #[serde(skip)]
+    pub undo: Option<crate::undo::Undo<crate::undo::Bytes>>,
 }
 
 /// One earlier call of the same session.
@@ -45,6 +48,29 @@ pub struct CallView {
     /// What shadow policies would have done; collected for the response (and the audit).
     #[serde(skip)]
     pub(crate) shadow: Mutex<Vec<String>>,
+    /// Every verdict and escalation of the call so far, for the audit log.
+    #[serde(skip)]
+    pub(crate) notes: Mutex<Vec<Note>>,
+}
+
+/// Something a check or a person decided about a call, as the audit log records it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Note {
+    /// One guard's (or the confidence gate's) verdict at one point.
+    Verdict {
+        stage: &'static str,
+        guard: String,
+        verdict: Verdict,
+        shadow: bool,
+        micros: u64,
+    },
+    /// A person was asked (or nobody could be).
+    Escalation {
+        stage: String,
+        channel: String,
+        reason: String,
+        decision: crate::escalation::Decision,
+    },
 }
 
 impl CallView {
@@ -52,6 +78,15 @@ impl CallView {
     pub fn note_shadow(&self, note: String) {
         tracing::info!(tool = %self.tool, "{note}");
         self.shadow.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(note);
+    }
+
+    /// Notes a verdict or an escalation for the audit log.
+    pub fn note(&self, note: Note) {
+        self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(note);
+    }
+
+    pub(crate) fn take_notes(&self) -> Vec<Note> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     pub(crate) fn take_shadow(&self) -> Vec<String> {

@@ -107,6 +107,10 @@ pub enum CallError {
     /// The host could not set up the call (not the plugin's fault).
     #[error("cannot run tool `{tool}`: {reason}")]
     Host { tool: String, reason: String },
+    /// The audit log could not record the call: before it ran (so it did not run), or after
+    /// (its effects stand; the reason says so).
+    #[error("tool `{tool}`: {reason}")]
+    Audit { tool: String, reason: String },
 }
 
 impl CallError {

@@ -5,6 +5,7 @@
 //! budgets (fuel, memory, wall time, output size). The call pipeline is [`Host::call`] in
 //! `pipeline.rs`; each step lives in its own module.
 
+pub mod audit;
 mod bindings;
 pub mod budget;
 pub mod capability;
@@ -20,6 +21,7 @@ pub mod guard;
 mod pipeline;
 pub mod plugin;
 pub mod registry;
+pub mod undo;
 pub mod units;
 mod validate;
 

@@ -1,19 +1,20 @@
 //! The call pipeline: every call goes through [`Host::run`], top to bottom.
 
+use crate::audit::{trail, Audit, AuditError, Event};
 use crate::budget::{BudgetOverrides, Usage};
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
 use crate::config::Config;
-use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Verdict};
+use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Note, Verdict};
 use crate::error::{CallError, LoadError, Stage};
 use crate::escalation::{escalate, DenyAll, Escalator};
 use crate::exec::{self, Runtime};
 use crate::facts::Facts;
 use crate::guard::Policies;
-use crate::plugin::{EffectKind, ToolSpec};
+use crate::plugin::{EffectKind, Plugin, ToolSpec};
 use crate::registry::Registry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -31,6 +32,16 @@ pub struct Host {
     /// Each configured tool's grants, shared by its calls.
     grants: HashMap<String, Arc<Grants>>,
     sessions: Mutex<Sessions>,
+    /// Tasks this host has seen (their start is recorded once).
+    tasks: Mutex<HashSet<String>>,
+    audit: Option<Arc<Audit>>,
+}
+
+/// What a call consumed and revealed, for its audit records.
+#[derive(Default)]
+struct Spent {
+    usage: Usage,
+    secrets: Revealed,
 }
 
 #[derive(Default)]
@@ -128,7 +139,17 @@ impl HostBuilder {
             .map(|(name, tool)| (name.clone(), Arc::new(tool.grants.clone())))
             .collect();
         let sessions = Mutex::new(Sessions::default());
-        Ok((Host { runtime, config, registry, policies, grants, sessions }, errors))
+        let audit = match config.audit.enabled {
+            true => {
+                let dir = config.audit.dir(&config.state_dir);
+                let keys = config.audit.key_files(&config.state_dir);
+                Some(Arc::new(Audit::open(&dir, &keys, &config.audit)?))
+            }
+            false => None,
+        };
+        let tasks = Mutex::new(HashSet::new());
+        let host = Host { runtime, config, registry, policies, grants, sessions, tasks, audit };
+        Ok((host, errors))
     }
 }
 
@@ -175,20 +196,36 @@ impl Host {
         self.run(&CallRequest::new(tool, args))
     }
 
-    /// Runs one call through the pipeline.
+    /// Runs one call through the pipeline, recorded in the audit log from end to end.
     pub fn run(&self, request: &CallRequest) -> Result<CallResponse, CallError> {
+        let found = self.registry.get(&request.tool);
+        let call = Arc::new(self.view(request, found.map(|(_, spec)| spec)));
+        // 0. The call is recorded before anything happens: a call the log cannot record does
+        //    not run.
+        let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
+        let mut spent = Spent::default();
+        let outcome = self.pipeline(request, &call, found, &mut spent);
+        // 8. Verdicts, escalations, effects (with how to undo them) and the result, synced
+        //    as `[audit] durability` says before the caller hears of it.
+        self.record_end(id, &call, outcome, &spent)
+    }
+
+    fn pipeline(
+        &self,
+        request: &CallRequest,
+        call: &Arc<CallView>,
+        found: Option<(&Arc<Plugin>, &ToolSpec)>,
+        spent: &mut Spent,
+    ) -> Result<CallResponse, CallError> {
         let tool = request.tool.as_str();
         // 1. Admission: the tool exists.
-        let (plugin, spec) =
-            self.registry.get(tool).ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
+        let (plugin, spec) = found.ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
         // 2. Input validation: the arguments against the tool's JSON Schema.
         spec.schema.check(tool, &request.args)?;
-        let call = Arc::new(self.view(request, spec));
         // 3. Pre-call checks: the confidence gate, then the policies; either may ask a person.
-        if let Err(refusal) =
-            self.check_confidence(&call, spec).and_then(|()| self.check_call(&call))
+        if let Err(refusal) = self.check_confidence(call, spec).and_then(|()| self.check_call(call))
         {
-            self.remember(&call, &[], false);
+            self.remember(call, &[], false);
             return Err(refusal);
         }
         // 4. Execution on a fresh instance under the tool's budgets. Every effect is checked
@@ -201,21 +238,23 @@ impl Host {
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
             exec::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
+        spent.usage = usage;
+        spent.secrets = caps.secrets.clone();
         // 5. Output: JSON, as the contract promises, with revealed secrets redacted.
         let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
             Ok(output) => output,
             Err(error) => {
                 let error = redact(error, &caps.secrets);
-                self.remember(&call, &caps.touched, false);
+                self.remember(call, &caps.touched, false);
                 return Err(roll_back(&mut caps, error));
             }
         };
         // 6. Post-call checks: output validation, fact checks, redaction. A "no" now still
         //    undoes every staged effect.
-        let output = match self.check_result(&call, output) {
+        let output = match self.check_result(call, output) {
             Ok(output) => output,
             Err(error) => {
-                self.remember(&call, &caps.touched, false);
+                self.remember(call, &caps.touched, false);
                 return Err(roll_back(&mut caps, error));
             }
         };
@@ -227,14 +266,86 @@ impl Host {
             };
             return Err(roll_back(&mut caps, error));
         }
-        self.remember(&call, &caps.touched, true);
+        self.remember(call, &caps.touched, true);
         usage.output_bytes = output.len() as u64;
+        spent.usage = usage;
         let effects = std::mem::take(&mut caps.effects);
         Ok(CallResponse { output, usage, effects, shadow: call.take_shadow() })
     }
 
+    /// Records that a task began, with the prompt it was given. Calls of a task not begun
+    /// this way begin it without a prompt.
+    pub fn start_task(&self, task: &str, prompt: Option<&str>) -> Result<(), AuditError> {
+        self.started(task);
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let prompt = prompt.map(|p| audit.text(p)).transpose()?;
+        audit.record(vec![Event::TaskStart { task: task.to_owned(), prompt }]).map(|_| ())
+    }
+
+    /// Records that a task ended, with its final output as the caller reports it.
+    pub fn end_task(&self, task: &str, output: Option<&str>) -> Result<(), AuditError> {
+        let Some(audit) = &self.audit else { return Ok(()) };
+        let output = output.map(|o| audit.text(o)).transpose()?;
+        audit.record(vec![Event::TaskEnd { task: task.to_owned(), output }]).map(|_| ())
+    }
+
+    /// The audit log, unless `[audit] enabled = false`.
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_deref()
+    }
+
+    /// Whether `task` is new to this host (and from now on, known).
+    fn started(&self, task: &str) -> bool {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tasks.len() >= SESSIONS {
+            tasks.clear();
+        }
+        tasks.insert(task.to_owned())
+    }
+
+    /// Writes the call's first record (after its task's, for a new task); returns its `seq`,
+    /// the call's id in the log (0 without a log).
+    fn record_call(&self, call: &CallView, plugin: Option<&Plugin>) -> Result<u64, CallError> {
+        let Some(audit) = &self.audit else { return Ok(0) };
+        let refused = |e: AuditError| CallError::Audit {
+            tool: call.tool.clone(),
+            reason: format!("not run: the audit log cannot record it: {e}"),
+        };
+        let mut events = Vec::new();
+        if self.started(&call.task) {
+            events.push(Event::TaskStart { task: call.task.clone(), prompt: None });
+        }
+        events.push(trail::call(audit, call, plugin).map_err(refused)?);
+        audit.write(events).map_err(refused)
+    }
+
+    fn record_end(
+        &self,
+        id: u64,
+        call: &CallView,
+        outcome: Result<CallResponse, CallError>,
+        spent: &Spent,
+    ) -> Result<CallResponse, CallError> {
+        let Some(audit) = &self.audit else { return outcome };
+        let ending = trail::Ending { outcome: &outcome, usage: &spent.usage, secrets: &spent.secrets };
+        let recorded = trail::end(audit, id, call, ending).and_then(|events| audit.record(events));
+        match (recorded, outcome) {
+            (Ok(_), outcome) => outcome,
+            (Err(e), Ok(_)) => Err(CallError::Audit {
+                tool: call.tool.clone(),
+                reason: format!(
+                    "ran and its effects were committed, but the audit log could not record                      it: {e}"
+                ),
+            }),
+            (Err(e), Err(error)) => Err(CallError::Audit {
+                tool: call.tool.clone(),
+                reason: format!("{error}; and the audit log could not record it: {e}"),
+            }),
+        }
+    }
+
     /// The call as checks see it, with its session's history.
-    fn view(&self, request: &CallRequest, spec: &ToolSpec) -> CallView {
+    fn view(&self, request: &CallRequest, spec: Option<&ToolSpec>) -> CallView {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let task = request.task.clone().unwrap_or_else(|| {
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -251,9 +362,10 @@ impl Host {
             session,
             confidence: request.confidence,
             reasoning: request.reasoning.clone(),
-            effects: spec.effects.clone(),
+            effects: spec.map(|spec| spec.effects.clone()).unwrap_or_default(),
             history,
             shadow: Mutex::default(),
+            notes: Mutex::default(),
         }
     }
 
@@ -271,8 +383,18 @@ impl Host {
         }
         let Some(threshold) = self.config.confidence.threshold(stakes) else { return Ok(()) };
         let stakes = format!("{stakes:?}").to_lowercase();
+        let note = |verdict| Note::Verdict {
+            stage: "confidence",
+            guard: "confidence".to_owned(),
+            verdict,
+            shadow: false,
+            micros: 0,
+        };
         let reason = match call.confidence {
-            Some(c) if c >= threshold => return Ok(()),
+            Some(c) if c >= threshold => {
+                call.note(note(Verdict::Allow));
+                return Ok(());
+            }
             Some(c) => {
                 format!("confidence {c:.2} is below {threshold:.2} for a {stakes}-stakes call")
             }
@@ -280,6 +402,7 @@ impl Host {
                 "no confidence was given for a {stakes}-stakes call (threshold {threshold:.2})"
             ),
         };
+        call.note(note(Verdict::Escalate(reason.clone())));
         escalate(self.runtime.shared.escalator.as_ref(), call, "confidence", &reason)
             .map_err(|reason| refused(call, Stage::BeforeCall, reason))
     }

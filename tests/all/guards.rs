@@ -49,6 +49,10 @@ impl Sandbox {
     fn host_with(&self, escalator: Arc<dyn Escalator>) -> Host {
         let mut config = Config::load(&self.path().join("moat.toml")).unwrap();
         config.plugins.tools = vec![built("tests")];
+        // Each host its own state: one audit log has one writer.
+        static HOSTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = HOSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        config.state_dir = self.path().join(format!("state-{n}"));
         let (host, errors) = Host::builder(config).escalator(escalator).build().unwrap();
         assert!(errors.is_empty(), "{errors:?}");
         host

@@ -418,8 +418,9 @@ fn a_post_is_shown_to_the_gate_first_and_a_denial_means_it_is_never_sent() {
         [Effect {
             capability: "http",
             kind: EffectKind::Network,
-            target: url,
+            target: url.clone(),
             detail: json!({"method": "POST", "bytes": 10}),
+            undo: Some(moat::undo::Undo::Irreversible { reason: format!("POST {url} was sent") }),
         }]
     );
     assert!(server.seen().is_empty());

@@ -1,8 +1,8 @@
 //! Loading: anything that is not a tool component is refused with one line naming the file
 //! and the problem, and does not stop the other components from loading.
 
-use crate::support::component;
-use moat::{Config, Host, LoadError};
+use crate::support::{component, config_in};
+use moat::{Host, LoadError};
 use std::path::Path;
 
 /// Loads a directory holding the echo tool and one file `bad.wasm` with `bytes`; returns the
@@ -11,7 +11,7 @@ fn load_beside_echo(bytes: &[u8]) -> Vec<LoadError> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(component("tools", "echo"), dir.path().join("echo.wasm")).unwrap();
     std::fs::write(dir.path().join("bad.wasm"), bytes).unwrap();
-    let mut config = Config::default();
+    let mut config = config_in(dir.path());
     config.plugins.tools = vec![dir.path().to_owned()];
     let (host, errors) = Host::new(config).unwrap();
     assert_eq!(host.call("echo", r#"{"text": "still here"}"#).unwrap().output, r#""still here""#);
@@ -104,7 +104,8 @@ fn a_tool_export_of_the_wrong_shape_is_refused() {
 
 #[test]
 fn a_missing_directory_is_reported_not_fatal() {
-    let mut config = Config::default();
+    let state = tempfile::tempdir().unwrap();
+    let mut config = config_in(state.path());
     config.plugins.tools = vec!["/nonexistent/moat-tools".into()];
     let (host, errors) = Host::new(config).unwrap();
     assert_eq!(host.tools().count(), 0);
@@ -118,7 +119,7 @@ fn a_tool_name_offered_twice_keeps_the_first_and_refuses_the_second() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(component("tools", "echo"), dir.path().join("a.wasm")).unwrap();
     std::fs::copy(component("tools", "echo"), dir.path().join("b.wasm")).unwrap();
-    let mut config = Config::default();
+    let mut config = config_in(dir.path());
     config.plugins.tools = vec![dir.path().to_owned()];
     let (host, errors) = Host::new(config).unwrap();
     assert!(host.call("echo", r#"{"text":"x"}"#).is_ok());

@@ -32,19 +32,38 @@ pub fn component(kind: &str, name: &str) -> PathBuf {
     built(kind).join(format!("{name}.wasm"))
 }
 
+/// The default configuration, with moat's state (the audit log among it) kept in `dir`.
+pub fn config_in(dir: &Path) -> Config {
+    Config { state_dir: dir.join("state"), ..Config::default() }
+}
+
+/// A host and the directory holding its state (removed with it).
+pub struct TestHost {
+    pub host: Host,
+    _state: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestHost {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
+    }
+}
+
 /// A host over the given directories with the given default budgets; every component in
 /// them must load.
-pub fn host_over(dirs: &[PathBuf], budgets: Budgets) -> Host {
-    let mut config = Config::default();
+pub fn host_over(dirs: &[PathBuf], budgets: Budgets) -> TestHost {
+    let state = tempfile::tempdir().expect("a temporary directory");
+    let mut config = config_in(state.path());
     config.plugins.tools = dirs.to_vec();
     config.budgets = budgets;
     let (host, errors) = Host::new(config).expect("the engine starts");
     assert!(errors.is_empty(), "unexpected load errors: {errors:?}");
-    host
+    TestHost { host, _state: state }
 }
 
 /// A host over the example tools and the test plugins, with default budgets.
-pub fn host() -> Host {
+pub fn host() -> TestHost {
     host_over(&[built("tools"), built("tests")], Budgets::default())
 }
 

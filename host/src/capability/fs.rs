@@ -1,12 +1,15 @@
 //! `fs`: files inside granted directories (or single granted files), resolved with cap-std
 //! so that `..`, absolute paths and symbolic links cannot escape. Writes, removals and renames
-//! keep a before-image so the pipeline can undo them; bytes and deletions are metered.
+//! keep a before-image so the pipeline can undo them, and each staged effect says how to undo
+//! it once committed (absolute paths, before-image, hash of what it left); bytes and
+//! deletions are metered.
 
 use super::{CallCaps, Over};
 use crate::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
 use crate::effect::Effect;
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
+use crate::undo;
 use crate::units::ByteSize;
 use cap_std::fs::Dir;
 use serde::Deserialize;
@@ -72,6 +75,8 @@ pub enum Mode {
 pub struct DirHandle {
     grant: String,
     dir: Arc<Dir>,
+    /// The directory `dir` opens, absolute: where a committed change is undone later.
+    root: PathBuf,
     /// For a single-file grant, the only name that may be used.
     only: Option<String>,
 }
@@ -100,11 +105,7 @@ impl FsCall {
         let mut failed = Vec::new();
         while let Some(step) = self.undo.pop() {
             let outcome = match &step {
-                Undo::Restore { dir, path, before: Some(bytes) } => dir.write(path, bytes),
-                Undo::Restore { dir, path, before: None } => match dir.remove_file(path) {
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                    other => other,
-                },
+                Undo::Restore { dir, path, before } => put_back(dir, path, before.as_deref()),
                 Undo::Rename { dir, from, to } => dir.rename(from, dir, to),
             };
             if let Err(error) = outcome {
@@ -145,7 +146,8 @@ impl Host for CallState {
                 ))))
             }
         };
-        let handle = DirHandle { grant, dir: Arc::new(dir), only };
+        let root = std::path::absolute(&root).unwrap_or(root);
+        let handle = DirHandle { grant, dir: Arc::new(dir), root, only };
         Ok(self.table.push(handle).map_err(|_| FsError::LimitExceeded(too_many_handles())))
     }
 }
@@ -193,13 +195,24 @@ impl HostDir for CallState {
         }
         let detail =
             serde_json::json!({ "bytes": size, "replaces": before.as_ref().map(Vec::len) });
+        let staged = self.caps.effects.len();
         if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &path, detail)) {
             return Ok(Err(FsError::Denied(reason)));
         }
-        refuse!(create_parents(&dir, &grant, &path));
+        if let Err(refusal) = create_parents(&dir, &grant, &path) {
+            self.caps.effects.truncate(staged);
+            return Ok(Err(refusal));
+        }
         if let Err(e) = dir.write(&path, &data) {
+            // A write can fail halfway: put the file back now, and again if the call fails.
+            let _ = put_back(&dir, &path, before.as_deref());
+            self.caps.fs.undo.push(Undo::Restore { dir, path: path.clone(), before });
+            self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
+        let (absolute, after) = (self.absolute(&handle, &path)?, Some(undo::hash(&data)));
+        let how = undo::Undo::File { path: absolute, before: before.clone(), after };
+        undo::attach(&mut self.caps.effects, staged, how);
         self.caps.fs.undo.push(Undo::Restore { dir, path, before });
         Ok(Ok(()))
     }
@@ -269,12 +282,17 @@ impl HostDir for CallState {
             return Ok(Err(limit_error(&grant, &path, "delete", 1, &over)));
         }
         let detail = serde_json::json!({ "bytes": before.len() });
+        let staged = self.caps.effects.len();
         if let Err(reason) = self.caps.admit(effect(EffectKind::Delete, &grant, &path, detail)) {
             return Ok(Err(FsError::Denied(reason)));
         }
         if let Err(e) = dir.remove_file(&path) {
+            self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
+        let absolute = self.absolute(&handle, &path)?;
+        let how = undo::Undo::File { path: absolute, before: Some(before.clone()), after: None };
+        undo::attach(&mut self.caps.effects, staged, how);
         self.caps.fs.undo.push(Undo::Restore { dir, path, before: Some(before) });
         Ok(Ok(()))
     }
@@ -305,13 +323,30 @@ impl HostDir for CallState {
         }
         let detail =
             serde_json::json!({ "to": destination, "replaces": replaced.as_ref().map(Vec::len) });
+        let staged = self.caps.effects.len();
         if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &source, detail)) {
             return Ok(Err(FsError::Denied(reason)));
         }
-        refuse!(create_parents(&dir, &grant, &destination));
-        if let Err(e) = dir.rename(&source, &dir, &destination) {
-            return Ok(Err(io_error(&grant, &source, e)));
+        let moved = create_parents(&dir, &grant, &destination).and_then(|()| {
+            dir.rename(&source, &dir, &destination).map_err(|e| io_error(&grant, &source, e))
+        });
+        if let Err(refusal) = moved {
+            self.caps.effects.truncate(staged);
+            return Ok(Err(refusal));
         }
+        let (from, to) = (self.absolute(&handle, &source)?, self.absolute(&handle, &destination)?);
+        let how = match &replaced {
+            // Moved onto itself: nothing changed.
+            _ if from == to => undo::Undo::Parts { parts: Vec::new() },
+            None => undo::Undo::Rename { from, to },
+            Some(bytes) => undo::Undo::Parts {
+                parts: vec![
+                    undo::Undo::File { path: to.clone(), before: Some(bytes.clone()), after: None },
+                    undo::Undo::Rename { from, to },
+                ],
+            },
+        };
+        undo::attach(&mut self.caps.effects, staged, how);
         // Undone newest first: move the file back, then restore what it replaced.
         self.caps.fs.undo.push(Undo::Restore {
             dir: dir.clone(),
@@ -377,11 +412,31 @@ impl CallState {
         Ok(None)
     }
 
+    /// Where `path` (already in scope) is, absolute: the grant's directory joined with it.
+    fn absolute(&self, handle: &Resource<DirHandle>, path: &str) -> wasmtime::Result<PathBuf> {
+        let mut absolute = self.table.get(handle)?.root.clone();
+        for part in path.split(['/', '\\']).filter(|part| !matches!(*part, "" | ".")) {
+            absolute.push(part);
+        }
+        Ok(absolute)
+    }
+
     fn writable(&self, grant: &str) -> Result<(), FsError> {
         match self.caps.grants.fs[grant].mode {
             Mode::ReadWrite => Ok(()),
             Mode::ReadOnly => Err(FsError::ReadOnly(format!("fs grant `{grant}` is read-only"))),
         }
+    }
+}
+
+/// Puts `before` back at `path`, or removes `path` if there was no file.
+fn put_back(dir: &Dir, path: &str, before: Option<&[u8]>) -> std::io::Result<()> {
+    match before {
+        Some(bytes) => dir.write(path, bytes),
+        None => match dir.remove_file(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            other => other,
+        },
     }
 }
 
@@ -422,7 +477,7 @@ fn before_image(
 }
 
 fn effect(kind: EffectKind, grant: &str, path: &str, detail: serde_json::Value) -> Effect {
-    Effect { capability: "fs", kind, target: format!("{grant}:{path}"), detail }
+    Effect { capability: "fs", kind, target: format!("{grant}:{path}"), detail, undo: None }
 }
 
 fn io_error(grant: &str, path: &str, error: std::io::Error) -> FsError {

@@ -9,6 +9,7 @@
 use super::CallCaps;
 use crate::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
 use crate::effect::Effect;
+use crate::undo::Undo;
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
 use crate::units::{ByteSize, Millis};
@@ -283,6 +284,9 @@ fn send(caps: &mut CallCaps, grant: &HttpGrant, request: Request) -> Result<Resp
                 kind: EffectKind::Network,
                 target: url.clone(),
                 detail,
+                undo: Some(Undo::Irreversible {
+                    reason: format!("{} {url} was sent", outgoing.method),
+                }),
             };
             caps.admit(effect).map_err(HttpError::Denied)?;
         }

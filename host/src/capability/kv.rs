@@ -1,11 +1,14 @@
 //! `kv`: a persistent key-value namespace per component (shared by the tools it offers), in
 //! SQLite under the state directory.
-//! A call's changes are staged in memory and written in one transaction on commit.
+//! A call's changes are staged in memory and written in one transaction on commit; each
+//! staged effect says how to undo it once committed (the value before, the hash of the value
+//! after).
 
 use crate::bindings::moat::plugin::kv::{Host, KvError};
 use crate::effect::Effect;
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
+use crate::undo::{self, Undo};
 use crate::units::ByteSize;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
@@ -45,6 +48,11 @@ pub struct KvStore {
 impl KvStore {
     pub fn new(path: PathBuf) -> KvStore {
         KvStore { path, connection: Mutex::new(None) }
+    }
+
+    /// The SQLite file of the store.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     fn with<T>(
@@ -162,15 +170,26 @@ impl CallState {
         Ok(keys)
     }
 
+    /// Stages `value` (`None` deletes) for `key`, which holds `before` so far.
     fn stage(
         &mut self,
         key: String,
-        value: Option<Vec<u8>>,
+        (before, value): (Option<Vec<u8>>, Option<Vec<u8>>),
         kind: EffectKind,
     ) -> Result<(), KvError> {
         let detail = serde_json::json!({ "bytes": value.as_ref().map(Vec::len) });
-        let effect = Effect { capability: "kv", kind, target: key.clone(), detail };
+        let effect = Effect { capability: "kv", kind, target: key.clone(), detail, undo: None };
+        let staged = self.caps.effects.len();
         self.caps.admit(effect).map_err(KvError::Denied)?;
+        let store = self.caps.shared.kv.path();
+        let how = Undo::Key {
+            store: std::path::absolute(store).unwrap_or_else(|_| store.to_owned()),
+            namespace: self.caps.plugin.to_string(),
+            key: key.clone(),
+            before,
+            after: value.as_deref().map(undo::hash),
+        };
+        undo::attach(&mut self.caps.effects, staged, how);
         self.caps.kv.staged.insert(key, value);
         Ok(())
     }
@@ -200,11 +219,11 @@ impl Host for CallState {
                 grant.max_value
             ))));
         }
-        let new_key = match self.stored(&key) {
-            Ok(existing) => existing.is_none(),
+        let before = match self.stored(&key) {
+            Ok(existing) => existing,
             Err(e) => return Ok(Err(e)),
         };
-        if new_key {
+        if before.is_none() {
             let count = match self.keys("") {
                 Ok(keys) => keys.len() as u64,
                 Err(e) => return Ok(Err(e)),
@@ -216,19 +235,20 @@ impl Host for CallState {
                 ))));
             }
         }
-        Ok(self.stage(key, Some(value), EffectKind::Write))
+        Ok(self.stage(key, (before, Some(value)), EffectKind::Write))
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, KvError>> {
         if let Err(e) = self.kv_grant() {
             return Ok(Err(e));
         }
-        let existed = match self.stored(&key) {
-            Ok(existing) => existing.is_some(),
+        let before = match self.stored(&key) {
+            Ok(existing) => existing,
             Err(e) => return Ok(Err(e)),
         };
+        let existed = before.is_some();
         if existed {
-            if let Err(e) = self.stage(key, None, EffectKind::Delete) {
+            if let Err(e) = self.stage(key, (before, None), EffectKind::Delete) {
                 return Ok(Err(e));
             }
         }

@@ -55,7 +55,7 @@ impl SecretStore {
 }
 
 /// The secret values one call has obtained, to redact wherever they would leave the tool.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Revealed {
     values: Vec<(String, String)>,
 }
@@ -74,6 +74,14 @@ impl Revealed {
 
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// Whether `bytes` hold a revealed value.
+    pub fn appears_in(&self, bytes: &[u8]) -> bool {
+        self.values.iter().any(|(_, value)| {
+            value.len() >= MIN_REDACTED_LEN
+                && bytes.windows(value.len()).any(|window| window == value.as_bytes())
+        })
     }
 }
 

@@ -90,6 +90,11 @@ pub enum Decision {
 /// A way to ask a person. `decide` blocks until a decision or the timeout.
 pub trait Escalator: Send + Sync {
     fn decide(&self, escalation: &Escalation) -> Decision;
+
+    /// The channel's name, for the audit log.
+    fn channel(&self) -> String {
+        "custom".to_owned()
+    }
 }
 
 /// Nobody to ask: every escalation is denied at once. The default of a non-interactive host.
@@ -98,6 +103,10 @@ pub struct DenyAll;
 impl Escalator for DenyAll {
     fn decide(&self, _escalation: &Escalation) -> Decision {
         Decision::TimedOut { channel: "none (non-interactive)".into() }
+    }
+
+    fn channel(&self) -> String {
+        "none".to_owned()
     }
 }
 
@@ -193,6 +202,12 @@ pub fn escalate(
     let escalation = Escalation::new(&call.tool, &call.args, &call.task, asked_by, reason);
     let decision = escalator.decide(&escalation);
     tracing::info!(tool = %call.tool, id = %escalation.id, ?decision, "escalation decided");
+    call.note(crate::effect::Note::Escalation {
+        stage: asked_by.to_owned(),
+        channel: escalator.channel(),
+        reason: reason.to_owned(),
+        decision: decision.clone(),
+    });
     match decision {
         Decision::Approved { .. } => Ok(()),
         Decision::Denied { by, reason: why } => {

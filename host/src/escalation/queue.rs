@@ -520,4 +520,8 @@ impl Escalator for QueueEscalator {
             Err(_) => Decision::TimedOut { channel: "queue".into() },
         }
     }
+
+    fn channel(&self) -> String {
+        "queue".to_owned()
+    }
 }

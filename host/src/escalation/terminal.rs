@@ -131,6 +131,10 @@ impl Escalator for TerminalEscalator {
         }
         decision
     }
+
+    fn channel(&self) -> String {
+        "terminal".to_owned()
+    }
 }
 
 /// Asks one question; also says whether the input turned out closed.

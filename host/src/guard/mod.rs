@@ -10,7 +10,7 @@
 mod run;
 
 use crate::budget::{BudgetOverrides, Budgets};
-use crate::effect::{CallView, Effect, Gate, Verdict};
+use crate::effect::{CallView, Effect, Gate, Note, Verdict};
 use crate::error::LoadError;
 use crate::facts::Facts;
 use crate::units::{ByteSize, Millis};
@@ -182,7 +182,15 @@ impl Policies {
                 (Point::Result(_), Some(rewritten)) => Point::Result(rewritten),
                 _ => point.clone(),
             };
+            let started = std::time::Instant::now();
             let verdict = self.runtime.check(policy, &record, &point);
+            call.note(Note::Verdict {
+                stage: point.name(),
+                guard: policy.name.clone(),
+                verdict: verdict.clone(),
+                shadow: policy.mode == Mode::Shadow,
+                micros: started.elapsed().as_micros() as u64,
+            });
             if policy.mode == Mode::Shadow {
                 if verdict != Verdict::Allow {
                     call.note_shadow(format!(

@@ -2,7 +2,9 @@
 //! authorizer. Each call's statements run in one transaction that the pipeline commits or
 //! rolls back; each changing statement runs in a savepoint, its rows are counted per table
 //! (update hook), checked against the grant's limits and the gate, and undone at once when
-//! refused. The progress handler stops a statement at the call's deadline.
+//! refused. The progress handler stops a statement at the call's deadline. Every row a
+//! released statement changed is recorded exactly (`undo.rs`), so that each committed effect
+//! says how to put its rows back.
 
 use crate::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
 use crate::effect::Effect;
@@ -23,8 +25,10 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Resource;
 
 mod scope;
+mod undo;
 
 use scope::{allowed, schema_write, written, Scope};
+use undo::{capture_access, Capture};
 
 /// `[tools.NAME.grants.sql.GRANT]`: one SQLite database, the tables and operations the tool
 /// may use in it, and how many rows it may change.
@@ -277,6 +281,8 @@ struct Database {
     destroyed: HashMap<String, u64>,
     /// Why SQLite ended the transaction early, if it did: nothing more may run.
     lost: Option<String>,
+    /// The record of changed rows, when the grant allows changes.
+    capture: Option<Capture>,
 }
 
 const SAVEPOINT: &str = "moat_statement";
@@ -330,7 +336,15 @@ impl Database {
             if watch.internal {
                 return Authorization::Allow;
             }
-            match scope.judge(&context.action) {
+            let verdict = match capture_access(&context) {
+                Some(true) => return Authorization::Allow,
+                Some(false) => Err(format!(
+                    "use the temporary schema: it holds only moat's records (sql grant `{}`)",
+                    scope.grant
+                )),
+                None => scope.judge(&context.action),
+            };
+            match verdict {
                 Ok(verdict) => {
                     if let Some((table, operation)) = written(&context.action) {
                         if !watch.writes.iter().any(|t| t == table) {
@@ -355,7 +369,10 @@ impl Database {
             }
         }));
         let seen = watch.clone();
-        conn.update_hook(Some(move |action: Action, _: &str, table: &str, _: i64| {
+        conn.update_hook(Some(move |action: Action, database: &str, table: &str, _: i64| {
+            if database != "main" {
+                return; // moat's own records, in the temporary schema
+            }
             let operation = match action {
                 Action::SQLITE_INSERT => Operation::Insert,
                 Action::SQLITE_UPDATE => Operation::Update,
@@ -379,7 +396,14 @@ impl Database {
         let begin = if writes { "BEGIN IMMEDIATE" } else { "BEGIN" };
         internal(&conn, &watch, |c| c.execute_batch(begin))
             .map_err(|e| SqlError::Invalid(format!("sql grant `{name}` of tool `{tool}`: {e}")))?;
-        Ok(Database { conn, watch, before: HashMap::new(), destroyed: HashMap::new(), lost: None })
+        let capture = writes
+            .then(|| {
+                internal(&conn, &watch, |c| Ok(Capture::install(c, &grant.path, &grant.tables)))
+            })
+            .transpose()
+            .map_err(cannot)?;
+        let (before, destroyed) = (HashMap::new(), HashMap::new());
+        Ok(Database { conn, watch, before, destroyed, lost: None, capture })
     }
 
     /// Runs `work` on a fresh watch, unless the transaction is lost, and explains failures.
@@ -448,6 +472,19 @@ impl Database {
             })
             .collect();
         Ok(Ran { rows, tables })
+    }
+
+    /// How to undo what the statement just released did to each of `tables`, in order.
+    fn undo_released(&mut self, tables: &[String]) -> Vec<crate::undo::Undo<Vec<u8>>> {
+        let Some(capture) = self.capture.as_mut() else {
+            let reason = "the grant allows no changes, so none was recorded";
+            let irreversible = || crate::undo::Undo::Irreversible { reason: reason.to_owned() };
+            return tables.iter().map(|_| irreversible()).collect();
+        };
+        lock(&self.watch).internal = true;
+        let taken = capture.take(&self.conn);
+        lock(&self.watch).internal = false;
+        tables.iter().map(|table| capture.undo(&taken, table)).collect()
     }
 
     /// Keeps the statement's changes in the call's transaction.
@@ -632,7 +669,16 @@ impl HostConnection for CallState {
         let db = self.caps.sql.database(&grant)?;
         match verdict {
             Ok(()) => {
-                refuse!(db.release(&grant, &ran));
+                if let Err(refusal) = db.release(&grant, &ran) {
+                    self.caps.effects.truncate(staged);
+                    return Ok(Err(refusal));
+                }
+                // One effect per changed table, in the order of `ran.tables`.
+                let tables: Vec<String> = ran.tables.iter().map(|t| t.table.clone()).collect();
+                let undos = db.undo_released(&tables);
+                for (effect, how) in self.caps.effects[staged..].iter_mut().zip(undos) {
+                    effect.undo = Some(how);
+                }
                 Ok(Ok(ran.rows))
             }
             Err(refusal) => {
@@ -693,7 +739,7 @@ impl CallState {
                 "statement": statement,
             });
             let target = format!("{grant}:{}", t.table);
-            let effect = Effect { capability: "sql", kind, target, detail };
+            let effect = Effect { capability: "sql", kind, target, detail, undo: None };
             self.caps.admit(effect).map_err(SqlError::Denied)?;
         }
         let total: u64 = ran.tables.iter().map(|t| t.change.total()).sum();

@@ -1,0 +1,170 @@
+//! Signed checkpoints: ed25519 signatures over (sequence number, head hash), one JSON line
+//! each in `checkpoints`, so that verification detects a log cut short or rewritten whole, not
+//! only edited. The signing key is created once (`moat init`, or the first audited run) with
+//! owner-only permissions.
+
+use super::AuditError;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What a checkpoint signs, so a signature can never be mistaken for another message.
+const DOMAIN: &[u8] = b"moat audit checkpoint v1\0";
+
+/// One line of `checkpoints`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub seq: u64,
+    /// The hash of record `seq`.
+    pub head: String,
+    pub time_us: u64,
+    /// The public key (hex) that signed it.
+    pub key: String,
+    /// Hex.
+    pub signature: String,
+}
+
+fn message(seq: u64, head: &str) -> Vec<u8> {
+    let mut message = DOMAIN.to_vec();
+    message.extend_from_slice(&seq.to_le_bytes());
+    message.extend_from_slice(head.as_bytes());
+    message
+}
+
+impl Checkpoint {
+    pub fn sign(key: &SigningKey, seq: u64, head: &str) -> Checkpoint {
+        let signature = key.sign(&message(seq, head));
+        Checkpoint {
+            seq,
+            head: head.to_owned(),
+            time_us: super::record::now_us(),
+            key: hex::encode(key.verifying_key().as_bytes()),
+            signature: hex::encode(signature.to_bytes()),
+        }
+    }
+
+    /// Checks the signature with `trusted`; the error says why it does not hold.
+    pub fn check(&self, trusted: &VerifyingKey) -> Result<(), String> {
+        if self.key != hex::encode(trusted.as_bytes()) {
+            return Err(format!(
+                "checkpoint of record {} was signed by key {}, not by the trusted key {}",
+                self.seq,
+                super::short(&self.key),
+                super::short(&hex::encode(trusted.as_bytes()))
+            ));
+        }
+        let bytes: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| format!("checkpoint of record {} has a malformed signature", self.seq))?;
+        trusted
+            .verify(&message(self.seq, &self.head), &Signature::from_bytes(&bytes))
+            .map_err(|_| format!("checkpoint of record {} has an invalid signature", self.seq))
+    }
+}
+
+/// Reads every checkpoint; a malformed line is an error naming it.
+pub fn read_all(path: &Path) -> Result<Vec<Checkpoint>, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{} cannot be read: {e}", path.display())),
+    };
+    let mut checkpoints = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let checkpoint: Checkpoint = serde_json::from_str(line).map_err(|e| {
+            format!("{} line {} is not a valid checkpoint: {e}", path.display(), n + 1)
+        })?;
+        checkpoints.push(checkpoint);
+    }
+    Ok(checkpoints)
+}
+
+/// Appends `checkpoint` and makes it durable.
+pub fn append(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(checkpoint).map_err(std::io::Error::other)?;
+    line.push('\n');
+    let mut file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+    file.write_all(line.as_bytes())?;
+    file.sync_all()
+}
+
+/// The key pair's files: the secret key (owner-only) and the public key beside it.
+#[derive(Clone, Debug)]
+pub struct KeyFiles {
+    pub secret: PathBuf,
+    pub public: PathBuf,
+}
+
+impl KeyFiles {
+    pub fn new(secret: PathBuf) -> KeyFiles {
+        let public = secret.with_extension("pub");
+        KeyFiles { secret, public }
+    }
+
+    /// Creates a new key pair; refuses to replace an existing one.
+    pub fn create(&self) -> Result<VerifyingKey, AuditError> {
+        let key_error = |reason: String| AuditError::Key { path: self.secret.clone(), reason };
+        if self.secret.exists() {
+            return Err(key_error("a key already exists; moat never replaces one".into()));
+        }
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| key_error(format!("no randomness: {e}")))?;
+        let key = SigningKey::from_bytes(&seed);
+        if let Some(parent) = self.secret.parent() {
+            fs::create_dir_all(parent).map_err(|e| key_error(e.to_string()))?;
+        }
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&self.secret).map_err(|e| key_error(e.to_string()))?;
+        file.write_all(hex::encode(seed).as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| key_error(e.to_string()))?;
+        let public = hex::encode(key.verifying_key().as_bytes());
+        fs::write(&self.public, format!("{public}\n")).map_err(|e| AuditError::Key {
+            path: self.public.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(key.verifying_key())
+    }
+
+    /// Loads the signing key; it must be readable by its owner only.
+    pub fn load(&self) -> Result<SigningKey, AuditError> {
+        let key_error = |reason: String| AuditError::Key { path: self.secret.clone(), reason };
+        let meta = fs::metadata(&self.secret).map_err(|e| key_error(e.to_string()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(key_error(format!(
+                    "its permissions are {mode:o}: others may read it; run `chmod 600` on it"
+                )));
+            }
+        }
+        let _ = meta;
+        let text = fs::read_to_string(&self.secret).map_err(|e| key_error(e.to_string()))?;
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| key_error("not a hex ed25519 secret key (64 hex digits)".into()))?;
+        Ok(SigningKey::from_bytes(&seed))
+    }
+}
+
+/// Reads a public key: 64 hex digits, given directly or in a file.
+pub fn parse_public(text: &str) -> Result<VerifyingKey, String> {
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| "a public key is 64 hex digits".to_owned())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an ed25519 public key: {e}"))
+}

@@ -1,0 +1,214 @@
+//! The records of one call, built by the pipeline: the call as admitted, then every verdict
+//! and escalation, every committed effect (with how to undo it), budgets hit, and the result.
+//! Secret values a call revealed are redacted from all of it, and an undo image holding one
+//! is not kept.
+
+use super::{Audit, AuditError, Event};
+use crate::budget::Usage;
+use crate::capability::secrets::Revealed;
+use crate::effect::{CallView, Effect, Note, Verdict};
+use crate::error::CallError;
+use crate::escalation::Decision;
+use crate::pipeline::CallResponse;
+use crate::plugin::Plugin;
+use crate::undo::{BlobRef, Bytes, Undo};
+
+/// The record of a call entering the pipeline.
+pub(crate) fn call(
+    audit: &Audit,
+    call: &CallView,
+    plugin: Option<&Plugin>,
+) -> Result<Event, AuditError> {
+    Ok(Event::Call {
+        task: call.task.clone(),
+        session: call.session.clone(),
+        tool: call.tool.clone(),
+        plugin: plugin.map(|p| p.name.to_string()).unwrap_or_default(),
+        plugin_hash: plugin.map(|p| p.hash.to_hex().to_string()).unwrap_or_default(),
+        args: audit.text(&call.args)?,
+        reasoning: call.reasoning.as_deref().map(|r| audit.text(r)).transpose()?,
+        confidence: call.confidence,
+    })
+}
+
+/// How a call ended, with what it used and revealed.
+pub(crate) struct Ending<'a> {
+    pub outcome: &'a Result<CallResponse, CallError>,
+    pub usage: &'a Usage,
+    pub secrets: &'a Revealed,
+}
+
+/// The records after the call: notes, effects, budget, result.
+pub(crate) fn end(
+    audit: &Audit,
+    id: u64,
+    call: &CallView,
+    ending: Ending<'_>,
+) -> Result<Vec<Event>, AuditError> {
+    let secrets = ending.secrets;
+    let mut events: Vec<Event> =
+        call.take_notes().into_iter().map(|note| noted(id, note, secrets)).collect();
+    if let Ok(response) = ending.outcome {
+        for effect in &response.effects {
+            events.push(committed(audit, id, call, effect, secrets)?);
+        }
+    }
+    if let Err(CallError::Budget(exceeded)) = ending.outcome {
+        events.push(Event::Budget {
+            call: id,
+            task: call.task.clone(),
+            tool: call.tool.clone(),
+            budget: exceeded.budget.to_string(),
+            limit: exceeded.limit,
+            used: exceeded.used,
+        });
+    }
+    let usage = ending.usage;
+    let (ok, error_kind, error, output) = match ending.outcome {
+        Ok(response) => (true, None, None, Some(audit.blob(response.output.as_bytes())?)),
+        Err(error) => (false, Some(kind(error)), Some(secrets.redact(&error.to_string())), None),
+    };
+    events.push(Event::Result {
+        call: id,
+        task: call.task.clone(),
+        tool: call.tool.clone(),
+        ok,
+        error_kind,
+        error,
+        output,
+        output_bytes: ending.outcome.as_ref().map_or(0, |r| r.output.len() as u64),
+        fuel: usage.fuel,
+        peak_memory: usage.peak_memory,
+        wall_us: usage.wall_time.as_micros() as u64,
+    });
+    Ok(events)
+}
+
+fn noted(id: u64, note: Note, secrets: &Revealed) -> Event {
+    match note {
+        Note::Verdict { stage, guard, verdict, shadow, micros } => {
+            let (verdict, reason) = match verdict {
+                Verdict::Allow => ("allow", None),
+                Verdict::Deny(reason) => ("deny", Some(reason)),
+                Verdict::Escalate(reason) => ("escalate", Some(reason)),
+                Verdict::Rewrite(text) => {
+                    ("rewrite", Some(format!("the output was rewritten ({} bytes)", text.len())))
+                }
+            };
+            Event::Verdict {
+                call: id,
+                stage: stage.to_owned(),
+                guard,
+                verdict: verdict.to_owned(),
+                reason: reason.map(|r| secrets.redact(&r)),
+                shadow,
+                micros,
+            }
+        }
+        Note::Escalation { stage, channel, reason, decision } => {
+            let (decision, by, reason) = match decision {
+                Decision::Approved { by } => ("approved", Some(by), reason),
+                Decision::Denied { by, reason: why } => {
+                    ("denied", Some(by), format!("{reason}; denied: {why}"))
+                }
+                Decision::TimedOut { channel } => ("timed_out", Some(channel), reason),
+            };
+            Event::Escalation {
+                call: id,
+                stage,
+                channel,
+                reason: secrets.redact(&reason),
+                decision: decision.to_owned(),
+                by,
+            }
+        }
+    }
+}
+
+fn committed(
+    audit: &Audit,
+    id: u64,
+    call: &CallView,
+    effect: &Effect,
+    secrets: &Revealed,
+) -> Result<Event, AuditError> {
+    let undo = effect.undo.as_ref().map(|undo| stored(audit, undo, secrets)).transpose()?;
+    let (before, after) = match &undo {
+        Some(Undo::File { before, after, .. } | Undo::Key { before, after, .. }) => {
+            (before.clone(), after.clone())
+        }
+        _ => (None, None),
+    };
+    Ok(Event::Effect {
+        call: id,
+        task: call.task.clone(),
+        tool: call.tool.clone(),
+        capability: effect.capability.to_owned(),
+        kind: format!("{:?}", effect.kind).to_lowercase(),
+        target: secrets.redact(&effect.target),
+        detail: redact_json(&effect.detail, secrets),
+        before,
+        after,
+        rows: effect.detail.get("rows").and_then(|rows| rows.as_u64()),
+        undo,
+    })
+}
+
+/// Stores the images of `undo` as blobs. An image holding a revealed secret is not stored:
+/// the effect is then recorded as irreversible.
+fn stored(
+    audit: &Audit,
+    undo: &Undo<Bytes>,
+    secrets: &Revealed,
+) -> Result<Undo<BlobRef>, AuditError> {
+    let mut images = Vec::new();
+    collect_images(undo, &mut images);
+    if images.iter().any(|image| secrets.appears_in(image)) {
+        return Ok(Undo::Irreversible {
+            reason: "its before-image holds a secret value, which is never kept in the audit log"
+                .to_owned(),
+        });
+    }
+    undo.clone().store(|bytes| audit.blob(&bytes))
+}
+
+fn collect_images<'a>(undo: &'a Undo<Bytes>, images: &mut Vec<&'a Bytes>) {
+    match undo {
+        Undo::File { before, .. } | Undo::Key { before, .. } => images.extend(before),
+        Undo::Rows { rows, .. } => images.push(rows),
+        Undo::Parts { parts } => parts.iter().for_each(|part| collect_images(part, images)),
+        Undo::Rename { .. } | Undo::Irreversible { .. } => {}
+    }
+}
+
+fn redact_json(value: &serde_json::Value, secrets: &Revealed) -> serde_json::Value {
+    use serde_json::Value;
+    if secrets.is_empty() {
+        return value.clone();
+    }
+    match value {
+        Value::String(text) => Value::String(secrets.redact(text)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact_json(v, secrets)).collect()),
+        Value::Object(fields) => Value::Object(
+            fields.iter().map(|(k, v)| (k.clone(), redact_json(v, secrets))).collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The error's kind, as the audit log names it.
+fn kind(error: &CallError) -> String {
+    match error {
+        CallError::UnknownTool(_) => "unknown_tool",
+        CallError::InvalidArguments { .. } => "invalid_arguments",
+        CallError::Budget(_) => "budget",
+        CallError::Trapped { .. } => "trapped",
+        CallError::Tool { .. } => "tool_error",
+        CallError::BadOutput { .. } => "bad_output",
+        CallError::Denied { .. } => "denied",
+        CallError::RollbackFailed { .. } => "rollback_failed",
+        CallError::Host { .. } => "host",
+        CallError::Audit { .. } => "audit",
+    }
+    .to_owned()
+}
