@@ -1,5 +1,5 @@
-//! The `moat` command: list and call tools, run a batch of calls, turn core modules into
-//! components.
+//! The `moat` command: list and call tools, run a batch of calls, read and verify the audit
+//! log, roll a task back, turn core modules into components.
 //!
 //! Exit status: 0 on success, 1 when moat itself cannot start (config, arguments), 2 when a
 //! call is refused or fails (unknown tool, bad arguments, a budget, a trap, a tool error).
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod approvals_cli;
+mod audit_cli;
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +51,9 @@ enum Command {
         /// The task the call belongs to (per-task limits add up over a task's calls)
         #[arg(long)]
         task: Option<String>,
+        /// The model's reasoning for this call (recorded in the audit log, shown to guards)
+        #[arg(long)]
+        reasoning: Option<String>,
         /// The agent's confidence in this action, 0 to 1 (high-stakes calls below the
         /// configured threshold, or without one, escalate)
         #[arg(long)]
@@ -71,7 +75,9 @@ enum Command {
     ///
     /// Each line: {"tool": NAME, "args": {...}, "budgets": {"fuel": N, ...}, "task": ID,
     /// "session": ID, "confidence": 0.9, "reasoning": "..."}; all but `tool` optional (the
-    /// batch is one task by default); `#` starts a comment.
+    /// batch is one task by default); or {"task_start": ID, "prompt": "..."}, or
+    /// {"task_end": ID, "output": "..."} to record a task's prompt and final output; `#`
+    /// starts a comment.
     Batch {
         /// The file, or `-` for standard input
         file: PathBuf,
@@ -79,6 +85,14 @@ enum Command {
     /// Escalated calls waiting for a person: list them, approve or deny one
     #[command(subcommand)]
     Approvals(approvals_cli::Approvals),
+    /// Create the audit signing key (owner-only) and a starter moat.toml if there is none
+    Init,
+    /// The audit log: verify it, show or export records, sign a checkpoint
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
+    /// Tasks: roll one back
+    #[command(subcommand)]
+    Task(audit_cli::TaskCommand),
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -110,6 +124,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Approvals(command) => approvals_cli::run(cli.config.as_deref(), command),
+        Command::Init => audit_cli::init(cli.config.as_deref()),
+        Command::Audit(command) => audit_cli::audit(&load_config(cli.config.as_deref())?, command),
+        Command::Task(command) => audit_cli::task(&load_config(cli.config.as_deref())?, command),
         Command::Componentize { input, output } => {
             let core = std::fs::read(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
@@ -120,20 +137,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policies => {
-            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            let host = start_unaudited(cli.config.as_deref(), cli.tool_dirs)?;
             print_policies(&host);
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools { json } => {
-            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            let host = start_unaudited(cli.config.as_deref(), cli.tool_dirs)?;
             print_tools(&host, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Call { tool, args, task, confidence, fuel, memory, wall_time, output } => {
+        Command::Call {
+            tool,
+            args,
+            task,
+            reasoning,
+            confidence,
+            fuel,
+            memory,
+            wall_time,
+            output,
+        } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             let budgets = BudgetOverrides { fuel, memory, wall_time, output, table_elements: None };
-            let request =
-                CallRequest { tool, args, task, confidence, budgets, ..Default::default() };
+            let request = CallRequest {
+                tool,
+                args,
+                task,
+                reasoning,
+                confidence,
+                budgets,
+                ..Default::default()
+            };
             Ok(call(&host, &request))
         }
         Command::Batch { file } => {
@@ -143,14 +177,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Loads the config, applies the command-line tool directories and starts a host, reporting
-/// (not failing on) components that could not be loaded.
-fn start(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
-    let mut config = match config_path {
+/// The configuration: the file given, else `./moat.toml` if present, else the defaults.
+fn load_config(config_path: Option<&Path>) -> Result<Config> {
+    Ok(match config_path {
         Some(path) => Config::load(path)?,
         None if Path::new("moat.toml").is_file() => Config::load(Path::new("moat.toml"))?,
         None => Config::default(),
-    };
+    })
+}
+
+/// A host for commands that run no call (listing tools, policies): it does not open the
+/// audit log, so it works beside a running host that holds it.
+fn start_unaudited(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
+    let mut config = load_config(config_path)?;
+    config.audit.enabled = false;
+    build(config, tool_dirs)
+}
+
+/// Loads the config, applies the command-line tool directories and starts a host, reporting
+/// (not failing on) components that could not be loaded.
+fn start(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
+    build(load_config(config_path)?, tool_dirs)
+}
+
+fn build(mut config: Config, tool_dirs: Vec<PathBuf>) -> Result<Host> {
     if !tool_dirs.is_empty() {
         config.plugins.tools = tool_dirs;
     }
@@ -252,6 +302,31 @@ struct BatchLine {
     reasoning: Option<String>,
 }
 
+/// A batch line recording a task's start (with its prompt) or end (with its output).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskLine {
+    task_start: Option<String>,
+    prompt: Option<String>,
+    task_end: Option<String>,
+    output: Option<String>,
+}
+
+fn record_task(host: &Host, line: &TaskLine) {
+    let outcome = match (&line.task_start, &line.task_end) {
+        (Some(task), None) => host.start_task(task, line.prompt.as_deref()).map(|()| "started"),
+        (None, Some(task)) => host.end_task(task, line.output.as_deref()).map(|()| "ended"),
+        _ => {
+            println!("  a line has task_start or task_end, not both");
+            return;
+        }
+    };
+    match outcome {
+        Ok(what) => println!("task {what}"),
+        Err(error) => println!("  cannot record the task: {error}"),
+    }
+}
+
 fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
@@ -271,7 +346,25 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let entry: BatchLine = match serde_json::from_str(line) {
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(error) => {
+                malformed += 1;
+                println!("line {}: not JSON: {error}", index + 1);
+                continue;
+            }
+        };
+        if value.get("task_start").is_some() || value.get("task_end").is_some() {
+            match serde_json::from_value::<TaskLine>(value) {
+                Ok(task) => record_task(host, &task),
+                Err(error) => {
+                    malformed += 1;
+                    println!("line {}: not a task start or end: {error}", index + 1);
+                }
+            }
+            continue;
+        }
+        let entry: BatchLine = match serde_json::from_value(value) {
             Ok(entry) => entry,
             Err(error) => {
                 malformed += 1;

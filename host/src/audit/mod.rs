@@ -9,6 +9,7 @@ mod blobs;
 pub mod checkpoint;
 pub mod read;
 pub mod record;
+pub mod task;
 pub(crate) mod trail;
 pub mod verify;
 mod writer;

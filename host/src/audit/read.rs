@@ -58,17 +58,30 @@ pub struct Filter {
     pub event: Option<String>,
     pub since_us: Option<u64>,
     pub until_us: Option<u64>,
+}
+
+impl Filter {
+    /// Starts matching records, in log order.
+    pub fn matcher(self) -> Matcher {
+        Matcher { filter: self, calls: HashSet::new() }
+    }
+}
+
+/// A [`Filter`] applied to records in log order.
+pub struct Matcher {
+    filter: Filter,
     /// Calls seen so far that match `task` and `tool`.
     calls: HashSet<u64>,
 }
 
-impl Filter {
+impl Matcher {
     /// Whether `record` is shown. Records must be offered in log order.
     pub fn matches(&mut self, record: &Record) -> bool {
+        let filter = &self.filter;
         let (task, tool) = match &record.event {
             Event::Call { task, tool, .. } => {
-                let matched = self.task.as_ref().is_none_or(|t| t == task)
-                    && self.tool.as_ref().is_none_or(|t| t == tool);
+                let matched = filter.task.as_ref().is_none_or(|t| t == task)
+                    && filter.tool.as_ref().is_none_or(|t| t == tool);
                 if matched {
                     self.calls.insert(record.seq);
                 }
@@ -85,22 +98,22 @@ impl Filter {
             Event::TaskStart { task, .. }
             | Event::TaskEnd { task, .. }
             | Event::Rollback { task, .. } => {
-                (self.task.as_ref().is_none_or(|t| t == task), self.tool.is_none())
+                (filter.task.as_ref().is_none_or(|t| t == task), filter.tool.is_none())
             }
             Event::Opened { .. } | Event::Recovery { .. } => {
-                (self.task.is_none(), self.tool.is_none())
+                (filter.task.is_none(), filter.tool.is_none())
             }
         };
-        let verdict = match (&self.verdict, &record.event) {
+        let verdict = match (&filter.verdict, &record.event) {
             (None, _) => true,
             (Some(wanted), Event::Verdict { verdict, .. }) => wanted == verdict,
             (Some(_), _) => false,
         };
         task && tool
             && verdict
-            && self.event.as_ref().is_none_or(|e| e == record.event.name())
-            && self.since_us.is_none_or(|since| record.time_us >= since)
-            && self.until_us.is_none_or(|until| record.time_us <= until)
+            && filter.event.as_ref().is_none_or(|e| e == record.event.name())
+            && filter.since_us.is_none_or(|since| record.time_us >= since)
+            && filter.until_us.is_none_or(|until| record.time_us <= until)
     }
 }
 
