@@ -58,6 +58,7 @@ demo: plugins
     cargo run -q --locked -p moat --example demo_sandbox -- target/demo
     sed -n '/^\[tools.db_execute/,/^$/p' target/demo/moat.toml
     MOAT_LOG=off {{moat}} --config target/demo/moat.toml batch - <<'SESSION'
+    {"task_start": "batch", "prompt": "Clean up the shop's data and tidy the workspace."}
     # the agent looks at the orders
     {"tool": "db_query", "args": {"sql": "SELECT status, count(*) AS orders FROM orders GROUP BY status"}}
     # asked to "clean up the data", it deletes every order that is not open...
@@ -98,4 +99,16 @@ demo: plugins
     # a message to too many recipients is refused before anything is sent
     {"tool": "http_send", "confidence": 0.95, "args": {"method": "POST", "url": "http://127.0.0.1:9/mail", "to": ["a@x.io", "b@x.io", "c@x.io", "d@x.io", "e@x.io", "f@x.io"]}}
     SESSION
+    printf '\n\033[1m== the audit log: every call above, chained with blake3 and signed\033[0m\n'
+    demo="{{moat}} --config target/demo/moat.toml"
+    step "what the clean-up task changed, as the log tells it" "$demo audit show --task batch --event effect"
+    step "the refusals of the guard policies" "$demo audit show --verdict deny"
+    step "the whole log verifies: every hash, link, blob and signed checkpoint" "$demo audit verify"
+    step "roll the clean-up task back: files and rows restored from the log's before-images" "$demo task rollback batch"
+    printf '\nthe workspace afterwards (as it was before the task):\n'
+    (cd target/demo/workspace && find . -type f | sort | sed 's/^/  /')
+    step "and the test orders are back" "$demo call db_query --args '{\"sql\": \"SELECT status, count(*) AS orders FROM orders GROUP BY status\"}'"
+    rm -rf target/demo/tampered && cp -r target/demo/.moat/audit target/demo/tampered
+    sed -i '0,/DELETE FROM orders WHERE status = .test./s//DELETE FROM orders WHERE status = '"'"'spam'"'"'/' target/demo/tampered/log.jsonl
+    step "someone edits a copy of the log: verify names the record" "$demo audit --dir target/demo/tampered verify"
     printf '\ndemo finished.\n'

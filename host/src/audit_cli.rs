@@ -10,6 +10,16 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The audit directory [default: from the configuration, STATE_DIR/audit]; e.g. a copy
+    /// kept elsewhere
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check the whole log: every record's hash, the chain, every blob, the signed
@@ -98,9 +108,9 @@ const STARTER: &str = r#"# moat configuration: every table rejects unknown keys.
 durability = "durable"   # or "batched" (fsync within batch_delay), "none"
 "#;
 
-pub fn audit(config: &Config, command: AuditCommand) -> Result<ExitCode> {
-    let dir = config.audit.dir(&config.state_dir);
-    match command {
+pub fn audit(config: &Config, args: AuditArgs) -> Result<ExitCode> {
+    let dir = args.dir.unwrap_or_else(|| config.audit.dir(&config.state_dir));
+    match args.command {
         AuditCommand::Verify { key } => verify(config, &dir, key),
         AuditCommand::Show(filter) => {
             let mut out = std::io::stdout().lock();

@@ -21,6 +21,7 @@ pub mod guard;
 mod pipeline;
 pub mod plugin;
 pub mod registry;
+pub mod rollback;
 pub mod undo;
 pub mod units;
 mod validate;

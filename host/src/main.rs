@@ -88,8 +88,7 @@ enum Command {
     /// Create the audit signing key (owner-only) and a starter moat.toml if there is none
     Init,
     /// The audit log: verify it, show or export records, sign a checkpoint
-    #[command(subcommand)]
-    Audit(audit_cli::AuditCommand),
+    Audit(audit_cli::AuditArgs),
     /// Tasks: roll one back
     #[command(subcommand)]
     Task(audit_cli::TaskCommand),

@@ -353,8 +353,7 @@ fn every_call_is_recorded_with_its_checks_and_result() {
         panic!("{:?}", events[3])
     };
     assert!(*fuel > 0);
-    let blob = audit::Blobs::get(&audit::blobs_dir(&dir), output).unwrap();
-    assert_eq!(blob, br#""hello""#);
+    assert_eq!(output, &Text::Inline(r#""hello""#.into()));
     let Event::Result { ok: false, error_kind: Some(kind), error: Some(error), .. } = &events[6]
     else {
         panic!("{:?}", events[6])

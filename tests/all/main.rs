@@ -2,6 +2,7 @@
 //! once per run by `just plugins` (which `just test` runs first) into `target/wasm/`.
 
 mod audit;
+mod audit_cli;
 mod budgets;
 mod capabilities;
 mod cli;
@@ -10,6 +11,7 @@ mod guards;
 mod http_capability;
 mod loading;
 mod policies;
+mod rollback;
 mod sql_capability;
 mod support;
 mod tools;

@@ -116,8 +116,10 @@ pub enum Event {
         /// The error's kind (`denied`, `budget`, `trapped`, ...) and message.
         error_kind: Option<String>,
         error: Option<String>,
-        /// The output (as returned to the caller, redacted), in the blob store.
-        output: Option<BlobRef>,
+        /// The output (as returned to the caller, redacted): inline when short, else in the
+        /// blob store; and its blake3.
+        output: Option<Text>,
+        output_hash: Option<String>,
         output_bytes: u64,
         fuel: u64,
         peak_memory: u64,
@@ -170,7 +172,7 @@ impl Event {
                     undo_blobs(undo, &mut blobs);
                 }
             }
-            Event::Result { output, .. } => blobs.extend(output.as_deref()),
+            Event::Result { output, .. } => blobs.extend(output.as_ref().and_then(Text::blob)),
             _ => {}
         }
         blobs.sort_unstable();

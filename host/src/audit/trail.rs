@@ -65,9 +65,14 @@ pub(crate) fn end(
     }
     let usage = ending.usage;
     let (ok, error_kind, error, output) = match ending.outcome {
-        Ok(response) => (true, None, None, Some(audit.blob(response.output.as_bytes())?)),
+        Ok(response) => (true, None, None, Some(audit.text(&response.output)?)),
         Err(error) => (false, Some(kind(error)), Some(secrets.redact(&error.to_string())), None),
     };
+    let output_hash = ending
+        .outcome
+        .as_ref()
+        .ok()
+        .map(|response| blake3::hash(response.output.as_bytes()).to_hex().to_string());
     events.push(Event::Result {
         call: id,
         task: call.task.clone(),
@@ -76,6 +81,7 @@ pub(crate) fn end(
         error_kind,
         error,
         output,
+        output_hash,
         output_bytes: ending.outcome.as_ref().map_or(0, |r| r.output.len() as u64),
         fuel: usage.fuel,
         peak_memory: usage.peak_memory,

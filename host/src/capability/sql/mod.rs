@@ -482,9 +482,9 @@ impl Database {
             return tables.iter().map(|_| irreversible()).collect();
         };
         lock(&self.watch).internal = true;
-        let taken = capture.take(&self.conn);
+        let undos = capture.undos(&self.conn, tables);
         lock(&self.watch).internal = false;
-        tables.iter().map(|table| capture.undo(&taken, table)).collect()
+        undos
     }
 
     /// Keeps the statement's changes in the call's transaction.

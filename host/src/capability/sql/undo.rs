@@ -10,6 +10,10 @@
 //! its savepoint takes its rows with it. After a statement is released, its rows are read
 //! and deleted. Only these triggers may write these tables (the authorizer asks
 //! [`capture_access`]); a tool cannot touch them.
+//!
+//! A WITHOUT ROWID table cannot be put back by rowid: its effects are irreversible. Its
+//! triggers only note that it changed, because neither the update hook nor the statement's
+//! count sees the rows a trigger changes in it: such a statement's first effect says so.
 
 use crate::undo::{RowChange, RowOp, SqlValue, Undo};
 use rusqlite::hooks::{AuthAction, AuthContext};
@@ -40,8 +44,8 @@ enum Table {
         /// Its stored columns (generated ones are computed, not restored), in order.
         columns: Vec<String>,
     },
-    /// Its rows cannot be captured, and why.
-    Not { name: String, reason: String },
+    /// Its rows cannot be captured, and why; `marker` notes that it changed.
+    Not { name: String, reason: String, marker: Option<String> },
 }
 
 impl Table {
@@ -63,8 +67,10 @@ pub(super) struct Capture {
 }
 
 /// The rows one statement changed in each captured table, in order.
-pub(super) struct Taken {
+struct Taken {
     tables: Vec<(String, Result<Vec<RowChange>, String>)>,
+    /// The tables that cannot be captured and changed, with why.
+    changed: Vec<(String, String)>,
     broken: Option<String>,
 }
 
@@ -87,11 +93,42 @@ impl Capture {
         }
     }
 
-    /// Takes the rows the statement just released changed, and empties the temporary
+    /// How to undo what the statement just released did to each of `tables` (as the update
+    /// hook or the authorizer named them; one effect each), in order. Empties the temporary
     /// tables. Runs as the host.
-    pub fn take(&mut self, conn: &Connection) -> Taken {
+    pub fn undos(&mut self, conn: &Connection, tables: &[String]) -> Vec<Undo<Vec<u8>>> {
+        let taken = self.take(conn);
+        let mut undos: Vec<Undo<Vec<u8>>> =
+            tables.iter().map(|table| self.undo(&taken, table)).collect();
+        let unseen = taken
+            .changed
+            .iter()
+            .filter(|(name, _)| !tables.iter().any(|t| t.eq_ignore_ascii_case(name)));
+        for (name, reason) in unseen {
+            let Some(first) = undos.first_mut() else { break };
+            let reason = format!("a trigger changed `{name}` too, and {reason}");
+            let earlier = std::mem::replace(first, Undo::Parts { parts: Vec::new() });
+            *first = Undo::Parts { parts: vec![earlier, Undo::Irreversible { reason }] };
+        }
+        undos
+    }
+
+    /// Takes the rows the statement just released changed, and empties the temporary
+    /// tables.
+    fn take(&mut self, conn: &Connection) -> Taken {
         let mut taken = Vec::new();
+        let mut changed = Vec::new();
         for table in &self.tables {
+            if let Table::Not { name, reason, marker: Some(temp) } = table {
+                let count = format!("SELECT count(*) FROM temp.{}", quote(temp));
+                match conn.query_row(&count, [], |row| row.get::<_, i64>(0)) {
+                    Ok(0) => {}
+                    Ok(_) => changed.push((name.clone(), reason.clone())),
+                    Err(e) => changed.push((name.clone(), format!("{reason} ({e})"))),
+                }
+                let _ = conn.execute(&format!("DELETE FROM temp.{}", quote(temp)), []);
+                continue;
+            }
             let Table::Captured { name, temp, columns } = table else { continue };
             let rows = read_rows(conn, temp, columns.len());
             if rows.is_err() || rows.as_ref().is_ok_and(|rows| !rows.is_empty()) {
@@ -105,12 +142,11 @@ impl Capture {
             }
             taken.push((name.clone(), rows));
         }
-        Taken { tables: taken, broken: self.broken.clone() }
+        Taken { tables: taken, changed, broken: self.broken.clone() }
     }
 
-    /// How to undo the changes a statement made to `table` (as the update hook or the
-    /// authorizer named it), from what [`Capture::take`] took.
-    pub fn undo(&self, taken: &Taken, table: &str) -> Undo<Vec<u8>> {
+    /// How to undo the changes a statement made to `table`, from what was taken.
+    fn undo(&self, taken: &Taken, table: &str) -> Undo<Vec<u8>> {
         let irreversible = |reason: String| Undo::Irreversible { reason };
         if let Some(why) = &taken.broken {
             return irreversible(why.clone());
@@ -177,13 +213,10 @@ fn install(
                 "the rows of `{name}` ({}) cannot be put back: {why}",
                 database.display()
             ),
+            marker: None,
         };
         if kind == "virtual" {
             tables.push(not("it is a virtual table"));
-            continue;
-        }
-        if *without_rowid {
-            tables.push(not("it is a WITHOUT ROWID table"));
             continue;
         }
         while taken(&format!("{PREFIX}{number}")) {
@@ -192,6 +225,20 @@ fn install(
         let temp = format!("{PREFIX}{number}");
         number += 1;
         conn.execute_batch("SAVEPOINT moat_capture")?;
+        if *without_rowid {
+            let marked = install_marker(conn, name, &temp);
+            let end = match marked {
+                Ok(()) => "RELEASE moat_capture",
+                Err(_) => "ROLLBACK TO moat_capture; RELEASE moat_capture",
+            };
+            conn.execute_batch(end)?;
+            let mut table = not("it is a WITHOUT ROWID table");
+            if let (Table::Not { marker, .. }, Ok(())) = (&mut table, marked) {
+                *marker = Some(temp);
+            }
+            tables.push(table);
+            continue;
+        }
         let installed = install_table(conn, name, &temp);
         let end = match installed {
             Ok(Some(_)) => "RELEASE moat_capture",
@@ -255,6 +302,20 @@ fn install_table(
          END;"
     ))?;
     Ok(Some(columns))
+}
+
+/// Creates the temporary table `temp` and the triggers noting that `table` changed.
+fn install_marker(conn: &Connection, table: &str, temp: &str) -> rusqlite::Result<()> {
+    let (on, into) = (format!("main.{}", quote(table)), quote(temp));
+    let mut sql = format!("CREATE TEMP TABLE {into} (moat_seq INTEGER PRIMARY KEY);");
+    for event in ["insert", "update", "delete"] {
+        sql += &format!(
+            "CREATE TEMP TRIGGER \"{temp}_{event}\" AFTER {event} ON {on} BEGIN
+                 INSERT INTO {into} (moat_seq) VALUES (NULL);
+             END;"
+        );
+    }
+    conn.execute_batch(&sql)
 }
 
 /// The changes recorded in `temp`, in order, with their values exactly.
