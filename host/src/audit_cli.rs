@@ -78,7 +78,8 @@ pub enum TaskCommand {
 pub fn init(config_path: Option<&Path>) -> Result<ExitCode> {
     let path = config_path.unwrap_or(Path::new("moat.toml"));
     if !path.exists() {
-        std::fs::write(path, STARTER).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, STARTER)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     let config = Config::load(path)?;

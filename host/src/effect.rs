@@ -57,13 +57,7 @@ pub struct CallView {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Note {
     /// One guard's (or the confidence gate's) verdict at one point.
-    Verdict {
-        stage: &'static str,
-        guard: String,
-        verdict: Verdict,
-        shadow: bool,
-        micros: u64,
-    },
+    Verdict { stage: &'static str, guard: String, verdict: Verdict, shadow: bool, micros: u64 },
     /// A person was asked (or nobody could be).
     Escalation {
         stage: String,

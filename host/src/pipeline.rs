@@ -327,7 +327,8 @@ impl Host {
         spent: &Spent,
     ) -> Result<CallResponse, CallError> {
         let Some(audit) = &self.audit else { return outcome };
-        let ending = trail::Ending { outcome: &outcome, usage: &spent.usage, secrets: &spent.secrets };
+        let ending =
+            trail::Ending { outcome: &outcome, usage: &spent.usage, secrets: &spent.secrets };
         let recorded = trail::end(audit, id, call, ending).and_then(|events| audit.record(events));
         match (recorded, outcome) {
             (Ok(_), outcome) => outcome,

@@ -196,3 +196,54 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
     }
     Some(digits.chunks(2).map(|pair| pair[0] << 4 | pair[1]).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::types::{Value, ValueRef};
+
+    #[test]
+    fn sql_values_read_back_exactly() {
+        let reals = [0.1 + 0.2, -0.0, 1e-310, f64::MAX, f64::INFINITY, f64::NEG_INFINITY];
+        for real in reals {
+            let kept = SqlValue::from_sqlite(ValueRef::Real(real)).unwrap();
+            let json = serde_json::to_string(&kept).unwrap();
+            let back: SqlValue = serde_json::from_str(&json).unwrap();
+            match back.to_sqlite().unwrap() {
+                Value::Real(read) => assert_eq!(read.to_bits(), real.to_bits(), "{json}"),
+                other => panic!("{real} came back as {other:?}"),
+            }
+        }
+        let blob = SqlValue::from_sqlite(ValueRef::Blob(&[0, 0xff, 0x10])).unwrap();
+        assert_eq!(blob, SqlValue::Blob("00ff10".into()));
+        assert_eq!(blob.to_sqlite().unwrap(), Value::Blob(vec![0, 0xff, 0x10]));
+        assert!(SqlValue::from_sqlite(ValueRef::Text(b"\xff")).is_err(), "not UTF-8");
+        for bad in ["0", "0g", "+f"] {
+            assert!(SqlValue::Blob(bad.into()).to_sqlite().is_err(), "{bad}");
+        }
+        assert!(SqlValue::Real("one".into()).to_sqlite().is_err());
+    }
+
+    #[test]
+    fn storing_an_undo_puts_its_large_parts_in_blobs_in_order() {
+        let undo = Undo::Parts {
+            parts: vec![
+                Undo::File { path: "/a".into(), before: Some(b"old".to_vec()), after: None },
+                Undo::Rename { from: "/b".into(), to: "/a".into() },
+            ],
+        };
+        let mut stored = Vec::new();
+        let undo = undo
+            .store(|bytes| {
+                stored.push(bytes.clone());
+                Ok::<_, ()>(hash(&bytes))
+            })
+            .unwrap();
+        assert_eq!(stored, [b"old".to_vec()]);
+        assert_eq!(undo.flatten().len(), 2);
+        assert_eq!(undo.irreversible(), None);
+        let json = serde_json::to_value(&undo).unwrap();
+        assert_eq!(json["undo"], "parts");
+        assert_eq!(json["parts"][0]["before"], hash(b"old"));
+    }
+}

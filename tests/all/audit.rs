@@ -68,7 +68,7 @@ fn records(dir: &Path) -> Vec<Record> {
     lines(&audit::log_path(dir))
         .unwrap()
         .map(|line| match line.unwrap() {
-            Line::Record { record, .. } => record,
+            Line::Record { record, .. } => *record,
             Line::Bad { line, reason } => panic!("line {line}: {reason}"),
             Line::Incomplete { line, .. } => panic!("line {line} incomplete"),
         })

@@ -372,7 +372,7 @@ fn an_irreversible_effect_refuses_the_rollback_unless_it_is_skipped() {
     });
     let problem =
         format!("effect 2 (`http_send` on `{url}`) cannot be undone: POST {url} was sent");
-    assert_eq!(rollback::plan_problems(&task.steps), [problem.clone()]);
+    assert_eq!(rollback::plan_problems(&task.steps), std::slice::from_ref(&problem));
 
     let error = task.roll_back(false).expect_err("the rollback is refused");
     assert!(
@@ -454,6 +454,28 @@ fn a_refused_statement_leaves_no_row_images() {
         [(RowOp::Update, Some(1)), (RowOp::Update, Some(2))],
         "only the two updates were recorded, not the refused delete"
     );
+    task.roll_back(false).expect("the rollback runs");
+    assert_eq!(sandbox.database(), before);
+}
+
+#[test]
+fn a_tool_cannot_touch_the_row_images() {
+    let sandbox = Sandbox::new();
+    let before = sandbox.database();
+    let mut task = Task::default();
+    let response = sandbox.call(
+        &mut task,
+        "sql_try",
+        script(&[
+            "UPDATE orders SET qty = 0 WHERE id = 1",
+            "DELETE FROM moat_undo_0",
+            "INSERT INTO temp.moat_undo_1 (op) VALUES ('insert')",
+        ]),
+    );
+    let outcomes: Vec<String> = serde_json::from_str(&response.output).unwrap();
+    let denied = "Denied(\"tool `sql_try` may not use the temporary schema: it holds only moat's \
+                  records (sql grant `shop`)\")";
+    assert_eq!(outcomes, ["1", denied, denied]);
     task.roll_back(false).expect("the rollback runs");
     assert_eq!(sandbox.database(), before);
 }

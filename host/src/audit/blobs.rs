@@ -49,8 +49,9 @@ impl Blobs {
 
     /// Makes every blob written so far durable: the files, then their directories.
     pub fn sync(&self) -> io::Result<()> {
-        let written =
-            std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let written = std::mem::take(
+            &mut *self.unsynced.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
         let mut dirs: Vec<&Path> = Vec::new();
         for path in &written {
             fs::File::open(path)?.sync_all()?;

@@ -56,10 +56,10 @@ impl Checkpoint {
                 super::short(&hex::encode(trusted.as_bytes()))
             ));
         }
-        let bytes: [u8; 64] = hex::decode(&self.signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| format!("checkpoint of record {} has a malformed signature", self.seq))?;
+        let bytes: [u8; 64] =
+            hex::decode(&self.signature).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+                format!("checkpoint of record {} has a malformed signature", self.seq)
+            })?;
         trusted
             .verify(&message(self.seq, &self.head), &Signature::from_bytes(&bytes))
             .map_err(|_| format!("checkpoint of record {} has an invalid signature", self.seq))
@@ -129,10 +129,8 @@ impl KeyFiles {
             .and_then(|()| file.sync_all())
             .map_err(|e| key_error(e.to_string()))?;
         let public = hex::encode(key.verifying_key().as_bytes());
-        fs::write(&self.public, format!("{public}\n")).map_err(|e| AuditError::Key {
-            path: self.public.clone(),
-            reason: e.to_string(),
-        })?;
+        fs::write(&self.public, format!("{public}\n"))
+            .map_err(|e| AuditError::Key { path: self.public.clone(), reason: e.to_string() })?;
         Ok(key.verifying_key())
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 /// One line of the log as read.
 pub enum Line {
     /// An intact record (its hash checked) and the hash.
-    Record { line: u64, hash: String, record: Record },
+    Record { line: u64, hash: String, record: Box<Record> },
     /// A line that is not a valid record, and why.
     Bad { line: u64, reason: String },
     /// The last line, without its newline: torn by a crash, or being written now.
@@ -38,7 +38,9 @@ pub fn lines(path: &Path) -> std::io::Result<impl Iterator<Item = std::io::Resul
                 }
                 bytes.pop();
                 Some(Ok(match decode(&bytes) {
-                    Ok((hash, record)) => Line::Record { line: number, hash, record },
+                    Ok((hash, record)) => {
+                        Line::Record { line: number, hash, record: Box::new(record) }
+                    }
                     Err(reason) => Line::Bad { line: number, reason },
                 }))
             }
@@ -91,7 +93,9 @@ impl Matcher {
                 let matched = self.calls.contains(call);
                 (matched, matched)
             }
-            Event::Effect { call, .. } | Event::Result { call, .. } | Event::Budget { call, .. } => {
+            Event::Effect { call, .. }
+            | Event::Result { call, .. }
+            | Event::Budget { call, .. } => {
                 let matched = self.calls.contains(call);
                 (matched, matched)
             }
@@ -122,7 +126,9 @@ pub fn describe(record: &Record) -> String {
     let time = super::format_time(record.time_us);
     let text = |t: &super::Text| match t {
         super::Text::Inline(s) => s.clone(),
-        super::Text::Blob { blob, bytes } => format!("<{bytes} bytes in blob {}>", super::short(blob)),
+        super::Text::Blob { blob, bytes } => {
+            format!("<{bytes} bytes in blob {}>", super::short(blob))
+        }
     };
     let details = match &record.event {
         Event::Opened { pid, version } => format!("moat {version} (pid {pid}) opened the log"),
@@ -157,7 +163,7 @@ pub fn describe(record: &Record) -> String {
             "call #{call} {capability} {kind} {target}{}{}",
             rows.map(|r| format!(" ({r} rows)")).unwrap_or_default(),
             match undo {
-                Some(crate::undo::Undo::Irreversible { .. }) => " [irreversible]",
+                Some(undo) if undo.irreversible().is_some() => " [irreversible]",
                 Some(_) => "",
                 None => " [no undo]",
             }

@@ -194,7 +194,9 @@ fn redact_json(value: &serde_json::Value, secrets: &Revealed) -> serde_json::Val
     }
     match value {
         Value::String(text) => Value::String(secrets.redact(text)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| redact_json(v, secrets)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| redact_json(v, secrets)).collect())
+        }
         Value::Object(fields) => Value::Object(
             fields.iter().map(|(k, v)| (k.clone(), redact_json(v, secrets))).collect(),
         ),

@@ -180,7 +180,11 @@ pub fn verify(dir: &Path, trusted: &VerifyingKey) -> std::io::Result<Report> {
         report.notes.push(format!(
             "records {}..={last} are chained but not yet signed ({})",
             report.signed_up_to + 1,
-            if writing { "a moat process is writing the log" } else { "written after the last checkpoint" }
+            if writing {
+                "a moat process is writing the log"
+            } else {
+                "written after the last checkpoint"
+            }
         ));
     }
     Ok(report)

@@ -62,12 +62,8 @@ impl Writer {
     /// line that is not a valid record is corruption, not a crash: opening refuses.
     pub fn open(path: &Path) -> Result<Opened, AuditError> {
         let io = |e: std::io::Error| AuditError::io(path, e);
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
+        let mut file =
+            fs::OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let (end, last) = last_line(&mut file, len).map_err(io)?;
         let mut torn = None;

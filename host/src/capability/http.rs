@@ -9,9 +9,9 @@
 use super::CallCaps;
 use crate::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
 use crate::effect::Effect;
-use crate::undo::Undo;
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
+use crate::undo::Undo;
 use crate::units::{ByteSize, Millis};
 use serde::{Deserialize, Deserializer};
 use std::fmt;

@@ -11,6 +11,7 @@
 //! - `secret_echo` returns the secret, which the host must redact;
 //! - `open_handles` opens fs handles without end and must get `LimitExceeded`;
 //! - `write_then_fail` writes a file and then fails, which must undo the write;
+//! - `sql_try` goes on after a refused statement, so the call commits the others;
 //! - `undeclared_write` writes without declaring the `write` effect and must be denied.
 
 use moat_guest::Effect::{Delete, Network, Read, Write};
@@ -159,6 +160,21 @@ fn sql_script(a: SqlScript) -> Result<Vec<u64>, ToolError> {
     a.statements.iter().map(|s| connection.execute(s, &[]).map_err(fail)).collect()
 }
 
+/// Each statement's count, or its error: a refusal does not end the call.
+fn sql_try(a: SqlScript) -> Result<Vec<String>, ToolError> {
+    let connection = sql::open(&a.grant).map_err(fail)?;
+    Ok(a.statements
+        .iter()
+        .map(|s| match connection.execute(s, &[]) {
+            Ok(rows) => rows.to_string(),
+            Err(e) => match fail(e) {
+                ToolError::Failed(message) => message,
+                other => format!("{other:?}"),
+            },
+        })
+        .collect())
+}
+
 /// An HTTP request.
 #[derive(Deserialize, JsonSchema)]
 struct HttpArgs {
@@ -231,6 +247,7 @@ export_tools!(
     Tool::new("sql_execute", "Runs a changing statement.", sql_execute).effects(&[Write, Delete]),
     Tool::new("sql_query", "Runs a query.", sql_query).effects(&[Read]),
     Tool::new("sql_script", "Runs statements in order.", sql_script).effects(&[Write, Delete]),
+    Tool::new("sql_try", "Runs statements, going on after errors.", sql_try).effects(&[Write, Delete]),
     Tool::new("http_send", "Sends a request.", http_send).effects(&[Network]),
     Tool::new("kv_set", "Sets a key.", kv_set).effects(&[Write]),
     Tool::new("kv_get", "Gets a key.", kv_get),
