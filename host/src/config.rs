@@ -4,6 +4,8 @@
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
 use crate::audit::AuditConfig;
+use crate::breaker::BreakerConfig;
+use crate::loops::LoopConfig;
 use crate::budget::{BudgetOverrides, Budgets};
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
@@ -49,6 +51,12 @@ pub struct Config {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Circuit breakers per tool and per task.
+    #[serde(default)]
+    pub breakers: BreakerConfig,
+    /// Loop detection per session.
+    #[serde(default)]
+    pub loops: LoopConfig,
 }
 
 /// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
@@ -103,6 +111,8 @@ impl Default for Config {
             confidence: ConfidenceConfig::default(),
             escalation: EscalationConfig::default(),
             audit: AuditConfig::default(),
+            breakers: BreakerConfig::default(),
+            loops: LoopConfig::default(),
         }
     }
 }

@@ -107,6 +107,12 @@ pub enum CallError {
     /// The host could not set up the call (not the plugin's fault).
     #[error("cannot run tool `{tool}`: {reason}")]
     Host { tool: String, reason: String },
+    /// A circuit breaker (of the tool, or of the task) is open.
+    #[error("{0}")]
+    Breaker(crate::breaker::Refusal),
+    /// The session is repeating itself; the reason says what and what to do instead.
+    #[error("tool `{tool}` was refused: {reason}")]
+    Loop { tool: String, reason: String },
     /// The audit log could not record the call: before it ran (so it did not run), or after
     /// (its effects stand; the reason says so).
     #[error("tool `{tool}`: {reason}")]

@@ -1,11 +1,14 @@
 //! moat's integration tests: one binary, one module per area. Guest components are built
 //! once per run by `just plugins` (which `just test` runs first) into `target/wasm/`.
 
+mod alerts;
 mod audit;
 mod audit_cli;
 mod budgets;
+mod calibrate;
 mod capabilities;
 mod cli;
+mod controls;
 mod escalation;
 mod guards;
 mod http_capability;

@@ -95,7 +95,8 @@ impl Matcher {
             }
             Event::Effect { call, .. }
             | Event::Result { call, .. }
-            | Event::Budget { call, .. } => {
+            | Event::Budget { call, .. }
+            | Event::Loop { call, .. } => {
                 let matched = self.calls.contains(call);
                 (matched, matched)
             }
@@ -107,6 +108,15 @@ impl Matcher {
             Event::Opened { .. } | Event::Recovery { .. } => {
                 (filter.task.is_none(), filter.tool.is_none())
             }
+            Event::Breaker { scope, name, .. } => {
+                let task = filter.task.as_ref().is_none_or(|t| scope == "task" && t == name);
+                let tool = filter.tool.as_ref().is_none_or(|t| scope == "tool" && t == name);
+                (task, tool)
+            }
+            Event::Alert { task, tool, .. } => (
+                filter.task.as_ref().is_none_or(|t| task.as_ref() == Some(t)),
+                filter.tool.as_ref().is_none_or(|t| tool.as_ref() == Some(t)),
+            ),
         };
         let verdict = match (&filter.verdict, &record.event) {
             (None, _) => true,
@@ -182,6 +192,13 @@ pub fn describe(record: &Record) -> String {
         Event::Budget { call, budget, limit, used, .. } => {
             format!("call #{call} hit its {budget} budget: used {used} of {limit}")
         }
+        Event::Breaker { scope, name, from, to, reason } => {
+            format!("{scope} {name}: breaker {from} -> {to} ({reason})")
+        }
+        Event::Loop { call, session, reason, .. } => {
+            format!("call #{call} in session {session} refused: {reason}")
+        }
+        Event::Alert { kind, message, .. } => format!("{kind}: {message}"),
         Event::Rollback { task, undone, skipped } => format!(
             "task {task} rolled back: {} effects undone{}",
             undone.len(),

@@ -127,6 +127,12 @@ pub enum Event {
     },
     /// A call hit one of its budgets.
     Budget { call: u64, task: String, tool: String, budget: String, limit: u64, used: u64 },
+    /// A circuit breaker changed position.
+    Breaker { scope: String, name: String, from: String, to: String, reason: String },
+    /// A call was refused as part of a loop.
+    Loop { call: u64, session: String, tool: String, reason: String },
+    /// A person was alerted.
+    Alert { kind: String, tool: Option<String>, task: Option<String>, message: String },
     /// `moat task rollback` undid (some of) a task's effects.
     Rollback {
         task: String,
@@ -151,6 +157,9 @@ impl Event {
             Event::Effect { .. } => "effect",
             Event::Result { .. } => "result",
             Event::Budget { .. } => "budget",
+            Event::Breaker { .. } => "breaker",
+            Event::Loop { .. } => "loop",
+            Event::Alert { .. } => "alert",
             Event::Rollback { .. } => "rollback",
         }
     }

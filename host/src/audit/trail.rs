@@ -217,6 +217,8 @@ fn kind(error: &CallError) -> String {
         CallError::RollbackFailed { .. } => "rollback_failed",
         CallError::Host { .. } => "host",
         CallError::Audit { .. } => "audit",
+        CallError::Breaker(_) => "breaker",
+        CallError::Loop { .. } => "loop",
     }
     .to_owned()
 }

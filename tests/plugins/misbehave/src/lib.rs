@@ -8,6 +8,10 @@
 //! - `huge_output`: returns `bytes` bytes; stopped by the output budget when it is larger.
 //! - `panic`: panics; reported as a trap with the panic message in the log.
 //! - `ok`: returns `"ok"`, proving the host still serves.
+//! - `flaky`: fails (a tool failure, its backend "down") when `fail` is true, else returns
+//!   `"ok"`: what trips a circuit breaker, and the probe that closes it.
+//! - `lines`: returns `count` numbered lines of mixed ASCII and multi-byte text, for output
+//!   windowing.
 
 use moat_guest::{export_tools, Deserialize, JsonSchema, Tool, ToolError};
 use std::hint::black_box;
@@ -61,6 +65,33 @@ fn ok(_: Nothing) -> Result<String, ToolError> {
     Ok("ok".to_owned())
 }
 
+/// Whether to fail.
+#[derive(Deserialize, JsonSchema)]
+struct Flaky {
+    fail: bool,
+}
+
+fn flaky(args: Flaky) -> Result<String, ToolError> {
+    match args.fail {
+        true => Err(ToolError::Failed("backend unavailable (HTTP 503)".to_owned())),
+        false => Ok("ok".to_owned()),
+    }
+}
+
+/// How many lines.
+#[derive(Deserialize, JsonSchema)]
+struct Lines {
+    count: usize,
+}
+
+fn lines(args: Lines) -> Result<String, ToolError> {
+    let mut text = String::new();
+    for n in 0..args.count {
+        text.push_str(&format!("line {n}: café ✓ naïve 🦀 {}\n", n * 7919 % 10007));
+    }
+    Ok(text)
+}
+
 export_tools!(
     Tool::new("spin", "Loops forever.", spin),
     Tool::new("grow_memory", "Allocates memory without end.", grow_memory),
@@ -68,4 +99,6 @@ export_tools!(
     Tool::new("huge_output", "Returns `bytes` bytes of output.", huge_output),
     Tool::new("panic", "Panics.", panic),
     Tool::new("ok", "Returns \"ok\".", ok),
+    Tool::new("flaky", "Fails when told to.", flaky),
+    Tool::new("lines", "Returns numbered lines of mixed text.", lines),
 );
