@@ -99,6 +99,25 @@ demo: plugins
     # a message to too many recipients is refused before anything is sent
     {"tool": "http_send", "confidence": 0.95, "args": {"method": "POST", "url": "http://127.0.0.1:9/mail", "to": ["a@x.io", "b@x.io", "c@x.io", "d@x.io", "e@x.io", "f@x.io"]}}
     SESSION
+    printf '\n\033[1m== reliability: breakers, loops, task budgets, output windows\033[0m\n'
+    printf '(alerts for a person go to stderr, target/demo/.moat/alerts.jsonl and a webhook if configured)\n'
+    MOAT_LOG=off {{moat}} --config target/demo/moat.toml --tools target/wasm/tests batch - <<'SESSION'
+    # a flaky backend fails five calls in a row: its breaker opens...
+    {"tool": "flaky", "args": {"fail": true}, "task": "report-1"}
+    {"tool": "flaky", "args": {"fail": true}, "task": "report-2"}
+    {"tool": "flaky", "args": {"fail": true}, "task": "report-3"}
+    {"tool": "flaky", "args": {"fail": true}, "task": "report-4"}
+    {"tool": "flaky", "args": {"fail": true}, "task": "report-5"}
+    # ...and the next call is refused at once, with the reason and when to retry
+    {"tool": "flaky", "args": {"fail": false}, "task": "report-6"}
+    # an agent stuck in a loop makes the same call again and again: the sixth is refused
+    {"tool": "ok", "session": "agent-7", "task": "loop"}
+    {"tool": "ok", "session": "agent-7", "task": "loop"}
+    {"tool": "ok", "session": "agent-7", "task": "loop"}
+    {"tool": "ok", "session": "agent-7", "task": "loop"}
+    {"tool": "ok", "session": "agent-7", "task": "loop"}
+    {"tool": "ok", "session": "agent-7", "task": "loop"}
+    SESSION
     printf '\n\033[1m== the audit log: every call above, chained with blake3 and signed\033[0m\n'
     demo="{{moat}} --config target/demo/moat.toml"
     step "what the clean-up task changed, as the log tells it" "$demo audit show --task batch --event effect"

@@ -303,12 +303,14 @@ impl Breakers {
             reason,
         }));
         let progress = match outcome.output {
-            Some(hash) if !outcome.failed => self.db.with(|conn| {
-                conn.execute(
-                    "INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)",
-                    (task, hash),
-                )
-            })? > 0,
+            Some(hash) if !outcome.failed => {
+                self.db.with(|conn| {
+                    conn.execute(
+                        "INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)",
+                        (task, hash),
+                    )
+                })? > 0
+            }
             _ => false,
         };
         let state = self.load(&mut cache, Scope::Task, task)?;
@@ -393,8 +395,10 @@ impl Breakers {
             return match progress {
                 true => close(state, "a probe made progress"),
                 false => {
-                    let reason =
-                        format!("a probe after the cool-down made no progress; first: {}", first(&state));
+                    let reason = format!(
+                        "a probe after the cool-down made no progress; first: {}",
+                        first(&state)
+                    );
                     open(state, reason)
                 }
             };

@@ -3,9 +3,9 @@
 //! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
+use crate::alert::AlertConfig;
 use crate::audit::AuditConfig;
 use crate::breaker::BreakerConfig;
-use crate::loops::LoopConfig;
 use crate::budget::{BudgetOverrides, Budgets};
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
@@ -13,7 +13,11 @@ use crate::error::ConfigError;
 use crate::escalation::EscalationConfig;
 use crate::facts::FactSource;
 use crate::guard::PolicyConfig;
+use crate::loops::LoopConfig;
 use crate::plugin::Stakes;
+use crate::task_budget::TaskBudgets;
+use crate::tokens::TokenizerKind;
+use crate::window::WindowConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +61,18 @@ pub struct Config {
     /// Loop detection per session.
     #[serde(default)]
     pub loops: LoopConfig,
+    /// How a person hears of a breaker opening, a task stopped, a loop, a budget exhausted.
+    #[serde(default)]
+    pub alerts: AlertConfig,
+    /// Budgets of a whole task: calls, tokens, fuel, wall time.
+    #[serde(default)]
+    pub task: TaskBudgets,
+    /// Outputs over this many tokens are returned a window at a time.
+    #[serde(default)]
+    pub window: WindowConfig,
+    /// The tokenizer that counts output tokens: `o200k_base` (default) or `cl100k_base`.
+    #[serde(default)]
+    pub tokenizer: TokenizerKind,
 }
 
 /// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
@@ -113,6 +129,10 @@ impl Default for Config {
             audit: AuditConfig::default(),
             breakers: BreakerConfig::default(),
             loops: LoopConfig::default(),
+            alerts: AlertConfig::default(),
+            task: TaskBudgets::default(),
+            window: WindowConfig::default(),
+            tokenizer: TokenizerKind::default(),
         }
     }
 }
@@ -174,7 +194,12 @@ impl Config {
         }
         config.plugins.policies = resolve(base, &config.plugins.policies);
         config.state_dir = resolve(base, &config.state_dir);
-        for path in [&mut config.audit.dir, &mut config.audit.key].into_iter().flatten() {
+        config.alerts.check().map_err(|e| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message: format!("[alerts]: {e}"),
+        })?;
+        let paths = [&mut config.audit.dir, &mut config.audit.key, &mut config.alerts.log];
+        for path in paths.into_iter().flatten() {
             *path = resolve(base, path);
         }
         for source in config.secrets.values_mut() {
@@ -199,6 +224,11 @@ impl Config {
     }
 
     /// The budgets of one call of `tool`: the defaults with the tool's overrides applied.
+    /// The alert log: `[alerts] log`, or `STATE_DIR/alerts.jsonl`.
+    pub fn alert_log(&self) -> PathBuf {
+        self.alerts.log.clone().unwrap_or_else(|| self.state_dir.join("alerts.jsonl"))
+    }
+
     pub fn budgets_for(&self, tool: &str) -> Budgets {
         match self.tools.get(tool) {
             Some(settings) => self.budgets.with(&settings.budgets),

@@ -45,6 +45,8 @@ pub enum LoadProblem {
     BadToolInfo { tool: String, reason: String },
     #[error("offers tool `{tool}`, which {other} already offers")]
     DuplicateTool { tool: String, other: PathBuf },
+    #[error("offers tool `{0}`, a name moat keeps for its own built-in tool")]
+    ReservedTool(String),
     #[error("cannot list the directory: {0}")]
     Directory(String),
 }
@@ -107,6 +109,9 @@ pub enum CallError {
     /// The host could not set up the call (not the plugin's fault).
     #[error("cannot run tool `{tool}`: {reason}")]
     Host { tool: String, reason: String },
+    /// One of the task's budgets is used up: calls, tokens, fuel or wall time.
+    #[error("task `{task}` exceeded its {budget} budget: limit {limit}, used {used}")]
+    TaskBudget { task: String, budget: &'static str, limit: String, used: String },
     /// A circuit breaker (of the tool, or of the task) is open.
     #[error("{0}")]
     Breaker(crate::breaker::Refusal),

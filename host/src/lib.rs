@@ -5,12 +5,16 @@
 //! budgets (fuel, memory, wall time, output size). The call pipeline is [`Host::call`] in
 //! `pipeline.rs`; each step lives in its own module.
 
+pub mod alert;
 pub mod audit;
 mod bindings;
+pub mod breaker;
 pub mod budget;
+pub mod calibrate;
 pub mod capability;
 pub mod componentize;
 pub mod config;
+pub mod controls;
 pub mod effect;
 mod engine;
 pub mod error;
@@ -18,16 +22,22 @@ pub mod escalation;
 mod exec;
 pub mod facts;
 pub mod guard;
+pub mod loops;
 mod pipeline;
 pub mod plugin;
 pub mod registry;
 pub mod rollback;
+pub mod state;
+pub mod task_budget;
+pub mod tokens;
 pub mod undo;
 pub mod units;
 mod validate;
+pub mod window;
 
 pub use budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
 pub use config::Config;
+pub use controls::WindowInfo;
 pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
 pub use pipeline::{CallRequest, CallResponse, Host};

@@ -92,6 +92,13 @@ enum Command {
     /// Tasks: roll one back
     #[command(subcommand)]
     Task(audit_cli::TaskCommand),
+    /// Suggest confidence thresholds per tool from the audit log: people's decisions on
+    /// escalations and later rollbacks, against the confidence the agent gave
+    Calibrate {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -126,6 +133,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init => audit_cli::init(cli.config.as_deref()),
         Command::Audit(command) => audit_cli::audit(&load_config(cli.config.as_deref())?, command),
         Command::Task(command) => audit_cli::task(&load_config(cli.config.as_deref())?, command),
+        Command::Calibrate { json } => {
+            let config = load_config(cli.config.as_deref())?;
+            let dir = config.audit.dir(&config.state_dir);
+            let calibration = moat::calibrate::calibrate(&dir, Some(config.confidence.high))?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&calibration)?),
+                false => print!("{calibration}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Componentize { input, output } => {
             let core = std::fs::read(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
@@ -260,6 +277,9 @@ fn call(host: &Host, request: &CallRequest) -> ExitCode {
         Ok(response) => {
             println!("{}", response.output);
             eprintln!("{}", usage_line(&response.usage));
+            if let Some(window) = &response.window {
+                eprintln!("{}", window_line(window));
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {
@@ -299,6 +319,8 @@ struct BatchLine {
     session: Option<String>,
     confidence: Option<f64>,
     reasoning: Option<String>,
+    /// Tokens the model used for this step (added to the task's token budget).
+    model_tokens: Option<u64>,
 }
 
 /// A batch line recording a task's start (with its prompt) or end (with its output).
@@ -326,6 +348,28 @@ fn record_task(host: &Host, line: &TaskLine) {
     }
 }
 
+/// A long text cut for a person: its start and its size.
+fn abbreviated(text: &str) -> String {
+    match text.char_indices().nth(300) {
+        Some((at, _)) if text.len() > 400 => {
+            format!("{}… ({} in all)", &text[..at], ByteSize(text.len() as u64))
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// Where a windowed output stands, and how to read on.
+fn window_line(window: &moat::WindowInfo) -> String {
+    let read_on = match &window.cursor {
+        Some(cursor) => format!("read on: read_more {{\"cursor\": \"{cursor}\"}}"),
+        None => "the end".to_owned(),
+    };
+    format!(
+        "window: from byte {} of {}, {} of {} tokens; {read_on}",
+        window.offset, window.total_bytes, window.tokens, window.total_tokens
+    )
+}
+
 fn empty_object() -> serde_json::Value {
     serde_json::json!({})
 }
@@ -340,6 +384,8 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
     };
     let mut malformed = 0;
+    // The cursor of the last windowed output: `{"cursor": "$last"}` reads on from it.
+    let mut cursor: Option<String> = None;
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -371,19 +417,32 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
                 continue;
             }
         };
+        let mut args = entry.args;
+        if args["cursor"] == "$last" {
+            args["cursor"] = serde_json::Value::from(cursor.clone().unwrap_or_default());
+        }
         let request = CallRequest {
             tool: entry.tool,
-            args: entry.args.to_string(),
+            args: args.to_string(),
             task: Some(entry.task.unwrap_or_else(|| "batch".to_owned())),
             session: entry.session,
             confidence: entry.confidence,
             reasoning: entry.reasoning,
+            model_tokens: entry.model_tokens,
             budgets: entry.budgets,
         };
-        println!("→ {} {}", request.tool, request.args);
+        println!("→ {} {}", request.tool, abbreviated(&request.args));
         match host.run(&request) {
             Ok(response) => {
-                println!("  {}\n  ({})", response.output, usage_line(&response.usage));
+                println!(
+                    "  {}\n  ({})",
+                    abbreviated(&response.output),
+                    usage_line(&response.usage)
+                );
+                if let Some(window) = &response.window {
+                    println!("  {}", window_line(window));
+                    cursor = window.cursor.clone();
+                }
                 for note in &response.shadow {
                     println!("  note: {note}");
                 }

@@ -1,22 +1,20 @@
 //! The call pipeline: every call goes through [`Host::run`], top to bottom.
 
 use crate::audit::{trail, Audit, AuditError, Event};
-use crate::breaker::{self, Admitted, Breakers};
 use crate::budget::{BudgetOverrides, Usage};
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
 use crate::config::Config;
+use crate::controls::{Controls, Passage, WindowInfo, READ_MORE};
 use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Note, Verdict};
 use crate::error::{CallError, LoadError, Stage};
 use crate::escalation::{escalate, DenyAll, Escalator};
 use crate::exec::{self, Runtime};
 use crate::facts::Facts;
 use crate::guard::Policies;
-use crate::loops::{self, Loops};
 use crate::plugin::{EffectKind, Plugin, ToolSpec};
 use crate::registry::Registry;
-use crate::state::StateDb;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -38,8 +36,7 @@ pub struct Host {
     /// Tasks this host has seen (their start is recorded once).
     tasks: Mutex<HashSet<String>>,
     audit: Option<Arc<Audit>>,
-    breakers: Breakers,
-    loops: Loops,
+    controls: Controls,
 }
 
 /// What a call consumed and revealed, for its audit records.
@@ -47,10 +44,7 @@ pub struct Host {
 struct Spent {
     usage: Usage,
     secrets: Revealed,
-    /// The call passed the breakers (and may be one of their probes).
-    admitted: Option<Admitted>,
-    /// The tool ran.
-    ran: bool,
+    passage: Passage,
 }
 
 #[derive(Default)]
@@ -74,6 +68,9 @@ pub struct CallRequest {
     pub confidence: Option<f64>,
     /// The model's reasoning, shown to guards (and recorded).
     pub reasoning: Option<String>,
+    /// Tokens the model used for this step, as the caller reports them: added to the
+    /// task's token budget.
+    pub model_tokens: Option<u64>,
     /// Replaces budgets of this call only. The embedder decides who may set these: an agent
     /// must never be able to raise its own limits.
     pub budgets: BudgetOverrides,
@@ -94,6 +91,9 @@ pub struct CallResponse {
     pub usage: Usage,
     pub effects: Vec<Effect>,
     pub shadow: Vec<String>,
+    /// Set when the output was over the token window: `output` is one window of it, and
+    /// this says where it stands and how to read on (the `read_more` tool).
+    pub window: Option<WindowInfo>,
 }
 
 /// Builds a [`Host`]: the configuration, plus optionally an extra gate (asked after the
@@ -157,21 +157,9 @@ impl HostBuilder {
             false => None,
         };
         let tasks = Mutex::new(HashSet::new());
-        let state = Arc::new(StateDb::open(&config.state_dir)?);
-        let breakers = Breakers::new(state, config.breakers.clone())?;
-        let loops = Loops::new(config.loops.clone());
-        let host = Host {
-            runtime,
-            config,
-            registry,
-            policies,
-            grants,
-            sessions,
-            tasks,
-            audit,
-            breakers,
-            loops,
-        };
+        let controls = Controls::new(&config)?;
+        let host =
+            Host { runtime, config, registry, policies, grants, sessions, tasks, audit, controls };
         Ok((host, errors))
     }
 }
@@ -228,8 +216,10 @@ impl Host {
         let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
         let mut spent = Spent::default();
         let outcome = self.pipeline(request, &call, found, &mut spent);
-        // 8. What the call teaches the breakers and the loop detector.
-        let controls = self.after_call(id, &call, &outcome, &spent);
+        // 8. What the call teaches the task's ledger, the breakers and the loop detector.
+        let redact = |text: &str| spent.secrets.redact(text);
+        let controls =
+            self.controls.after(id, &call, &outcome, &spent.passage, &spent.usage, &redact);
         // 9. Verdicts, escalations, effects (with how to undo them), breakers, alerts and
         //    the result, synced as `[audit] durability` says before the caller hears of it.
         self.record_end(id, &call, outcome, &spent, controls)
@@ -243,19 +233,31 @@ impl Host {
         spent: &mut Spent,
     ) -> Result<CallResponse, CallError> {
         let tool = request.tool.as_str();
-        // 1. Admission: the tool exists; its breaker and its task's are closed (or this is
-        //    one of their probes).
+        if let Some(tokens) = request.model_tokens {
+            self.controls.add_model_tokens(&call.task, tokens)?;
+        }
+        if found.is_none() && tool == READ_MORE {
+            let (output, window) = self.controls.read_more(&request.args, &mut spent.passage)?;
+            let usage = Usage { output_bytes: output.len() as u64, ..Usage::default() };
+            return Ok(CallResponse {
+                output,
+                usage,
+                effects: Vec::new(),
+                shadow: Vec::new(),
+                window,
+            });
+        }
+        // 1. Admission: the tool exists; the task's budgets are not used up; the tool's
+        //    breaker and the task's are closed (or this is one of their probes).
         let (plugin, spec) = found.ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
-        let admitted = self.breakers.admit(tool, &call.task).map_err(|e| host_error(tool, e))?;
-        spent.admitted = Some(admitted.map_err(CallError::Breaker)?);
+        self.controls.admit(call, &mut spent.passage)?;
         // 2. Input validation: the arguments against the tool's JSON Schema.
         spec.schema.check(tool, &request.args)?;
         // 3. Pre-call checks: loops, the confidence gate, then the policies (either of which
         //    may ask a person).
-        let key = loops::Key::new(tool, &request.args);
-        let looping = self.loops.check(&call.session, tool, &key);
-        let looping = looping.map_err(|reason| CallError::Loop { tool: tool.to_owned(), reason });
-        if let Err(refusal) = looping
+        if let Err(refusal) = self
+            .controls
+            .check_loop(call)
             .and_then(|()| self.check_confidence(call, spec))
             .and_then(|()| self.check_call(call))
         {
@@ -272,7 +274,7 @@ impl Host {
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
             exec::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
-        spent.ran = true;
+        spent.passage.ran = true;
         spent.usage = usage;
         spent.secrets = caps.secrets.clone();
         // 5. Output: JSON, as the contract promises, with revealed secrets redacted.
@@ -302,10 +304,12 @@ impl Host {
             return Err(roll_back(&mut caps, error));
         }
         self.remember(call, &caps.touched, true);
+        // 8. The output as the agent gets it: whole, or its first window and a cursor.
+        let (output, window) = self.controls.window(tool, output, &mut spent.passage)?;
         usage.output_bytes = output.len() as u64;
         spent.usage = usage;
         let effects = std::mem::take(&mut caps.effects);
-        Ok(CallResponse { output, usage, effects, shadow: call.take_shadow() })
+        Ok(CallResponse { output, usage, effects, shadow: call.take_shadow(), window })
     }
 
     /// Records that a task began, with the prompt it was given. Calls of a task not begun
@@ -363,8 +367,12 @@ impl Host {
         controls: Vec<Event>,
     ) -> Result<CallResponse, CallError> {
         let Some(audit) = &self.audit else { return outcome };
-        let ending =
-            trail::Ending { outcome: &outcome, usage: &spent.usage, secrets: &spent.secrets };
+        let ending = trail::Ending {
+            outcome: &outcome,
+            usage: &spent.usage,
+            secrets: &spent.secrets,
+            tokens: spent.passage.tokens,
+        };
         let recorded = trail::end(audit, id, call, ending).and_then(|mut events| {
             events.extend(controls);
             audit.record(events)
@@ -382,47 +390,6 @@ impl Host {
                 reason: format!("{error}; and the audit log could not record it: {e}"),
             }),
         }
-    }
-
-    /// Teaches the breakers and the loop detector how the call went; returns the audit
-    /// records of what they did (breakers that changed, a loop refused).
-    fn after_call(
-        &self,
-        id: u64,
-        call: &CallView,
-        outcome: &Result<CallResponse, CallError>,
-        spent: &Spent,
-    ) -> Vec<Event> {
-        let mut events = Vec::new();
-        if let Err(CallError::Loop { tool, reason }) = outcome {
-            let (session, tool) = (call.session.clone(), tool.clone());
-            events.push(Event::Loop { call: id, session, tool, reason: reason.clone() });
-        }
-        if !matches!(outcome, Err(CallError::UnknownTool(_) | CallError::InvalidArguments { .. }))
-        {
-            let key = loops::Key::new(&call.tool, &call.args);
-            let error = outcome.as_ref().err().map(|e| spent.secrets.redact(&e.to_string()));
-            self.loops.record(&call.session, &key, error.as_deref());
-        }
-        let Some(admitted) = spent.admitted else { return events };
-        let hash = outcome.as_ref().ok().map(|r| blake3::hash(r.output.as_bytes()).to_hex());
-        let result = breaker::Outcome {
-            ran: spent.ran,
-            tool_failed: outcome.as_ref().err().is_some_and(tool_to_blame),
-            failed: outcome.is_err(),
-            output: hash.as_ref().map(|h| h.as_str()),
-        };
-        match self.breakers.record(&call.tool, &call.task, admitted, result) {
-            Ok(transitions) => events.extend(transitions.into_iter().map(|t| Event::Breaker {
-                scope: t.scope.name().to_owned(),
-                name: t.name,
-                from: t.from.name().to_owned(),
-                to: t.to.name().to_owned(),
-                reason: t.reason,
-            })),
-            Err(e) => tracing::error!("breakers: {e}"),
-        }
-        events
     }
 
     /// The call as checks see it, with its session's history.
@@ -536,20 +503,6 @@ impl Host {
         if history.len() > HISTORY {
             history.pop_front();
         }
-    }
-}
-
-fn host_error(tool: &str, error: impl std::fmt::Display) -> CallError {
-    CallError::Host { tool: tool.to_owned(), reason: error.to_string() }
-}
-
-/// Whether the tool (not the agent, a policy or a person) is to blame for `error`.
-fn tool_to_blame(error: &CallError) -> bool {
-    match error {
-        CallError::Budget(_) | CallError::Trapped { .. } | CallError::BadOutput { .. } => true,
-        CallError::Tool { kind, .. } => *kind == crate::error::ToolErrorKind::Failed,
-        CallError::RollbackFailed { cause, .. } => tool_to_blame(cause),
-        _ => false,
     }
 }
 

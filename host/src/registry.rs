@@ -46,6 +46,10 @@ impl Registry {
     /// Adds `plugin`, refusing it whole if one of its tool names is taken.
     fn add(&mut self, plugin: Plugin) -> Result<(), LoadError> {
         for tool in &plugin.tools {
+            if tool.name == crate::controls::READ_MORE {
+                let problem = LoadProblem::ReservedTool(tool.name.clone());
+                return Err(LoadError { path: plugin.path.clone(), problem });
+            }
             if let Some(&(other, _)) = self.tools.get(&tool.name) {
                 return Err(LoadError {
                     path: plugin.path.clone(),

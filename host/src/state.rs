@@ -22,7 +22,8 @@ impl StateDb {
     /// Opens (or creates) the database in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<StateDb, StateError> {
         let path = state_dir.join("state.sqlite");
-        let error = |e: &dyn std::fmt::Display| StateError { path: path.clone(), reason: e.to_string() };
+        let error =
+            |e: &dyn std::fmt::Display| StateError { path: path.clone(), reason: e.to_string() };
         std::fs::create_dir_all(state_dir).map_err(|e| error(&e))?;
         let conn = Connection::open(&path).map_err(|e| error(&e))?;
         conn.execute_batch(

@@ -18,6 +18,7 @@ fn host_with(moat_toml: &str, gate: Arc<dyn Gate>) -> (Host, tempfile::TempDir) 
     // Not about confidence: high-stakes tools run without one.
     std::fs::write(&path, format!("[confidence]\nhigh = 0\n{moat_toml}")).unwrap();
     let mut config = Config::load(&path).unwrap();
+    crate::support::without_controls(&mut config);
     config.plugins.tools = vec![built("tests")];
     let (host, errors) = Host::with_gate(config, gate).unwrap();
     assert!(errors.is_empty(), "{errors:?}");
@@ -298,6 +299,7 @@ fn kv_changes_of_a_refused_call_are_never_written() {
 /// A second host over the same directory (and so the same state).
 fn host_in(dir: &tempfile::TempDir) -> (Host, Vec<moat::LoadError>) {
     let mut config = Config::load(&dir.path().join("moat.toml")).unwrap();
+    crate::support::without_controls(&mut config);
     config.plugins.tools = vec![built("tests")];
     Host::new(config).unwrap()
 }

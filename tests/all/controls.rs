@@ -121,7 +121,10 @@ fn a_failure_rate_over_the_window_opens_the_breaker() {
     call(&host, "flaky", SUCCEED, "t3").unwrap();
     let _ = call(&host, "flaky", FAIL, "t4");
     let refusal = breaker_refusal(call(&host, "flaky", SUCCEED, "t5"));
-    assert!(refusal.contains("2 of its last 4 calls failed, a rate of 50% (limit 50%)"), "{refusal}");
+    assert!(
+        refusal.contains("2 of its last 4 calls failed, a rate of 50% (limit 50%)"),
+        "{refusal}"
+    );
 }
 
 #[test]
@@ -197,7 +200,10 @@ fn near_identical_calls_failing_with_the_same_error_are_refused() {
         assert!(matches!(call(&host, "huge_output", &args, "t"), Err(CallError::Budget(_))));
     }
     let reason = loop_refusal(call(&host, "huge_output", r#"{"bytes": 2000009}"#, "t"));
-    assert!(reason.contains("the last 3 calls of `huge_output` in this session failed"), "{reason}");
+    assert!(
+        reason.contains("the last 3 calls of `huge_output` in this session failed"),
+        "{reason}"
+    );
     assert!(reason.contains("output budget"), "{reason}");
     assert!(reason.contains("change the approach, not the values"), "{reason}");
 }
@@ -210,4 +216,123 @@ fn records(dir: &Path) -> Vec<Event> {
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn a_ten_megabyte_output_is_windowed_and_reading_on_returns_every_byte_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_in(dir.path(), "[task]\ntokens = 100_000_000\n[window]\ntokens = 50_000\n");
+    let request = CallRequest {
+        budgets: moat::BudgetOverrides {
+            output: Some(moat::units::ByteSize::mib(16)),
+            ..Default::default()
+        },
+        task: Some("big".into()),
+        ..CallRequest::new("lines", r#"{"count": 250000}"#)
+    };
+    let first = host.run(&request).unwrap();
+    let window = first.window.clone().expect("the output is over the window");
+    assert!(window.total_bytes > 10_000_000, "{window:?}");
+    assert!(window.tokens <= 50_000, "{window:?}");
+    let mut whole = first.output;
+    let mut cursor = window.cursor;
+    let mut windows = 1;
+    while let Some(at) = cursor {
+        let args = serde_json::json!({ "cursor": at }).to_string();
+        let request =
+            CallRequest { task: Some("big".into()), ..CallRequest::new("read_more", &args) };
+        let next = host.run(&request).unwrap();
+        let window = next.window.expect("a window of a windowed output");
+        assert_eq!(window.offset, whole.len() as u64, "each window starts where the last ended");
+        assert!(window.tokens <= 50_000);
+        whole.push_str(&next.output);
+        cursor = window.cursor;
+        windows += 1;
+    }
+    assert!(windows > 10, "{windows} windows");
+    let lines: Vec<String> =
+        (0..250000).map(|n| format!("line {n}: café ✓ naïve 🦀 {}\n", n * 7919 % 10007)).collect();
+    let expected = serde_json::to_string(&lines.concat()).unwrap();
+    assert_eq!(whole.len(), expected.len());
+    assert!(whole == expected, "the windows put together are the output, byte for byte");
+    // A forged cursor is a clear refusal.
+    let forged = CallRequest::new("read_more", r#"{"cursor": "0000-1"}"#);
+    let error = host.run(&forged).unwrap_err().to_string();
+    assert!(error.contains("was not given out by this moat process"), "{error}");
+}
+
+#[test]
+fn each_task_budget_stops_work_at_its_limit_with_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_in(dir.path(), "[task]\ncalls = 3\n[loops]\nrepeats = 0\n");
+    for _ in 0..3 {
+        call(&host, "ok", "{}", "short").unwrap();
+    }
+    let error = call(&host, "ok", "{}", "short").unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "task `short` exceeded its calls budget: limit 3, used 3 (this would be call 4)"
+    );
+
+    drop(host);
+    let host = host_in(dir.path(), "[task]\ntokens = 100\n[loops]\nrepeats = 0\n");
+    // Output tokens and the model's own tokens add up.
+    let request = CallRequest {
+        task: Some("chatty".into()),
+        model_tokens: Some(95),
+        ..CallRequest::new("ok", "{}")
+    };
+    host.run(&request).unwrap();
+    // 95 model tokens, 3 output tokens (`"ok"`), then 95 more: over.
+    let error = host.run(&request).unwrap_err().to_string();
+    assert_eq!(error, "task `chatty` exceeded its tokens budget: limit 100, used 193");
+
+    drop(host);
+    let host = host_in(dir.path(), "[task]\nfuel = 1_000_000\n");
+    let _ = call(&host, "spin", "{}", "hot");
+    let error = call(&host, "ok", "{}", "hot").unwrap_err().to_string();
+    assert!(
+        error.starts_with("task `hot` exceeded its fuel budget: limit 1000000, used "),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_stopped_task_alerts_a_person_through_the_webhook() {
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let received = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = receiver.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&request).contains("}") {
+            let n = stream.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..n]);
+        }
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[breakers]\ntask_no_progress = 2\n[loops]\nrepeats = 0\n[alerts]\nstderr = false\n\
+         webhook = \"http://127.0.0.1:{port}/alerts\"\n"
+    );
+    let host = host_in(dir.path(), &toml);
+    for _ in 0..3 {
+        call(&host, "ok", "{}", "stuck").unwrap();
+    }
+    drop(host); // delivers what is queued
+    let request = received.join().unwrap();
+    assert!(request.starts_with("POST /alerts HTTP/1.1"), "{request}");
+    let body: serde_json::Value =
+        serde_json::from_str(&request[request.find('{').unwrap()..]).unwrap();
+    assert_eq!(body["kind"], "task_stopped");
+    assert_eq!(body["task"], "stuck");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("2 calls in a row brought no new successful result"), "{message}");
 }

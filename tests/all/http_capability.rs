@@ -186,6 +186,7 @@ fn host_with(grant: &str, gate: Arc<dyn Gate>) -> (Host, tempfile::TempDir) {
     };
     std::fs::write(&path, toml).unwrap();
     let mut config = Config::load(&path).unwrap();
+    crate::support::without_controls(&mut config);
     config.plugins.tools = vec![built("tests")];
     config.confidence.high = 0.0; // not about confidence: network calls run without one
     let (host, errors) = Host::with_gate(config, gate).unwrap();

@@ -14,6 +14,7 @@ mod guards;
 mod http_capability;
 mod loading;
 mod policies;
+mod reliability;
 mod rollback;
 mod sql_capability;
 mod support;

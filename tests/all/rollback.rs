@@ -74,6 +74,7 @@ impl Sandbox {
         let path = dir.path().join("moat.toml");
         std::fs::write(&path, toml).unwrap();
         let mut config = Config::load(&path).expect("moat.toml is valid");
+        crate::support::without_controls(&mut config);
         config.plugins.tools = vec![built("tests")];
         let (host, errors) = Host::new(config).expect("the engine starts");
         assert!(errors.is_empty(), "unexpected load errors: {errors:?}");

@@ -41,6 +41,7 @@ fn host_with(dir: &Path, grants: &str, gate: Arc<dyn Gate>) -> Host {
     let path = dir.join("moat.toml");
     std::fs::write(&path, grants).expect("moat.toml is written");
     let mut config = Config::load(&path).expect("moat.toml is valid");
+    crate::support::without_controls(&mut config);
     config.confidence.high = 0.0; // not about confidence: deleting tools run without one
     config.plugins.tools = vec![built("tests")];
     let (host, errors) = Host::with_gate(config, gate).expect("the engine starts");

@@ -37,6 +37,16 @@ pub fn config_in(dir: &Path) -> Config {
     Config { state_dir: dir.join("state"), ..Config::default() }
 }
 
+/// Turns off the breakers and loop detection: for tests of other things that make the same
+/// failing call many times on purpose (their own tests are in `controls.rs`).
+pub fn without_controls(config: &mut Config) {
+    config.breakers.failures = 0;
+    config.breakers.failure_rate = 0.0;
+    config.breakers.task_failures = 0;
+    config.breakers.task_no_progress = 0;
+    config.loops = moat::loops::LoopConfig { repeats: 0, retries: 0, same_error: 0 };
+}
+
 /// A host and the directory holding its state (removed with it).
 pub struct TestHost {
     pub host: Host,
@@ -55,6 +65,7 @@ impl std::ops::Deref for TestHost {
 pub fn host_over(dirs: &[PathBuf], budgets: Budgets) -> TestHost {
     let state = tempfile::tempdir().expect("a temporary directory");
     let mut config = config_in(state.path());
+    without_controls(&mut config);
     config.plugins.tools = dirs.to_vec();
     config.budgets = budgets;
     let (host, errors) = Host::new(config).expect("the engine starts");

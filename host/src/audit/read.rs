@@ -178,9 +178,11 @@ pub fn describe(record: &Record) -> String {
                 None => " [no undo]",
             }
         ),
-        Event::Result { call, tool, ok, error, output_bytes, fuel, peak_memory, wall_us, .. } => {
+        Event::Result {
+            call, tool, ok, error, output_bytes, tokens, fuel, peak_memory, wall_us, ..
+        } => {
             let outcome = match (ok, error) {
-                (true, _) => format!("ok, {output_bytes} bytes out"),
+                (true, _) => format!("ok, {output_bytes} bytes ({tokens} tokens) out"),
                 (false, Some(error)) => format!("failed: {error}"),
                 (false, None) => "failed".to_owned(),
             };

@@ -121,6 +121,9 @@ pub enum Event {
         output: Option<Text>,
         output_hash: Option<String>,
         output_bytes: u64,
+        /// Tokens of the output as given to the caller (its window, if windowed).
+        #[serde(default)]
+        tokens: u64,
         fuel: u64,
         peak_memory: u64,
         wall_us: u64,

@@ -36,6 +36,8 @@ pub(crate) struct Ending<'a> {
     pub outcome: &'a Result<CallResponse, CallError>,
     pub usage: &'a Usage,
     pub secrets: &'a Revealed,
+    /// Tokens of the output the caller was given.
+    pub tokens: u64,
 }
 
 /// The records after the call: notes, effects, budget, result.
@@ -83,6 +85,7 @@ pub(crate) fn end(
         output,
         output_hash,
         output_bytes: ending.outcome.as_ref().map_or(0, |r| r.output.len() as u64),
+        tokens: ending.tokens,
         fuel: usage.fuel,
         peak_memory: usage.peak_memory,
         wall_us: usage.wall_time.as_micros() as u64,
@@ -219,6 +222,7 @@ fn kind(error: &CallError) -> String {
         CallError::Audit { .. } => "audit",
         CallError::Breaker(_) => "breaker",
         CallError::Loop { .. } => "loop",
+        CallError::TaskBudget { .. } => "task_budget",
     }
     .to_owned()
 }

@@ -1,0 +1,268 @@
+//! The reliability controls around each call, as the pipeline uses them: task budgets and
+//! circuit breakers at admission, loop detection before the call, output windows and token
+//! counting after it, and afterwards what the call teaches the breakers, the loop detector
+//! and the task's ledger, with alerts for a person when one of them stops something.
+
+use crate::alert::{Alert, AlertKind, Alerts};
+use crate::audit::Event;
+use crate::breaker::{self, Admitted, Breakers};
+use crate::config::Config;
+use crate::effect::CallView;
+use crate::error::{CallError, ToolErrorKind};
+use crate::loops::{self, Loops};
+use crate::pipeline::CallResponse;
+use crate::state::StateDb;
+use crate::task_budget::{TaskBudgetError, TaskLedger};
+use crate::tokens::Tokenizer;
+use crate::window::{Window, Windows};
+use std::sync::{Arc, OnceLock};
+
+/// The name of the built-in tool that reads on in a windowed output.
+pub const READ_MORE: &str = "read_more";
+
+/// Where a windowed output stands, returned beside the window's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowInfo {
+    /// Read on with `read_more {"cursor": ...}`; `None` at the end.
+    pub cursor: Option<String>,
+    /// Bytes of the output before this window.
+    pub offset: u64,
+    pub total_bytes: u64,
+    pub total_tokens: u64,
+    /// Tokens in this window.
+    pub tokens: u64,
+}
+
+pub(crate) struct Controls {
+    breakers: Breakers,
+    loops: Loops,
+    ledger: TaskLedger,
+    alerts: Alerts,
+    /// Built on first use: building an encoding takes a noticeable fraction of a second.
+    windows: OnceLock<Result<Windows, String>>,
+    config: Config,
+}
+
+/// What the controls learned while the call went through the pipeline.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Passage {
+    /// The call passed the breakers (and may be one of their probes).
+    pub admitted: Option<Admitted>,
+    /// The tool ran.
+    pub ran: bool,
+    /// Tokens of the output the caller was given.
+    pub tokens: u64,
+}
+
+impl Controls {
+    pub fn new(config: &Config) -> wasmtime::Result<Controls> {
+        let state = Arc::new(StateDb::open(&config.state_dir)?);
+        Ok(Controls {
+            breakers: Breakers::new(state.clone(), config.breakers.clone())?,
+            loops: Loops::new(config.loops.clone()),
+            ledger: TaskLedger::new(state, config.task.clone())?,
+            alerts: Alerts::new(config.alerts.clone(), config.alert_log())?,
+            windows: OnceLock::new(),
+            config: config.clone(),
+        })
+    }
+
+    /// Admission: the task's budgets are not used up, and neither the tool's breaker nor the
+    /// task's is open (or this call is one of their probes).
+    pub fn admit(&self, call: &CallView, passage: &mut Passage) -> Result<(), CallError> {
+        let tool = &call.tool;
+        if let Err(error) = self.ledger.admit(&call.task) {
+            return Err(task_budget(tool, error));
+        }
+        let admitted = self.breakers.admit(tool, &call.task).map_err(|e| host_error(tool, e))?;
+        passage.admitted = Some(admitted.map_err(CallError::Breaker)?);
+        Ok(())
+    }
+
+    /// Refuses a call that repeats itself in its session past a limit.
+    pub fn check_loop(&self, call: &CallView) -> Result<(), CallError> {
+        let key = loops::Key::new(&call.tool, &call.args);
+        self.loops
+            .check(&call.session, &call.tool, &key)
+            .map_err(|reason| CallError::Loop { tool: call.tool.clone(), reason })
+    }
+
+    fn windows(&self) -> Result<&Windows, CallError> {
+        let built = self.windows.get_or_init(|| {
+            let tokenizer = Tokenizer::new(self.config.tokenizer).map_err(|e| e.to_string())?;
+            Ok(Windows::new(self.config.window.clone(), tokenizer))
+        });
+        built.as_ref().map_err(|reason| CallError::Host {
+            tool: String::new(),
+            reason: format!("no tokenizer: {reason}"),
+        })
+    }
+
+    /// The output as the caller gets it: whole when it fits the token window, else its
+    /// first window and a cursor. Counts its tokens.
+    pub fn window(
+        &self,
+        tool: &str,
+        output: String,
+        passage: &mut Passage,
+    ) -> Result<(String, Option<WindowInfo>), CallError> {
+        let window = self.windows()?.first(tool, output);
+        Ok(framed(window, passage))
+    }
+
+    /// The next window of an output, for the built-in `read_more` tool.
+    pub fn read_more(
+        &self,
+        args: &str,
+        passage: &mut Passage,
+    ) -> Result<(String, Option<WindowInfo>), CallError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Args {
+            cursor: String,
+        }
+        let invalid =
+            |reason: String| CallError::InvalidArguments { tool: READ_MORE.to_owned(), reason };
+        let args: Args = serde_json::from_str(args)
+            .map_err(|e| invalid(format!("{e}; expected {{\"cursor\": \"...\"}}")))?;
+        let window = self.windows()?.next(&args.cursor).map_err(|e| invalid(e.to_string()))?;
+        Ok(framed(window, passage))
+    }
+
+    /// What the call teaches the ledger, the breakers and the loop detector; returns the
+    /// audit records of what they did (breakers that changed, a loop, a task budget used up,
+    /// alerts raised).
+    pub fn after(
+        &self,
+        id: u64,
+        call: &CallView,
+        outcome: &Result<CallResponse, CallError>,
+        passage: &Passage,
+        usage: &crate::budget::Usage,
+        redact: &dyn Fn(&str) -> String,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        // A call that ran, or a window read on, is charged (a refused call is not).
+        if passage.admitted.is_some() || passage.tokens > 0 {
+            let charged =
+                self.ledger.charge(&call.task, usage.fuel, usage.wall_time, passage.tokens);
+            if let Err(TaskBudgetError::Exceeded { budget, limit, used, .. }) = charged {
+                let message = format!(
+                    "task `{}` used up its {budget} budget (limit {limit}, used {used}); its \
+                     next call will be refused",
+                    call.task
+                );
+                let alert = Alert::new(AlertKind::BudgetExhausted, message);
+                events.push(self.raise(alert.with_tool(&call.tool).with_task(&call.task)));
+            } else if let Err(e) = charged {
+                tracing::error!("task ledger: {e}");
+            }
+        }
+        if let Err(CallError::Loop { tool, reason }) = outcome {
+            let (session, tool) = (call.session.clone(), tool.clone());
+            events.push(Event::Loop { call: id, session, tool, reason: reason.clone() });
+            let message = format!("session {}: {reason}", call.session);
+            let alert = Alert::new(AlertKind::LoopDetected, message).with_tool(&call.tool);
+            events.push(self.raise(alert.with_task(&call.task).with_session(&call.session)));
+        }
+        if !matches!(outcome, Err(CallError::UnknownTool(_) | CallError::InvalidArguments { .. })) {
+            let key = loops::Key::new(&call.tool, &call.args);
+            let error = outcome.as_ref().err().map(|e| redact(&e.to_string()));
+            self.loops.record(&call.session, &key, error.as_deref());
+        }
+        let Some(admitted) = passage.admitted else { return events };
+        let hash = outcome.as_ref().ok().map(|r| blake3::hash(r.output.as_bytes()).to_hex());
+        let result = breaker::Outcome {
+            ran: passage.ran,
+            tool_failed: outcome.as_ref().err().is_some_and(tool_to_blame),
+            failed: outcome.is_err(),
+            output: hash.as_ref().map(|h| h.as_str()),
+        };
+        let transitions = match self.breakers.record(&call.tool, &call.task, admitted, result) {
+            Ok(transitions) => transitions,
+            Err(e) => {
+                tracing::error!("breakers: {e}");
+                Vec::new()
+            }
+        };
+        for t in transitions {
+            if t.to == breaker::Position::Open {
+                let (kind, what) = match t.scope {
+                    breaker::Scope::Tool => (AlertKind::BreakerOpen, "tool"),
+                    breaker::Scope::Task => (AlertKind::TaskStopped, "task"),
+                };
+                let message = format!("{what} `{}`: circuit breaker opened: {}", t.name, t.reason);
+                let alert = Alert::new(kind, message).with_tool(&call.tool).with_task(&call.task);
+                events.push(self.raise(alert));
+            }
+            events.push(Event::Breaker {
+                scope: t.scope.name().to_owned(),
+                name: t.name,
+                from: t.from.name().to_owned(),
+                to: t.to.name().to_owned(),
+                reason: t.reason,
+            });
+        }
+        events
+    }
+
+    /// Adds the model tokens a caller reports to the task's ledger; an exhausted budget
+    /// refuses the task's next call.
+    pub fn add_model_tokens(&self, task: &str, tokens: u64) -> Result<(), CallError> {
+        match self.ledger.add_model_tokens(task, tokens) {
+            Ok(_) => Ok(()),
+            Err(error) => Err(task_budget("", error)),
+        }
+    }
+
+    /// Tells a person (stderr, the alert log, the webhook; never blocking) and returns the
+    /// audit record of it.
+    fn raise(&self, alert: Alert) -> Event {
+        let event = Event::Alert {
+            kind: alert.kind.name().to_owned(),
+            tool: alert.tool.clone(),
+            task: alert.task.clone(),
+            message: alert.message.clone(),
+        };
+        self.alerts.raise(alert);
+        event
+    }
+}
+
+/// The window's text and where it stands; `None` when the output came whole.
+fn framed(window: Window, passage: &mut Passage) -> (String, Option<WindowInfo>) {
+    passage.tokens = window.window_tokens;
+    let whole = window.offset == 0 && window.text.len() as u64 == window.total_bytes;
+    let info = (!whole).then(|| WindowInfo {
+        cursor: window.cursor.clone(),
+        offset: window.offset,
+        total_bytes: window.total_bytes,
+        total_tokens: window.total_tokens,
+        tokens: window.window_tokens,
+    });
+    (window.text, info)
+}
+
+fn task_budget(tool: &str, error: TaskBudgetError) -> CallError {
+    match error {
+        TaskBudgetError::Exceeded { task, budget, limit, used } => {
+            CallError::TaskBudget { task, budget, limit, used }
+        }
+        TaskBudgetError::State(e) => host_error(tool, e),
+    }
+}
+
+fn host_error(tool: &str, error: impl std::fmt::Display) -> CallError {
+    CallError::Host { tool: tool.to_owned(), reason: error.to_string() }
+}
+
+/// Whether the tool (not the agent, a policy or a person) is to blame for `error`. A tool
+/// reports `denied` or `invalid-input` for refusals it passes on; `failed` is its own.
+fn tool_to_blame(error: &CallError) -> bool {
+    match error {
+        CallError::Budget(_) | CallError::Trapped { .. } | CallError::BadOutput { .. } => true,
+        CallError::Tool { kind, .. } => *kind == ToolErrorKind::Failed,
+        CallError::RollbackFailed { cause, .. } => tool_to_blame(cause),
+        _ => false,
+    }
+}
