@@ -117,6 +117,15 @@ demo: plugins
     {"tool": "ok", "session": "agent-7", "task": "loop"}
     {"tool": "ok", "session": "agent-7", "task": "loop"}
     {"tool": "ok", "session": "agent-7", "task": "loop"}
+    # a tool returns 10 MB: the agent gets the first 8000-token window and a cursor...
+    {"tool": "lines", "args": {"count": 250000}, "budgets": {"output": "16 MiB"}, "task": "big"}
+    # ...and reads on exactly where it stopped
+    {"tool": "read_more", "args": {"cursor": "$last"}, "task": "big"}
+    # a task's token budget (2,000,000 by default) counts tool output and the model's own
+    # tokens, as the caller reports them: the third step is over it
+    {"tool": "ok", "task": "essay", "model_tokens": 900000}
+    {"tool": "ok", "task": "essay", "model_tokens": 900000}
+    {"tool": "ok", "task": "essay", "model_tokens": 900000}
     SESSION
     printf '\n\033[1m== the audit log: every call above, chained with blake3 and signed\033[0m\n'
     demo="{{moat}} --config target/demo/moat.toml"

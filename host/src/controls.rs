@@ -15,7 +15,8 @@ use crate::state::StateDb;
 use crate::task_budget::{TaskBudgetError, TaskLedger};
 use crate::tokens::Tokenizer;
 use crate::window::{Window, Windows};
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The name of the built-in tool that reads on in a windowed output.
 pub const READ_MORE: &str = "read_more";
@@ -40,6 +41,8 @@ pub(crate) struct Controls {
     alerts: Alerts,
     /// Built on first use: building an encoding takes a noticeable fraction of a second.
     windows: OnceLock<Result<Windows, String>>,
+    /// Tasks whose used-up budgets a person was told of (once each).
+    told: Mutex<HashSet<(String, &'static str)>>,
     config: Config,
 }
 
@@ -63,6 +66,7 @@ impl Controls {
             ledger: TaskLedger::new(state, config.task.clone())?,
             alerts: Alerts::new(config.alerts.clone(), config.alert_log())?,
             windows: OnceLock::new(),
+            told: Mutex::new(HashSet::new()),
             config: config.clone(),
         })
     }
@@ -146,17 +150,16 @@ impl Controls {
         if passage.admitted.is_some() || passage.tokens > 0 {
             let charged =
                 self.ledger.charge(&call.task, usage.fuel, usage.wall_time, passage.tokens);
-            if let Err(TaskBudgetError::Exceeded { budget, limit, used, .. }) = charged {
-                let message = format!(
-                    "task `{}` used up its {budget} budget (limit {limit}, used {used}); its \
-                     next call will be refused",
-                    call.task
-                );
-                let alert = Alert::new(AlertKind::BudgetExhausted, message);
-                events.push(self.raise(alert.with_tool(&call.tool).with_task(&call.task)));
-            } else if let Err(e) = charged {
-                tracing::error!("task ledger: {e}");
+            match charged {
+                Err(TaskBudgetError::Exceeded { budget, limit, used, .. }) => {
+                    events.extend(self.used_up(call, budget, &limit, &used));
+                }
+                Err(e) => tracing::error!("task ledger: {e}"),
+                Ok(_) => {}
             }
+        }
+        if let Err(CallError::TaskBudget { budget, limit, used, .. }) = outcome {
+            events.extend(self.used_up(call, budget, limit, used));
         }
         if let Err(CallError::Loop { tool, reason }) = outcome {
             let (session, tool) = (call.session.clone(), tool.clone());
@@ -204,6 +207,30 @@ impl Controls {
             });
         }
         events
+    }
+
+    /// Tells a person, once per task and budget, that the task used it up.
+    fn used_up(
+        &self,
+        call: &CallView,
+        budget: &'static str,
+        limit: &str,
+        used: &str,
+    ) -> Option<Event> {
+        let mut told = self.told.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if told.len() > 100_000 {
+            told.clear();
+        }
+        if !told.insert((call.task.clone(), budget)) {
+            return None;
+        }
+        let message = format!(
+            "task `{}` used up its {budget} budget (limit {limit}, used {used}); its calls are \
+             refused",
+            call.task
+        );
+        let alert = Alert::new(AlertKind::BudgetExhausted, message);
+        Some(self.raise(alert.with_tool(&call.tool).with_task(&call.task)))
     }
 
     /// Adds the model tokens a caller reports to the task's ledger; an exhausted budget

@@ -147,3 +147,19 @@ fn batch_runs_every_call_on_one_host_and_reports_each_outcome() {
     assert!(stdout.contains("line 4: not a call: unknown field `arguments`"), "{stdout}");
     assert_eq!(out.status.code(), Some(1), "a malformed line makes the batch fail at the end");
 }
+
+#[test]
+fn every_toml_example_in_the_readme_is_a_valid_configuration() {
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 5, "{} blocks", blocks.len());
+    for block in blocks {
+        if let Err(error) = moat::Config::parse(block, std::path::Path::new("README.md")) {
+            panic!("{error}\nin:\n{block}");
+        }
+    }
+}
