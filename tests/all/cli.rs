@@ -151,11 +151,8 @@ fn batch_runs_every_call_on_one_host_and_reports_each_outcome() {
 #[test]
 fn every_toml_example_in_the_readme_is_a_valid_configuration() {
     let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
-    let blocks: Vec<&str> = readme
-        .split("```toml\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap())
-        .collect();
+    let blocks: Vec<&str> =
+        readme.split("```toml\n").skip(1).map(|rest| rest.split("```").next().unwrap()).collect();
     assert!(blocks.len() >= 5, "{} blocks", blocks.len());
     for block in blocks {
         if let Err(error) = moat::Config::parse(block, std::path::Path::new("README.md")) {
