@@ -233,10 +233,12 @@ impl Host {
         spent: &mut Spent,
     ) -> Result<CallResponse, CallError> {
         let tool = request.tool.as_str();
+        // The model's own tokens for this step count against the task's budget first.
         if let Some(tokens) = request.model_tokens {
             self.controls.add_model_tokens(&call.task, tokens)?;
         }
-        if found.is_none() && tool == READ_MORE {
+        // Reading on in a windowed output: its whole passed every check when it was made.
+        if tool == READ_MORE {
             let (output, window) = self.controls.read_more(&request.args, &mut spent.passage)?;
             let usage = Usage { output_bytes: output.len() as u64, ..Usage::default() };
             return Ok(CallResponse {
