@@ -3,15 +3,17 @@
 //! many consecutive failed calls or too many calls without a new successful result. Open
 //! refuses at once, saying why and when to retry; after the cool-down a bounded number of
 //! probes go through (half-open): a success closes it, a failure opens it again. The state
-//! lives in the state database, so a restart does not forget an open breaker.
+//! lives in the state database, so a restart does not forget an open breaker: a change of
+//! position is written at once; the counts that lead to one are written behind (at most
+//! `FLUSH` later, and when the breakers are dropped), so a call does not pay for a write.
 
 use crate::state::{StateDb, StateError};
 use crate::units::Millis;
 use rusqlite::OptionalExtension;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `[breakers]` in `moat.toml`.
 #[derive(Clone, Debug, Deserialize)]
@@ -209,10 +211,25 @@ pub struct Admitted {
     task_probe: bool,
 }
 
+/// How long counts may wait to be written.
+const FLUSH: Duration = Duration::from_secs(1);
+/// Breakers and results kept in memory; past this, they are written and forgotten.
+const KEPT: usize = 100_000;
+
 pub struct Breakers {
     db: Arc<StateDb>,
     config: BreakerConfig,
-    cache: Mutex<HashMap<(Scope, String), State>>,
+    cache: Mutex<Cache>,
+}
+
+/// The breakers in use, authoritative in this process, and what is still to be written.
+struct Cache {
+    states: HashMap<(Scope, String), State>,
+    dirty: HashSet<(Scope, String)>,
+    /// (task, output hash) pairs known to be stored or pending.
+    seen: HashSet<(String, String)>,
+    pending: Vec<(String, String)>,
+    flushed: Instant,
 }
 
 fn now_ms() -> u64 {
@@ -235,7 +252,14 @@ impl Breakers {
                     task TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (task, hash));",
             )
         })?;
-        Ok(Breakers { db, config, cache: Mutex::new(HashMap::new()) })
+        let cache = Cache {
+            states: HashMap::new(),
+            dirty: HashSet::new(),
+            seen: HashSet::new(),
+            pending: Vec::new(),
+            flushed: Instant::now(),
+        };
+        Ok(Breakers { db, config, cache: Mutex::new(cache) })
     }
 
     /// Lets a call through, or refuses it while the tool's or the task's breaker is open.
@@ -261,7 +285,7 @@ impl Breakers {
                         return Ok(Err(self.refusal(scope, name, &state, 0)));
                     }
                     state.probes -= 1;
-                    self.store(&mut cache, scope, name, state)?;
+                    self.store(&mut cache, scope, name, state, true)?;
                     true
                 }
             };
@@ -294,7 +318,7 @@ impl Breakers {
         let mut transitions = Vec::new();
         let state = self.load(&mut cache, Scope::Tool, tool)?;
         let (state, change) = self.tool_outcome(state, admitted.tool_probe, outcome);
-        self.store(&mut cache, Scope::Tool, tool, state)?;
+        self.store(&mut cache, Scope::Tool, tool, state, change.is_some())?;
         transitions.extend(change.map(|(from, to, reason)| Transition {
             scope: Scope::Tool,
             name: tool.to_owned(),
@@ -303,19 +327,15 @@ impl Breakers {
             reason,
         }));
         let progress = match outcome.output {
-            Some(hash) if !outcome.failed => {
-                self.db.with(|conn| {
-                    conn.execute(
-                        "INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)",
-                        (task, hash),
-                    )
-                })? > 0
-            }
+            Some(hash) if !outcome.failed => self.is_new(&mut cache, task, hash)?,
             _ => false,
         };
         let state = self.load(&mut cache, Scope::Task, task)?;
         let (state, change) = self.task_outcome(state, admitted.task_probe, outcome, progress);
-        self.store(&mut cache, Scope::Task, task, state)?;
+        self.store(&mut cache, Scope::Task, task, state, change.is_some())?;
+        if cache.flushed.elapsed() >= FLUSH {
+            self.flush(&mut cache)?;
+        }
         transitions.extend(change.map(|(from, to, reason)| Transition {
             scope: Scope::Task,
             name: task.to_owned(),
@@ -414,13 +434,52 @@ impl Breakers {
         (state, None)
     }
 
-    fn load(
-        &self,
-        cache: &mut HashMap<(Scope, String), State>,
-        scope: Scope,
-        name: &str,
-    ) -> Result<State, StateError> {
-        if let Some(state) = cache.get(&(scope, name.to_owned())) {
+    /// Whether `task` has not had this result before (and from now on, has).
+    fn is_new(&self, cache: &mut Cache, task: &str, hash: &str) -> Result<bool, StateError> {
+        let key = (task.to_owned(), hash.to_owned());
+        if cache.seen.contains(&key) {
+            return Ok(false);
+        }
+        let stored = self.db.with(|conn| {
+            conn.query_row(
+                "SELECT 1 FROM task_results WHERE task = ?1 AND hash = ?2",
+                (task, hash),
+                |_| Ok(()),
+            )
+            .optional()
+        })?;
+        if stored.is_none() {
+            cache.pending.push(key.clone());
+        }
+        cache.seen.insert(key);
+        Ok(stored.is_none())
+    }
+
+    /// Writes every count and result not yet written, in one transaction.
+    fn flush(&self, cache: &mut Cache) -> Result<(), StateError> {
+        let dirty: Vec<(Scope, String)> = cache.dirty.drain().collect();
+        let pending = std::mem::take(&mut cache.pending);
+        let states: Vec<(&(Scope, String), &State)> =
+            dirty.iter().filter_map(|key| cache.states.get(key).map(|s| (key, s))).collect();
+        self.db.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            for ((scope, name), state) in &states {
+                write(&tx, *scope, name, state)?;
+            }
+            for (task, hash) in &pending {
+                tx.execute(
+                    "INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)",
+                    (task, hash),
+                )?;
+            }
+            tx.commit()
+        })?;
+        cache.flushed = Instant::now();
+        Ok(())
+    }
+
+    fn load(&self, cache: &mut Cache, scope: Scope, name: &str) -> Result<State, StateError> {
+        if let Some(state) = cache.states.get(&(scope, name.to_owned())) {
             return Ok(state.clone());
         }
         let stored = self.db.with(|conn| {
@@ -445,37 +504,64 @@ impl Breakers {
         Ok(stored.unwrap_or_else(State::closed))
     }
 
+    /// Keeps `state`; writes it now if `now` (a change of position, a probe taken), else
+    /// with the next flush.
     fn store(
         &self,
-        cache: &mut HashMap<(Scope, String), State>,
+        cache: &mut Cache,
         scope: Scope,
         name: &str,
         state: State,
+        now: bool,
     ) -> Result<(), StateError> {
-        self.db.with(|conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO breakers
-                 (scope, name, position, consecutive, stale, recent, opened_at, reason, probes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                rusqlite::params![
-                    scope.name(),
-                    name,
-                    state.position.name(),
-                    state.consecutive,
-                    state.stale,
-                    state.recent,
-                    state.opened_at as i64,
-                    state.reason,
-                    state.probes
-                ],
-            )
-        })?;
-        if cache.len() > 100_000 {
-            cache.clear();
+        let key = (scope, name.to_owned());
+        if now {
+            self.db.with(|conn| write(conn, scope, name, &state))?;
+            cache.dirty.remove(&key);
+        } else {
+            cache.dirty.insert(key.clone());
         }
-        cache.insert((scope, name.to_owned()), state);
+        cache.states.insert(key, state);
+        if cache.states.len() > KEPT || cache.seen.len() > KEPT {
+            self.flush(cache)?;
+            cache.states.clear();
+            cache.seen.clear();
+        }
         Ok(())
     }
+}
+
+impl Drop for Breakers {
+    fn drop(&mut self) {
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = self.flush(&mut cache) {
+            tracing::error!("breaker counts not written: {e}");
+        }
+    }
+}
+
+fn write(
+    conn: &rusqlite::Connection,
+    scope: Scope,
+    name: &str,
+    state: &State,
+) -> rusqlite::Result<usize> {
+    conn.execute(
+        "INSERT OR REPLACE INTO breakers
+         (scope, name, position, consecutive, stale, recent, opened_at, reason, probes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            scope.name(),
+            name,
+            state.position.name(),
+            state.consecutive,
+            state.stale,
+            state.recent,
+            state.opened_at as i64,
+            state.reason,
+            state.probes
+        ],
+    )
 }
 
 fn open(mut state: State, reason: String) -> (State, Option<(Position, Position, String)>) {
