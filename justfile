@@ -135,6 +135,7 @@ demo: plugins
     step "roll the clean-up task back: files and rows restored from the log's before-images" "$demo task rollback batch"
     printf '\nthe workspace afterwards (as it was before the task):\n'
     (cd target/demo/workspace && find . -type f | sort | sed 's/^/  /')
+    step "calibration: what each confidence threshold would have escalated and let through" "$demo calibrate | sed -n '/^db_execute/,/suggested/p'"
     step "and the test orders are back" "$demo call db_query --args '{\"sql\": \"SELECT status, count(*) AS orders FROM orders GROUP BY status\"}'"
     rm -rf target/demo/tampered && cp -r target/demo/.moat/audit target/demo/tampered
     sed -i '0,/DELETE FROM orders WHERE status = .test./s//DELETE FROM orders WHERE status = '"'"'spam'"'"'/' target/demo/tampered/log.jsonl
