@@ -13,10 +13,11 @@ use crate::loops::{self, Loops};
 use crate::pipeline::CallResponse;
 use crate::state::StateDb;
 use crate::task_budget::{TaskBudgetError, TaskLedger};
-use crate::tokens::Tokenizer;
+use crate::tokens::{TokenError, Tokenizer};
 use crate::window::{Window, Windows};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 /// The name of the built-in tool that reads on in a windowed output.
 pub const READ_MORE: &str = "read_more";
@@ -39,8 +40,10 @@ pub(crate) struct Controls {
     loops: Loops,
     ledger: TaskLedger,
     alerts: Alerts,
-    /// Built on first use: building an encoding takes a noticeable fraction of a second.
+    /// Built on first use, from the tokenizer being built in the background since the host
+    /// started (building an encoding takes a noticeable fraction of a second).
     windows: OnceLock<Result<Windows, String>>,
+    tokenizer: Mutex<Option<JoinHandle<Result<Tokenizer, TokenError>>>>,
     /// Tasks whose used-up budgets a person was told of (once each).
     told: Mutex<HashSet<(String, &'static str)>>,
     config: Config,
@@ -66,6 +69,10 @@ impl Controls {
             ledger: TaskLedger::new(state, config.task.clone())?,
             alerts: Alerts::new(config.alerts.clone(), config.alert_log())?,
             windows: OnceLock::new(),
+            tokenizer: Mutex::new(Some(std::thread::spawn({
+                let kind = config.tokenizer;
+                move || Tokenizer::new(kind)
+            }))),
             told: Mutex::new(HashSet::new()),
             config: config.clone(),
         })
@@ -93,7 +100,12 @@ impl Controls {
 
     fn windows(&self) -> Result<&Windows, CallError> {
         let built = self.windows.get_or_init(|| {
-            let tokenizer = Tokenizer::new(self.config.tokenizer).map_err(|e| e.to_string())?;
+            let building = self.tokenizer.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let tokenizer = match building.map(JoinHandle::join) {
+                Some(Ok(built)) => built,
+                _ => Tokenizer::new(self.config.tokenizer),
+            };
+            let tokenizer = tokenizer.map_err(|e| e.to_string())?;
             Ok(Windows::new(self.config.window.clone(), tokenizer))
         });
         built.as_ref().map_err(|reason| CallError::Host {

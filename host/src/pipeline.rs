@@ -138,6 +138,8 @@ impl HostBuilder {
             Arc::new(Chain(gates)),
             self.escalator,
         );
+        // Started before the components compile: it builds its tokenizer meanwhile.
+        let controls = Controls::new(&config)?;
         let runtime = Runtime::new(engine, shared)?;
         let (registry, tool_errors) =
             Registry::load(&runtime, &config.plugins.tools, &config.budgets);
@@ -157,7 +159,6 @@ impl HostBuilder {
             false => None,
         };
         let tasks = Mutex::new(HashSet::new());
-        let controls = Controls::new(&config)?;
         let host =
             Host { runtime, config, registry, policies, grants, sessions, tasks, audit, controls };
         Ok((host, errors))
