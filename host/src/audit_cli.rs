@@ -155,7 +155,7 @@ fn verify(config: &Config, dir: &Path, key: Option<String>) -> Result<ExitCode> 
     match report.problem {
         None => {
             println!(
-                "ok: {} records, {} blob references, {} signed checkpoints (signed up to record \
+                "ok: {} records, {} blobs, {} signed checkpoints (signed up to record \
                  {}) in {}",
                 report.records,
                 report.blobs,
