@@ -132,6 +132,25 @@ impl CallError {
             _ => None,
         }
     }
+
+    /// The error's kind, one snake_case word, as the audit log and the MCP server name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::UnknownTool(_) => "unknown_tool",
+            CallError::InvalidArguments { .. } => "invalid_arguments",
+            CallError::Budget(_) => "budget",
+            CallError::Trapped { .. } => "trapped",
+            CallError::Tool { .. } => "tool_error",
+            CallError::BadOutput { .. } => "bad_output",
+            CallError::Denied { .. } => "denied",
+            CallError::RollbackFailed { .. } => "rollback_failed",
+            CallError::Host { .. } => "host",
+            CallError::Audit { .. } => "audit",
+            CallError::Breaker(_) => "breaker",
+            CallError::Loop { .. } => "loop",
+            CallError::TaskBudget { .. } => "task_budget",
+        }
+    }
 }
 
 /// When a call was refused.

@@ -23,6 +23,7 @@ mod exec;
 pub mod facts;
 pub mod guard;
 pub mod loops;
+pub mod mcp;
 mod pipeline;
 pub mod plugin;
 pub mod registry;

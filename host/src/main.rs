@@ -1,5 +1,5 @@
-//! The `moat` command: list and call tools, run a batch of calls, read and verify the audit
-//! log, roll a task back, turn core modules into components.
+//! The `moat` command: list and call tools, run a batch of calls, serve the tools over MCP,
+//! read and verify the audit log, roll a task back, turn core modules into components.
 //!
 //! Exit status: 0 on success, 1 when moat itself cannot start (config, arguments), 2 when a
 //! call is refused or fails (unknown tool, bad arguments, a budget, a trap, a tool error).
@@ -10,6 +10,7 @@ use moat::units::{ByteSize, Millis};
 use moat::{BudgetOverrides, CallError, CallRequest, Config, Host, Usage};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 mod approvals_cli;
 mod audit_cli;
@@ -99,6 +100,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the tools to an agent over MCP (Model Context Protocol)
+    ///
+    /// `--stdio`: one client on standard input and output, newline-delimited JSON-RPC, as
+    /// MCP clients launch servers. Logs go to standard error only.
+    Serve {
+        /// Serve one client on standard input and output
+        #[arg(long)]
+        stdio: bool,
+        /// Serve streamable HTTP at this address (not yet available)
+        #[arg(long, value_name = "ADDR", conflicts_with = "stdio")]
+        http: Option<String>,
+    },
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -186,11 +199,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             Ok(call(&host, &request))
         }
+        Command::Serve { stdio, http } => {
+            if let Some(address) = http {
+                anyhow::bail!(
+                    "--http {address}: not yet: stage 2 of the MCP server; use --stdio for now"
+                );
+            }
+            if !stdio {
+                anyhow::bail!("say how to serve: --stdio (standard input and output)");
+            }
+            let host = Arc::new(start(cli.config.as_deref(), cli.tool_dirs)?);
+            serve_stdio(host)
+        }
         Command::Batch { file } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             batch(&host, &file)
         }
     }
+}
+
+/// Serves MCP on standard input and output until the client closes its end. Calls run on
+/// blocking threads; the runtime only moves messages.
+fn serve_stdio(host: Arc<Host>) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("moat-mcp")
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(moat::mcp::serve_stdio(host));
+    // A read of a terminal's standard input cannot be cancelled: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The configuration: the file given, else `./moat.toml` if present, else the defaults.

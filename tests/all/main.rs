@@ -13,6 +13,7 @@ mod escalation;
 mod guards;
 mod http_capability;
 mod loading;
+mod mcp;
 mod policies;
 mod reliability;
 mod rollback;

@@ -209,20 +209,5 @@ fn redact_json(value: &serde_json::Value, secrets: &Revealed) -> serde_json::Val
 
 /// The error's kind, as the audit log names it.
 fn kind(error: &CallError) -> String {
-    match error {
-        CallError::UnknownTool(_) => "unknown_tool",
-        CallError::InvalidArguments { .. } => "invalid_arguments",
-        CallError::Budget(_) => "budget",
-        CallError::Trapped { .. } => "trapped",
-        CallError::Tool { .. } => "tool_error",
-        CallError::BadOutput { .. } => "bad_output",
-        CallError::Denied { .. } => "denied",
-        CallError::RollbackFailed { .. } => "rollback_failed",
-        CallError::Host { .. } => "host",
-        CallError::Audit { .. } => "audit",
-        CallError::Breaker(_) => "breaker",
-        CallError::Loop { .. } => "loop",
-        CallError::TaskBudget { .. } => "task_budget",
-    }
-    .to_owned()
+    error.kind().to_owned()
 }

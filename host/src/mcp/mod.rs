@@ -1,0 +1,204 @@
+//! moat as an MCP server: every loaded tool as an MCP tool, every call through
+//! [`Host::run`].
+//!
+//! - `tools/list`: one tool per [`crate::ToolSpec`] (its JSON Schema as `inputSchema`, its
+//!   effects as annotations), plus the built-in `read_more`.
+//! - `tools/call`: a [`CallRequest`] from the arguments and the request's `_meta` (the keys
+//!   are in [`meta`]), run on a blocking thread. Without `moat/task`, the call's task is the
+//!   MCP session: one per connection.
+//! - Every refusal or failure of a call ([`CallError`]) is a tool result with
+//!   `isError: true`, its text and `structuredContent` `{"error": {"kind", "message",
+//!   "retryable", "hint"}}`, so the model can read it and act. So is an unknown tool: the
+//!   spec counts it among protocol errors, but clients show protocol errors to the model
+//!   opaquely, while this answer lists the tools there are. JSON-RPC errors are kept for
+//!   requests that are malformed: a line that is not JSON (`-32700`), a message that is
+//!   not a request (`-32600`), a `_meta` key of the wrong type (`-32602`).
+//!
+//! Nothing here grants permissions, loads plugins or changes policies: the server offers
+//! the tools the configuration loaded, under the configuration's rules.
+
+pub mod meta;
+pub mod result;
+mod stdio;
+
+pub use stdio::{serve_io, serve_stdio};
+
+use crate::audit::AuditError;
+use crate::{CallError, CallRequest, CallResponse, Host};
+use meta::CallMeta;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Tasks one connection remembers having seen; past this, it forgets them all.
+const TASKS: usize = 10_000;
+
+const INSTRUCTIONS: &str = "moat runs each tool sandboxed, under budgets and policies. A \
+refused call comes back as an error result whose structuredContent.error says the kind, \
+whether retrying can help, and what to do instead. When an output is too long, the answer \
+says so and gives a cursor: call read_more with it to read on. Optional _meta keys of \
+tools/call: moat/task, moat/session, moat/confidence (0 to 1), moat/reasoning, \
+moat/modelTokens, moat/prompt (the task's prompt), moat/taskOutput (ends the task).";
+
+/// Why serving stopped other than by the client closing the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the MCP session did not start: {0}")]
+    Start(String),
+    #[error("the MCP server failed: {0}")]
+    Failed(String),
+}
+
+/// The MCP server of one connection, over a shared [`Host`].
+pub struct McpServer {
+    host: Arc<Host>,
+    /// The MCP session's id: the task of calls that name none.
+    session: String,
+    /// Tasks seen on this connection: a task's prompt is recorded the first time.
+    tasks: Mutex<HashSet<String>>,
+}
+
+impl McpServer {
+    /// A server for one connection; `session` names it (in the audit log, as the task of
+    /// calls without `moat/task`).
+    pub fn new(host: Arc<Host>, session: String) -> McpServer {
+        McpServer { host, session, tasks: Mutex::new(HashSet::new()) }
+    }
+
+    /// A server for one connection, with a fresh random session id (`mcp-` and 16 hex
+    /// digits).
+    pub fn with_random_session(host: Arc<Host>) -> McpServer {
+        let mut bytes = [0u8; 8];
+        // Without randomness the id is still unique enough per process: the time.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default();
+            bytes = nanos.to_le_bytes();
+        }
+        McpServer::new(host, format!("mcp-{}", hex::encode(bytes)))
+    }
+
+    /// The session id: the default task.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// Whether this connection sees `task` for the first time (and from now on, knows it).
+    fn first_seen(&self, task: &str) -> bool {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tasks.len() >= TASKS {
+            tasks.clear();
+        }
+        tasks.insert(task.to_owned())
+    }
+
+    fn forget(&self, task: &str) {
+        self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(task);
+    }
+
+    fn tool_names(&self) -> Vec<String> {
+        self.host.tools().map(|tool| tool.name.clone()).collect()
+    }
+}
+
+/// One call as the blocking thread runs it: the task's start (with its prompt) when this is
+/// the task's first call here, the call, and the task's end when the caller says so.
+struct Job {
+    request: CallRequest,
+    task: String,
+    prompt: Option<String>,
+    task_output: Option<String>,
+}
+
+/// The call's outcome, and a note when the task's end could not be recorded.
+fn run_job(host: &Host, job: Job) -> (Result<CallResponse, CallError>, Option<String>) {
+    let audit_error = |e: AuditError| CallError::Audit {
+        tool: job.request.tool.clone(),
+        reason: format!("cannot record the start of task `{}`: {e}", job.task),
+    };
+    let outcome = match job.prompt.as_deref() {
+        Some(prompt) => host.start_task(&job.task, Some(prompt)).map_err(audit_error),
+        None => Ok(()),
+    }
+    .and_then(|()| host.run(&job.request));
+    let note = job.task_output.as_deref().and_then(|output| {
+        host.end_task(&job.task, Some(output))
+            .err()
+            .map(|e| format!("[moat] the end of task `{}` could not be recorded: {e}", job.task))
+    });
+    (outcome, note)
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        info.server_info = Implementation::new("moat", env!("CARGO_PKG_VERSION"));
+        info.with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let mut tools: Vec<_> = self.host.tools().map(result::tool).collect();
+        tools.push(result::read_more());
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        // The SDK moves the request's `_meta` to the context; read both, the request last.
+        let mut fields = context.meta.0 .0.clone();
+        if let Some(meta) = &request.meta {
+            fields.extend(meta.0 .0.clone());
+        }
+        let meta =
+            CallMeta::parse(&fields).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let task = meta.task.unwrap_or_else(|| self.session.clone());
+        let first = self.first_seen(&task);
+        let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
+        let ends = meta.task_output.is_some();
+        let job = Job {
+            request: CallRequest {
+                tool: request.name.to_string(),
+                args,
+                task: Some(task.clone()),
+                session: meta.session,
+                confidence: meta.confidence,
+                reasoning: meta.reasoning,
+                model_tokens: meta.model_tokens,
+                budgets: Default::default(),
+            },
+            task: task.clone(),
+            prompt: meta.prompt.filter(|_| first),
+            task_output: meta.task_output,
+        };
+        let host = self.host.clone();
+        let (outcome, note) =
+            tokio::task::spawn_blocking(move || run_job(&host, job)).await.map_err(|e| {
+                ErrorData::internal_error(format!("the call did not finish: {e}"), None)
+            })?;
+        if ends {
+            self.forget(&task);
+        }
+        let mut answer = match &outcome {
+            Ok(response) => result::success(response),
+            Err(error) => result::refusal(error, &self.tool_names()),
+        };
+        if let Some(note) = note {
+            answer.content.push(rmcp::model::ContentBlock::text(note));
+        }
+        Ok(answer.into())
+    }
+}

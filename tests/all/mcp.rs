@@ -1,0 +1,353 @@
+//! `moat serve --stdio`: an MCP client's view. Each test starts the real binary and talks
+//! newline-delimited JSON-RPC to it: the handshake, the tool list with schemas and
+//! annotations, calls that succeed, calls refused for every kind of reason (as tool results
+//! with `isError`, never as protocol errors), protocol errors for what is not a request, the
+//! `_meta` conventions reaching the audit log, and a clean exit when the client hangs up.
+
+use crate::support::built;
+use moat::audit::read::{lines, Line};
+use moat::audit::{self, Event};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+/// How long any one answer may take.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// Lines read while looking for one answer, at most.
+const MAX_LINES: usize = 100;
+
+/// A minimal MCP client over a `moat serve --stdio` child process.
+struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    next_id: u64,
+}
+
+impl Client {
+    /// Starts `moat serve --stdio` over the example tools and the test plugins, with `toml`
+    /// added to its configuration; its state lives in `dir/state`. Initialized.
+    fn start(dir: &Path, toml: &str) -> Client {
+        let mut client = Client::spawn(dir, toml);
+        let init = client.request(
+            "initialize",
+            json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "moat-tests", "version": "0"}
+            }),
+        );
+        assert_eq!(init["result"]["serverInfo"]["name"], "moat", "{init}");
+        assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+        client.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
+        client
+    }
+
+    fn spawn(dir: &Path, toml: &str) -> Client {
+        let tools = built("tools").display().to_string();
+        let tests = built("tests").display().to_string();
+        let config = dir.join("moat.toml");
+        let text = format!(
+            "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}, {tests:?}]\n\
+             policies = \"none\"\n{toml}"
+        );
+        std::fs::write(&config, text).unwrap();
+        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .current_dir(dir)
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--stdio"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("moat starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, lines) = mpsc::channel();
+        // Ends by itself when moat closes its standard output.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Client { child, stdin, lines, next_id: 1 }
+    }
+
+    /// Writes one line.
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next line moat writes, as JSON; fails after [`TIMEOUT`].
+    fn next(&self) -> Value {
+        let line = self.lines.recv_timeout(TIMEOUT).expect("moat answers in time");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// The answer to the request with `id`, skipping notifications.
+    fn answer(&self, id: &Value) -> Value {
+        for _ in 0..MAX_LINES {
+            let message = self.next();
+            if &message["id"] == id {
+                return message;
+            }
+        }
+        panic!("no answer to request {id} in {MAX_LINES} lines");
+    }
+
+    /// Sends a request and returns the whole answer (`result` or `error`).
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = json!(self.next_id);
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.send(&request.to_string());
+        self.answer(&id)
+    }
+
+    /// Calls a tool, with `meta` as the request's `_meta`; returns the result.
+    fn call(&mut self, tool: &str, args: Value, meta: Value) -> Value {
+        let answer =
+            self.request("tools/call", json!({"name": tool, "arguments": args, "_meta": meta}));
+        assert!(answer["error"].is_null(), "a protocol error: {answer}");
+        answer["result"].clone()
+    }
+
+    /// Closes moat's standard input and waits (bounded) for it to exit.
+    fn hang_up(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        let start = Instant::now();
+        while start.elapsed() < TIMEOUT {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("moat did not exit within {TIMEOUT:?} of its input closing");
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The text of a tool result's first content block.
+fn text(result: &Value) -> String {
+    result["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The `structuredContent.error` of a refused call, checked to be an error result.
+fn refusal(result: &Value) -> Value {
+    assert_eq!(result["isError"], true, "{result}");
+    let error = result["structuredContent"]["error"].clone();
+    assert!(error["message"].is_string() && error["retryable"].is_boolean(), "{result}");
+    error
+}
+
+#[test]
+fn tools_list_offers_each_tool_with_its_schema_and_annotations_and_read_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    let answer = client.request("tools/list", json!({}));
+    let tools = answer["result"]["tools"].as_array().expect("a list of tools").clone();
+    let tool = |name: &str| {
+        tools.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name}: {answer}"))
+    };
+    let echo = tool("echo");
+    assert_eq!(echo["description"], "Returns the text it is given, unchanged.");
+    assert_eq!(echo["inputSchema"]["required"], json!(["text"]));
+    assert_eq!(echo["annotations"]["readOnlyHint"], true);
+    let remove = tool("fs_remove");
+    assert_eq!(remove["annotations"]["readOnlyHint"], false);
+    assert_eq!(remove["annotations"]["destructiveHint"], true);
+    assert_eq!(tool("http_send")["annotations"]["openWorldHint"], true, "{answer}");
+    let read_more = tool("read_more");
+    assert_eq!(read_more["inputSchema"]["required"], json!(["cursor"]));
+    assert_eq!(read_more["annotations"]["readOnlyHint"], true);
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn a_call_returns_the_output_as_text_and_an_object_as_structured_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    let result = client.call("echo", json!({"text": "hi"}), json!({}));
+    assert_eq!(result["isError"], false, "{result}");
+    assert_eq!(text(&result), r#""hi""#);
+    assert!(result.get("structuredContent").is_none(), "a string is not an object: {result}");
+    let result = client.call("csv_stats", json!({"csv": "a,b\n1,2\n3,4\n"}), json!({}));
+    assert_eq!(result["isError"], false, "{result}");
+    assert!(result["structuredContent"].is_object(), "{result}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn a_long_output_says_how_to_read_on_and_read_more_reads_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "[window]\ntokens = 200\n");
+    let first = client.call("lines", json!({"count": 200}), json!({}));
+    assert_eq!(first["isError"], false, "{first}");
+    let how = first["content"][1]["text"].as_str().expect("a second block").to_owned();
+    assert!(how.contains("The output continues") && how.contains("read_more"), "{how}");
+    let cursor = first["_meta"]["moat/window"]["cursor"].as_str().expect("a cursor").to_owned();
+    assert!(how.contains(&cursor), "{how}");
+    let next = client.call("read_more", json!({"cursor": cursor}), json!({}));
+    assert_eq!(next["isError"], false, "{next}");
+    assert!(!text(&next).is_empty());
+    assert!(next["_meta"]["moat/window"]["offset"].as_u64().unwrap() > 0, "{next}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn a_call_over_its_fuel_budget_is_an_error_result_of_kind_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "[budgets]\nfuel = 1_000_000\n");
+    let result = client.call("spin", json!({}), json!({}));
+    let error = refusal(&result);
+    assert_eq!(error["kind"], "budget");
+    assert_eq!(error["retryable"], false);
+    assert!(text(&result).contains("exceeded its fuel budget"), "{result}");
+    // The server keeps serving.
+    assert_eq!(client.call("echo", json!({"text": "on"}), json!({}))["isError"], false);
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn a_high_stakes_call_without_confidence_is_denied_and_with_too_little_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "[confidence]\nhigh = 0.8\n");
+    let args = json!({"grant": "data", "path": "keep.txt"});
+    let result = client.call("fs_remove", args.clone(), json!({}));
+    let error = refusal(&result);
+    assert_eq!(error["kind"], "denied");
+    assert!(text(&result).contains("no confidence was given"), "{result}");
+    let result = client.call("fs_remove", args, json!({"moat/confidence": 0.42}));
+    assert!(text(&result).contains("confidence 0.42 is below 0.80"), "{result}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn arguments_failing_the_schema_are_an_error_result_of_kind_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    let result = client.call("echo", json!({"text": 42}), json!({}));
+    let error = refusal(&result);
+    assert_eq!(error["kind"], "invalid_arguments");
+    assert!(text(&result).contains("invalid arguments for `echo`"), "{result}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn an_unknown_tool_is_an_error_result_listing_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    let result = client.call("nope", json!({}), json!({}));
+    let error = refusal(&result);
+    assert_eq!(error["kind"], "unknown_tool");
+    assert!(error["tools"].as_array().unwrap().iter().any(|t| t == "echo"), "{result}");
+    assert!(text(&result).contains("the tools are: "), "{result}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn a_line_that_is_not_json_gets_a_parse_error_and_serving_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    client.send("{\"jsonrpc\": \"2.0\", \"id\": 99, \"method\": ");
+    let error = client.next();
+    assert_eq!(error["error"]["code"], -32700, "{error}");
+    assert!(error["id"].is_null(), "{error}");
+    // A `_meta` key of the wrong type is the client's mistake: invalid params.
+    let answer = client.request(
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "x"}, "_meta": {"moat/confidence": "high"}}),
+    );
+    assert_eq!(answer["error"]["code"], -32602, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("moat/confidence"));
+    assert_eq!(client.call("echo", json!({"text": "still here"}), json!({}))["isError"], false);
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn meta_names_the_task_and_records_its_prompt_and_output_in_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    let meta = json!({
+        "moat/task": "task-42", "moat/prompt": "say hi", "moat/reasoning": "asked to",
+        "moat/confidence": 0.9, "moat/modelTokens": 120
+    });
+    assert_eq!(client.call("echo", json!({"text": "hi"}), meta)["isError"], false);
+    let end = json!({"moat/task": "task-42", "moat/taskOutput": "said hi"});
+    assert_eq!(client.call("echo", json!({"text": "bye"}), end)["isError"], false);
+    // Without a task id, the task is the MCP session.
+    assert_eq!(client.call("echo", json!({"text": "x"}), json!({}))["isError"], false);
+    assert!(client.hang_up().success());
+
+    let events: Vec<Event> = lines(&audit::log_path(&dir.path().join("state/audit")))
+        .unwrap()
+        .filter_map(|line| match line.unwrap() {
+            Line::Record { record, .. } => Some(record.event),
+            _ => None,
+        })
+        .collect();
+    let tasks: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Call { task, .. } => Some(task.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(&tasks[..2], ["task-42", "task-42"], "{events:?}");
+    assert!(tasks[2].starts_with("mcp-"), "{tasks:?}");
+    let starts = events
+        .iter()
+        .filter(|e| matches!(e, Event::TaskStart { task, prompt: Some(_) } if task == "task-42"));
+    assert_eq!(starts.count(), 1, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::TaskEnd { task, output: Some(_) } if task == "task-42")),
+        "{events:?}"
+    );
+    let confident = events.iter().any(
+        |e| matches!(e, Event::Call { confidence: Some(c), reasoning: Some(_), .. } if *c == 0.9),
+    );
+    assert!(confident, "{events:?}");
+}
+
+#[test]
+fn the_client_closing_its_end_stops_the_server_with_status_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::start(dir.path(), "");
+    let status = client.hang_up();
+    assert!(status.success(), "{status:?}");
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn serve_without_stdio_or_with_http_says_what_is_available() {
+    let out = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .output()
+        .expect("moat runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not yet: stage 2"));
+    let out = Command::new(env!("CARGO_BIN_EXE_moat")).arg("serve").output().expect("moat runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stdio"));
+}
