@@ -51,6 +51,10 @@ pub struct CallView {
     /// Every verdict and escalation of the call so far, for the audit log.
     #[serde(skip)]
     pub(crate) notes: Mutex<Vec<Note>>,
+    /// Who decides this call's escalations, when not the host's escalator (an MCP client
+    /// that can ask its user).
+    #[serde(skip)]
+    pub(crate) escalator: crate::escalation::Override,
 }
 
 /// Something a check or a person decided about a call, as the audit log records it.

@@ -103,6 +103,9 @@ pub enum CallError {
     /// A check refused the call: before it ran, or after (its effects were rolled back).
     #[error("tool `{tool}` was refused {stage}: {reason}")]
     Denied { tool: String, stage: Stage, reason: String },
+    /// A check asked a person, and the person said no (or did not answer in time).
+    #[error("tool `{tool}` was refused {stage}: {reason}")]
+    Declined { tool: String, stage: Stage, reason: String },
     /// The call failed and undoing its effects failed too: the problems say what is left.
     #[error("{cause}; and undoing its effects failed: {problems}")]
     RollbackFailed { cause: Box<CallError>, problems: String },
@@ -143,6 +146,7 @@ impl CallError {
             CallError::Tool { .. } => "tool_error",
             CallError::BadOutput { .. } => "bad_output",
             CallError::Denied { .. } => "denied",
+            CallError::Declined { .. } => "escalation_declined",
             CallError::RollbackFailed { .. } => "rollback_failed",
             CallError::Host { .. } => "host",
             CallError::Audit { .. } => "audit",

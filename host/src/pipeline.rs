@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::controls::{Controls, Passage, WindowInfo, READ_MORE};
 use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Note, Verdict};
 use crate::error::{CallError, LoadError, Stage};
-use crate::escalation::{escalate, DenyAll, Escalator};
+use crate::escalation::{escalate, DenyAll, Escalator, NotApproved, Override};
 use crate::exec::{self, Runtime};
 use crate::facts::Facts;
 use crate::guard::Policies;
@@ -210,8 +210,20 @@ impl Host {
 
     /// Runs one call through the pipeline, recorded in the audit log from end to end.
     pub fn run(&self, request: &CallRequest) -> Result<CallResponse, CallError> {
+        self.run_with(request, None)
+    }
+
+    /// [`Host::run`], with the call's escalations decided by `escalator` instead of the
+    /// host's (an MCP client that can ask its user, for a call it made).
+    pub fn run_with(
+        &self,
+        request: &CallRequest,
+        escalator: Option<Arc<dyn Escalator>>,
+    ) -> Result<CallResponse, CallError> {
         let found = self.registry.get(&request.tool);
-        let call = Arc::new(self.view(request, found.map(|(_, spec)| spec)));
+        let mut view = self.view(request, found.map(|(_, spec)| spec));
+        view.escalator = Override(escalator);
+        let call = Arc::new(view);
         // 0. The call is recorded before anything happens: a call the log cannot record does
         //    not run.
         let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
@@ -417,6 +429,7 @@ impl Host {
             history,
             shadow: Mutex::default(),
             notes: Mutex::default(),
+            escalator: Override::default(),
         }
     }
 
@@ -455,7 +468,7 @@ impl Host {
         };
         call.note(note(Verdict::Escalate(reason.clone())));
         escalate(self.runtime.shared.escalator.as_ref(), call, "confidence", &reason)
-            .map_err(|reason| refused(call, Stage::BeforeCall, reason))
+            .map_err(|refusal| not_approved(call, Stage::BeforeCall, refusal))
     }
 
     fn check_call(&self, call: &CallView) -> Result<(), CallError> {
@@ -465,7 +478,7 @@ impl Host {
             Verdict::Deny(reason) => Err(refused(call, Stage::BeforeCall, reason)),
             Verdict::Escalate(reason) => {
                 escalate(self.runtime.shared.escalator.as_ref(), call, "check-call", &reason)
-                    .map_err(|reason| refused(call, Stage::BeforeCall, reason))
+                    .map_err(|refusal| not_approved(call, Stage::BeforeCall, refusal))
             }
         }
     }
@@ -478,7 +491,7 @@ impl Host {
             Verdict::Escalate(reason) => {
                 escalate(self.runtime.shared.escalator.as_ref(), call, "check-result", &reason)
                     .map(|()| output)
-                    .map_err(|reason| refused(call, Stage::AfterCall, reason))
+                    .map_err(|refusal| not_approved(call, Stage::AfterCall, refusal))
             }
         }
     }
@@ -511,6 +524,14 @@ impl Host {
 
 fn refused(call: &CallView, stage: Stage, reason: String) -> CallError {
     CallError::Denied { tool: call.tool.clone(), stage, reason }
+}
+
+/// A person declined (`Declined`); with nobody to ask, the escalation is a plain `Denied`.
+fn not_approved(call: &CallView, stage: Stage, refusal: NotApproved) -> CallError {
+    match refusal.asked {
+        true => CallError::Declined { tool: call.tool.clone(), stage, reason: refusal.reason },
+        false => refused(call, stage, refusal.reason),
+    }
 }
 
 /// Undoes the call's staged effects and returns `cause`, or says what could not be undone.

@@ -168,6 +168,19 @@ fn an_escalation_with_nobody_to_ask_is_a_deny() {
 }
 
 #[test]
+fn a_person_declining_is_an_escalation_declined_refusal_not_a_policy_deny() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    for point in ["call", "result"] {
+        let host = sandbox.host_with(Person::new(false));
+        let error = host.call("fs_write", &write(json!({ point: "escalate" }))).unwrap_err();
+        assert_eq!(error.kind(), "escalation_declined", "{point}: {error}");
+        assert!(matches!(error, moat::CallError::Declined { .. }), "{point}: {error:?}");
+    }
+    let error = sandbox.host().call("fs_write", &write(json!({"call": "deny"}))).unwrap_err();
+    assert_eq!(error.kind(), "denied", "{error}");
+}
+
+#[test]
 fn a_rewrite_replaces_the_output_and_a_rewrite_that_is_not_json_denies() {
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
     let host = sandbox.host();

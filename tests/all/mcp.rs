@@ -31,12 +31,17 @@ impl Client {
     /// Starts `moat serve --stdio` over the example tools and the test plugins, with `toml`
     /// added to its configuration; its state lives in `dir/state`. Initialized.
     fn start(dir: &Path, toml: &str) -> Client {
+        Client::start_with(dir, toml, json!({}))
+    }
+
+    /// [`Client::start`], declaring the client `capabilities`.
+    fn start_with(dir: &Path, toml: &str, capabilities: Value) -> Client {
         let mut client = Client::spawn(dir, toml);
         let init = client.request(
             "initialize",
             json!({
                 "protocolVersion": "2025-06-18",
-                "capabilities": {},
+                "capabilities": capabilities,
                 "clientInfo": {"name": "moat-tests", "version": "0"}
             }),
         );
@@ -107,11 +112,17 @@ impl Client {
 
     /// Sends a request and returns the whole answer (`result` or `error`).
     fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.send_request(method, params);
+        self.answer(&id)
+    }
+
+    /// Sends a request without waiting for its answer; returns its id.
+    fn send_request(&mut self, method: &str, params: Value) -> Value {
         let id = json!(self.next_id);
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         self.send(&request.to_string());
-        self.answer(&id)
+        id
     }
 
     /// Calls a tool, with `meta` as the request's `_meta`; returns the result.
@@ -237,6 +248,47 @@ fn a_high_stakes_call_without_confidence_is_denied_and_with_too_little_too() {
     assert!(text(&result).contains("no confidence was given"), "{result}");
     let result = client.call("fs_remove", args, json!({"moat/confidence": 0.42}));
     assert!(text(&result).contains("confidence 0.42 is below 0.80"), "{result}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
+fn an_escalation_is_put_to_a_client_that_can_elicit_and_its_users_answer_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[confidence]\nhigh = 0.8\n[tools.echo]\nstakes = \"high\"\n";
+    let mut client = Client::start_with(dir.path(), toml, json!({"elicitation": {}}));
+    for (answer, refused) in [("accept", false), ("decline", true), ("cancel", true)] {
+        let args = json!({"name": "echo", "arguments": {"text": answer}});
+        let id = client.send_request("tools/call", args);
+        let question = client.next();
+        assert_eq!(question["method"], "elicitation/create", "{question}");
+        let message = question["params"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("tool: echo"), "{message}");
+        assert!(message.contains("no confidence was given"), "{message}");
+        let reply = json!({"jsonrpc": "2.0", "id": question["id"], "result": {
+            "action": answer, "content": {"note": format!("{answer} in a test")}}});
+        client.send(&reply.to_string());
+        let result = client.answer(&id)["result"].clone();
+        if refused {
+            let error = refusal(&result);
+            assert_eq!(error["kind"], "escalation_declined", "{answer}: {result}");
+            assert!(text(&result).contains("denied by mcp client `moat-tests`"), "{result}");
+        } else {
+            assert_eq!(result["isError"], false, "{result}");
+            assert!(text(&result).contains("accept"), "{result}");
+        }
+    }
+    assert!(client.hang_up().success());
+    let log = std::fs::read_to_string(dir.path().join("state/audit/log.jsonl")).unwrap();
+    assert!(log.contains("decline in a test"), "the person's note is in the audit log");
+}
+
+#[test]
+fn a_client_that_cannot_elicit_gets_the_hosts_channel_here_nobody_so_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[confidence]\nhigh = 0.8\n[tools.echo]\nstakes = \"high\"\n";
+    let mut client = Client::start(dir.path(), toml);
+    let result = client.call("echo", json!({"text": "hi"}), json!({}));
+    assert_eq!(refusal(&result)["kind"], "denied", "{result}");
     assert!(client.hang_up().success());
 }
 

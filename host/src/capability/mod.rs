@@ -239,7 +239,7 @@ impl CallCaps {
                     escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason);
                 self.waited += asked.elapsed();
                 self.deadline += asked.elapsed();
-                decision?;
+                decision.map_err(|refusal| refusal.reason)?;
             }
         }
         self.touched.push((effect.kind, effect.target.clone()));

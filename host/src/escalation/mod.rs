@@ -191,14 +191,38 @@ pub fn printable(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
-/// Asks `escalator` about `call`, for the reason given; `Ok` only if a person approved.
-/// The error says who decided what, for the agent.
+/// The escalator of one call, when not the host's: see [`crate::Host::run_with`].
+#[derive(Clone, Default)]
+pub struct Override(pub Option<Arc<dyn Escalator>>);
+
+impl std::fmt::Debug for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(escalator) => write!(f, "Override({})", escalator.channel()),
+            None => f.write_str("Override(none)"),
+        }
+    }
+}
+
+/// An escalation that did not end in approval.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotApproved {
+    /// Who decided what, for the agent.
+    pub reason: String,
+    /// Whether someone could be asked: a person denied, or left the request unanswered on a
+    /// channel they watch. False when there was nobody to ask ([`DenyAll`]).
+    pub asked: bool,
+}
+
+/// Asks about `call` (its own escalator if it has one, else `escalator`), for the reason
+/// given; `Ok` only if a person approved.
 pub fn escalate(
     escalator: &dyn Escalator,
     call: &crate::effect::CallView,
     asked_by: &str,
     reason: &str,
-) -> Result<(), String> {
+) -> Result<(), NotApproved> {
+    let escalator = call.escalator.0.as_deref().unwrap_or(escalator);
     let escalation = Escalation::new(&call.tool, &call.args, &call.task, asked_by, reason);
     let decision = escalator.decide(&escalation);
     tracing::info!(tool = %call.tool, id = %escalation.id, ?decision, "escalation decided");
@@ -208,13 +232,16 @@ pub fn escalate(
         reason: reason.to_owned(),
         decision: decision.clone(),
     });
+    let asked = escalator.channel() != DenyAll.channel();
     match decision {
         Decision::Approved { .. } => Ok(()),
-        Decision::Denied { by, reason: why } => {
-            Err(format!("escalated ({reason}) and denied by {by}: {why}"))
-        }
-        Decision::TimedOut { channel } => {
-            Err(format!("escalated ({reason}) and not approved: no decision from {channel}"))
-        }
+        Decision::Denied { by, reason: why } => Err(NotApproved {
+            reason: format!("escalated ({reason}) and denied by {by}: {why}"),
+            asked,
+        }),
+        Decision::TimedOut { channel } => Err(NotApproved {
+            reason: format!("escalated ({reason}) and not approved: no decision from {channel}"),
+            asked,
+        }),
     }
 }

@@ -17,13 +17,17 @@
 //! Nothing here grants permissions, loads plugins or changes policies: the server offers
 //! the tools the configuration loaded, under the configuration's rules.
 
+mod elicit;
 pub mod meta;
 pub mod result;
 mod stdio;
 
+pub use elicit::Elicitor;
+
 pub use stdio::{serve_io, serve_stdio};
 
 use crate::audit::AuditError;
+use crate::escalation::Escalator;
 use crate::{CallError, CallRequest, CallResponse, Host};
 use meta::CallMeta;
 use rmcp::model::{
@@ -112,6 +116,8 @@ impl McpServer {
 /// the task's first call here, the call, and the task's end when the caller says so.
 struct Job {
     request: CallRequest,
+    /// The client's user, when it can be asked (elicitation); else the host's channel.
+    escalator: Option<Arc<dyn Escalator>>,
     task: String,
     prompt: Option<String>,
     task_output: Option<String>,
@@ -127,7 +133,7 @@ fn run_job(host: &Host, job: Job) -> (Result<CallResponse, CallError>, Option<St
         Some(prompt) => host.start_task(&job.task, Some(prompt)).map_err(audit_error),
         None => Ok(()),
     }
-    .and_then(|()| host.run(&job.request));
+    .and_then(|()| host.run_with(&job.request, job.escalator.clone()));
     let note = job.task_output.as_deref().and_then(|output| {
         host.end_task(&job.task, Some(output))
             .err()
@@ -169,7 +175,12 @@ impl ServerHandler for McpServer {
         let first = self.first_seen(&task);
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
         let ends = meta.task_output.is_some();
+        let timeout = self.host.config().escalation.timeout.duration();
+        let escalator =
+            Elicitor::for_client(&context.peer, tokio::runtime::Handle::current(), timeout)
+                .map(|elicitor| Arc::new(elicitor) as Arc<dyn Escalator>);
         let job = Job {
+            escalator,
             request: CallRequest {
                 tool: request.name.to_string(),
                 args,

@@ -97,7 +97,7 @@ fn continues(window: &WindowInfo, shown: u64) -> String {
 /// hint as content, and `{"error": {"kind", "message", "retryable", "hint", ...}}` as
 /// `structuredContent`. `tools` are the names offered, listed for an unknown tool.
 pub fn refusal(error: &CallError, tools: &[String]) -> CallToolResult {
-    let kind = kind(error);
+    let kind = error.kind();
     let mut message = error.to_string();
     let hint = hint(kind);
     let mut body = json!({
@@ -128,24 +128,6 @@ pub fn refusal(error: &CallError, tools: &[String]) -> CallToolResult {
     result.structured_content = Some(json!({ "error": body }));
     result
 }
-
-/// The error's kind: as the audit log names it, except that an escalation a person denied
-/// or left unanswered is `escalation_declined`. An escalation nobody could be asked about
-/// (no channel: `moat serve --stdio` has no terminal) stays `denied`. The wording matched
-/// is `escalation::escalate`'s.
-pub fn kind(error: &CallError) -> &'static str {
-    match error {
-        CallError::Denied { reason, .. }
-            if reason.starts_with("escalated (") && !reason.ends_with(NOBODY_ASKED) =>
-        {
-            "escalation_declined"
-        }
-        other => other.kind(),
-    }
-}
-
-/// How an escalation ends when there is no channel to ask on (`DenyAll`).
-const NOBODY_ASKED: &str = "no decision from none (non-interactive)";
 
 /// Whether the same call, made again unchanged, may succeed: after a breaker's cool-down,
 /// a tool's own transient failure, or a problem of the host.
