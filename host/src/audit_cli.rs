@@ -74,7 +74,8 @@ pub enum TaskCommand {
     },
 }
 
-/// `moat init`: the audit signing key (owner-only) and a starter `moat.toml`.
+/// `moat init`: the audit signing key and the HTTP bearer token (owner-only), and a starter
+/// `moat.toml`.
 pub fn init(config_path: Option<&Path>) -> Result<ExitCode> {
     let path = config_path.unwrap_or(Path::new("moat.toml"));
     if !path.exists() {
@@ -96,6 +97,16 @@ pub fn init(config_path: Option<&Path>) -> Result<ExitCode> {
             hex::encode(public.as_bytes())
         );
         println!("keep a copy of the public key elsewhere: `moat audit verify --key` pins it");
+    }
+    let token = moat::mcp::token_path(&config.state_dir);
+    let existed = token.exists();
+    moat::mcp::http_token(&config.state_dir).map_err(|e| anyhow::anyhow!(e))?;
+    match existed {
+        true => println!("HTTP bearer token exists: {}", token.display()),
+        false => println!(
+            "created the bearer token of `moat serve --http` {} (owner-only)",
+            token.display()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

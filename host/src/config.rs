@@ -73,6 +73,12 @@ pub struct Config {
     /// The tokenizer that counts output tokens: `o200k_base` (default) or `cl100k_base`.
     #[serde(default)]
     pub tokenizer: TokenizerKind,
+    /// Who may reach `moat serve --http`.
+    #[serde(default)]
+    pub serve: crate::mcp::ServeConfig,
+    /// The admin HTTP server of `moat serve`: approvals, metrics, health.
+    #[serde(default)]
+    pub admin: crate::mcp::AdminConfig,
 }
 
 /// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
@@ -133,6 +139,8 @@ impl Default for Config {
             task: TaskBudgets::default(),
             window: WindowConfig::default(),
             tokenizer: TokenizerKind::default(),
+            serve: crate::mcp::ServeConfig::default(),
+            admin: crate::mcp::AdminConfig::default(),
         }
     }
 }

@@ -83,6 +83,10 @@ impl CallView {
         self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(note);
     }
 
+    pub(crate) fn peek_notes(&self) -> Vec<Note> {
+        self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     pub(crate) fn take_notes(&self) -> Vec<Note> {
         std::mem::take(&mut *self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }

@@ -24,6 +24,7 @@ pub mod facts;
 pub mod guard;
 pub mod loops;
 pub mod mcp;
+pub mod metrics;
 mod pipeline;
 pub mod plugin;
 pub mod registry;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 mod approvals_cli;
 mod audit_cli;
+mod serve_cli;
 
 #[derive(Parser)]
 #[command(
@@ -103,12 +104,16 @@ enum Command {
     /// Serve the tools to an agent over MCP (Model Context Protocol)
     ///
     /// `--stdio`: one client on standard input and output, newline-delimited JSON-RPC, as
-    /// MCP clients launch servers. Logs go to standard error only.
+    /// MCP clients launch servers. Logs go to standard error only. `--http ADDR`: streamable
+    /// HTTP at http://ADDR/mcp, one session per client, until SIGINT or SIGTERM; the first
+    /// line on standard output says where. `[admin] http` adds /healthz, /metrics and
+    /// /approvals on loopback.
     Serve {
         /// Serve one client on standard input and output
         #[arg(long)]
         stdio: bool,
-        /// Serve streamable HTTP at this address (not yet available)
+        /// Serve streamable HTTP at this address (MCP at /mcp; loopback needs no token unless
+        /// `[serve] auth = "token"`, any other address needs the bearer token of `moat init`)
         #[arg(long, value_name = "ADDR", conflicts_with = "stdio")]
         http: Option<String>,
     },
@@ -200,37 +205,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(call(&host, &request))
         }
         Command::Serve { stdio, http } => {
-            if let Some(address) = http {
+            if !stdio && http.is_none() {
                 anyhow::bail!(
-                    "--http {address}: not yet: stage 2 of the MCP server; use --stdio for now"
+                    "say how to serve: --stdio (standard input and output) or --http ADDR \
+                     (streamable HTTP, e.g. 127.0.0.1:7070)"
                 );
             }
-            if !stdio {
-                anyhow::bail!("say how to serve: --stdio (standard input and output)");
-            }
             let host = Arc::new(start(cli.config.as_deref(), cli.tool_dirs)?);
-            serve_stdio(host)
+            serve_cli::serve(host, http)
         }
         Command::Batch { file } => {
             let host = start(cli.config.as_deref(), cli.tool_dirs)?;
             batch(&host, &file)
         }
     }
-}
-
-/// Serves MCP on standard input and output until the client closes its end. Calls run on
-/// blocking threads; the runtime only moves messages.
-fn serve_stdio(host: Arc<Host>) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("moat-mcp")
-        .build()
-        .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(moat::mcp::serve_stdio(host));
-    // A read of a terminal's standard input cannot be cancelled: do not wait for it.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    outcome?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The configuration: the file given, else `./moat.toml` if present, else the defaults.

@@ -13,6 +13,7 @@ use crate::escalation::{escalate, DenyAll, Escalator, NotApproved, Override};
 use crate::exec::{self, Runtime};
 use crate::facts::Facts;
 use crate::guard::Policies;
+use crate::metrics::{Metrics, Observed};
 use crate::plugin::{EffectKind, Plugin, ToolSpec};
 use crate::registry::Registry;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -37,6 +38,7 @@ pub struct Host {
     tasks: Mutex<HashSet<String>>,
     audit: Option<Arc<Audit>>,
     controls: Controls,
+    metrics: Arc<Metrics>,
 }
 
 /// What a call consumed and revealed, for its audit records.
@@ -159,8 +161,19 @@ impl HostBuilder {
             false => None,
         };
         let tasks = Mutex::new(HashSet::new());
-        let host =
-            Host { runtime, config, registry, policies, grants, sessions, tasks, audit, controls };
+        let metrics = Arc::new(Metrics::new());
+        let host = Host {
+            runtime,
+            config,
+            registry,
+            policies,
+            grants,
+            sessions,
+            tasks,
+            audit,
+            controls,
+            metrics,
+        };
         Ok((host, errors))
     }
 }
@@ -220,22 +233,57 @@ impl Host {
         request: &CallRequest,
         escalator: Option<Arc<dyn Escalator>>,
     ) -> Result<CallResponse, CallError> {
+        let started = Instant::now();
         let found = self.registry.get(&request.tool);
         let mut view = self.view(request, found.map(|(_, spec)| spec));
         view.escalator = Override(escalator);
         let call = Arc::new(view);
+        let tool = Observed::tool_label(&call, found.is_some()).to_owned();
+        // Named as OpenTelemetry's GenAI conventions name a tool's execution.
+        let span = tracing::info_span!(
+            "execute_tool",
+            otel.name = %format_args!("execute_tool {tool}"),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %tool,
+            gen_ai.tool.call.id = tracing::field::Empty,
+            moat.task = %call.task,
+            error.r#type = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         // 0. The call is recorded before anything happens: a call the log cannot record does
         //    not run.
         let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
+        span.record("gen_ai.tool.call.id", id);
         let mut spent = Spent::default();
         let outcome = self.pipeline(request, &call, found, &mut spent);
         // 8. What the call teaches the task's ledger, the breakers and the loop detector.
         let redact = |text: &str| spent.secrets.redact(text);
         let controls =
             self.controls.after(id, &call, &outcome, &spent.passage, &spent.usage, &redact);
+        let notes = call.peek_notes();
+        let transitions: Vec<Event> =
+            controls.iter().filter(|e| matches!(e, Event::Breaker { .. })).cloned().collect();
         // 9. Verdicts, escalations, effects (with how to undo them), breakers, alerts and
         //    the result, synced as `[audit] durability` says before the caller hears of it.
-        self.record_end(id, &call, outcome, &spent, controls)
+        let outcome = self.record_end(id, &call, outcome, &spent, controls);
+        if let Err(error) = &outcome {
+            span.record("error.type", error.kind());
+        }
+        self.metrics.observe(&Observed {
+            tool: &tool,
+            outcome: &outcome,
+            elapsed: started.elapsed(),
+            fuel: spent.usage.fuel,
+            tokens: spent.passage.tokens,
+            notes: &notes,
+            controls: &transitions,
+        });
+        outcome
+    }
+
+    /// The host's Prometheus metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     fn pipeline(

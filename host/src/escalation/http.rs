@@ -1,6 +1,9 @@
-//! The approval queue over HTTP/1.1 on loopback: list pending requests, approve or deny one.
+//! The approval queue over HTTP/1.1 on loopback: list pending requests, approve or deny one;
+//! as the admin server (`[admin] http`), also the host's metrics and health.
 //!
 //! ```text
+//! GET  /metrics                 Prometheus text format (admin server only)
+//! GET  /healthz                 {"status": "ok"} (admin server only)
 //! GET  /approvals               the pending requests (JSON array)
 //! GET  /approvals/ID            one request, whatever its status
 //! POST /approvals/ID/approve    body (optional): {"by": "alice"}
@@ -15,6 +18,7 @@
 //! too. One thread serves one connection at a time; requests are bounded in size and time.
 
 use super::queue::{ApprovalQueue, QueueError};
+use crate::metrics::Metrics;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -42,6 +46,16 @@ impl ApprovalServer {
     /// Binds `address` (which must resolve to loopback addresses only; port 0 picks a free
     /// port) and serves `queue` on a thread of its own.
     pub fn start(queue: Arc<ApprovalQueue>, address: &str) -> Result<ApprovalServer, String> {
+        ApprovalServer::start_admin(queue, None, address)
+    }
+
+    /// [`ApprovalServer::start`], serving also `/metrics` and `/healthz` when `metrics` is
+    /// given: the admin HTTP server of `[admin] http`.
+    pub fn start_admin(
+        queue: Arc<ApprovalQueue>,
+        metrics: Option<Arc<Metrics>>,
+        address: &str,
+    ) -> Result<ApprovalServer, String> {
         let addresses = loopback_addresses(address)?;
         let listener = TcpListener::bind(&addresses[..])
             .map_err(|e| format!("escalation.http: cannot listen on `{address}`: {e}"))?;
@@ -52,7 +66,7 @@ impl ApprovalServer {
         let stopped = stop.clone();
         std::thread::Builder::new()
             .name("moat-approvals-http".into())
-            .spawn(move || serve(&listener, &queue, &stopped))
+            .spawn(move || serve(&listener, &queue, metrics.as_deref(), &stopped))
             .map_err(|e| format!("escalation.http: cannot start its thread: {e}"))?;
         Ok(ApprovalServer { address, stop })
     }
@@ -88,13 +102,18 @@ pub fn loopback_addresses(address: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addresses)
 }
 
-fn serve(listener: &TcpListener, queue: &ApprovalQueue, stop: &AtomicBool) {
+fn serve(
+    listener: &TcpListener,
+    queue: &ApprovalQueue,
+    metrics: Option<&Metrics>,
+    stop: &AtomicBool,
+) {
     for connection in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         match connection {
-            Ok(stream) => handle(stream, queue),
+            Ok(stream) => handle(stream, queue, metrics),
             Err(error) => {
                 tracing::debug!("approval queue http: {error}");
                 std::thread::sleep(Duration::from_millis(50));
@@ -103,16 +122,21 @@ fn serve(listener: &TcpListener, queue: &ApprovalQueue, stop: &AtomicBool) {
     }
 }
 
-fn handle(mut stream: TcpStream, queue: &ApprovalQueue) {
+fn handle(mut stream: TcpStream, queue: &ApprovalQueue, metrics: Option<&Metrics>) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let (status, body) = match read_request(&mut stream) {
-        Ok(request) => route(&request, queue),
-        Err(refusal) => refusal,
+    let json_reply = |(status, body): Response| (status, JSON, body.to_string());
+    let (status, content_type, body) = match read_request(&mut stream) {
+        Ok(request) => match check_host(&request) {
+            Err(refusal) => json_reply(refusal),
+            Ok(()) => {
+                admin(&request, metrics).unwrap_or_else(|| json_reply(route(&request, queue)))
+            }
+        },
+        Err(refusal) => json_reply(refusal),
     };
-    let body = body.to_string();
     let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nConnection: close\r\n\r\n",
         reason_phrase(status),
         body.len()
@@ -258,19 +282,45 @@ struct DecisionBody {
     reason: Option<String>,
 }
 
-fn route(request: &Request, queue: &ApprovalQueue) -> Response {
+/// Refuses a request that does not name loopback as its host, or comes from a page of
+/// another origin (DNS rebinding, cross-site requests).
+fn check_host(request: &Request) -> Result<(), Response> {
     match request.header("host") {
-        None => return error(400, "a Host header is required"),
+        None => return Err(error(400, "a Host header is required")),
         Some(host) if !is_loopback_host(host) => {
-            return error(403, format!("host `{host}` is not a loopback name"))
+            return Err(error(403, format!("host `{host}` is not a loopback name")))
         }
         Some(_) => {}
     }
     if let Some(origin) = request.header("origin") {
         if !is_loopback_origin(origin) {
-            return error(403, format!("origin `{origin}` is not a loopback origin"));
+            return Err(error(403, format!("origin `{origin}` is not a loopback origin")));
         }
     }
+    Ok(())
+}
+
+/// The admin endpoints that are not the queue's: `/metrics` (Prometheus text format) and
+/// `/healthz`. None for any other path.
+fn admin(request: &Request, metrics: Option<&Metrics>) -> Option<(u16, &'static str, String)> {
+    let path = request.path.split(['?', '#']).next().unwrap_or_default();
+    let metrics = metrics?;
+    let reply = match (request.method.as_str(), path) {
+        ("GET", "/metrics") => (200, PROMETHEUS, metrics.encode()),
+        ("GET", "/healthz") => (200, JSON, json!({"status": "ok"}).to_string()),
+        (_, "/metrics" | "/healthz") => {
+            let (status, body) = error(405, format!("{} is not allowed on {path}", request.method));
+            (status, JSON, body.to_string())
+        }
+        _ => return None,
+    };
+    Some(reply)
+}
+
+const JSON: &str = "application/json";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn route(request: &Request, queue: &ApprovalQueue) -> Response {
     let path = request.path.split(['?', '#']).next().unwrap_or_default();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method.as_str(), segments.as_slice()) {

@@ -1,0 +1,54 @@
+//! `[serve]` and `[admin]` of `moat.toml`: who may reach `moat serve --http`, and where the
+//! admin HTTP server (approvals, metrics, health) listens.
+
+use serde::Deserialize;
+
+/// `[serve]`: the security of the streamable HTTP transport.
+///
+/// ```toml
+/// [serve]
+/// auth = "auto"                          # "auto": a bearer token off loopback; "token": always
+/// hosts = ["moat.internal"]              # Host names accepted besides loopback's
+/// origins = ["https://app.example.com"]  # browser origins accepted (none by default)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    #[serde(default)]
+    pub auth: Auth,
+    /// `Host` header values accepted besides `localhost`, `127.0.0.1` and `::1` (a name, or
+    /// `name:port`). A request naming any other host is refused (DNS rebinding).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Browser origins (`https://app.example.com`, with `:port` or `:*`) whose pages may
+    /// call the server. A request with any other `Origin` header is refused; requests
+    /// without one (programs, not browsers) are not affected.
+    #[serde(default)]
+    pub origins: Vec<String>,
+}
+
+/// When a request must carry `Authorization: Bearer TOKEN`, the token being the contents of
+/// `STATE_DIR/keys/http.token` (made by `moat init`, or by the first server that needs it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    /// Required unless the server listens on loopback only.
+    #[default]
+    Auto,
+    /// Always required.
+    Token,
+}
+
+/// `[admin]`: the admin HTTP server of `moat serve`.
+///
+/// ```toml
+/// [admin]
+/// http = "127.0.0.1:7879"   # GET /healthz, GET /metrics, the approval queue (/approvals)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback only (127.0.0.1, [::1], localhost); any other address stops moat at start.
+    #[serde(default)]
+    pub http: Option<String>,
+}

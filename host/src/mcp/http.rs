@@ -1,0 +1,295 @@
+//! The streamable HTTP transport: `moat serve --http ADDR`, MCP at `/mcp`, one session per
+//! client (rmcp's `StreamableHttpService` over hyper's HTTP/1.1).
+//!
+//! In front of the SDK, every request passes two checks of moat's own: the path is `/mcp`
+//! (else 404), and when a token is required (`[serve] auth`: always with `token`, off
+//! loopback with `auto`) it carries `Authorization: Bearer TOKEN`, compared in constant time
+//! (else 401). The SDK then refuses a `Host` header that is not loopback's or listed in
+//! `[serve] hosts`, and an `Origin` header not listed in `[serve] origins` (DNS rebinding,
+//! cross-site requests from a browser).
+
+use super::{McpServer, ServeConfig, ServeError};
+use crate::mcp::config::Auth;
+use crate::Host;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service;
+
+/// The path of the MCP endpoint.
+pub const ENDPOINT: &str = "/mcp";
+/// The largest request body read: 16 MiB, as the longest line over stdio.
+pub const MAX_BODY: usize = super::stdio::MAX_LINE;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// A bound, not yet serving, HTTP transport: its address and whether it wants a token.
+pub struct HttpServer {
+    listener: TcpListener,
+    address: SocketAddr,
+    /// blake3 of the token every request must carry, when one is required.
+    token: Option<blake3::Hash>,
+    config: StreamableHttpServerConfig,
+}
+
+impl HttpServer {
+    /// Binds `address`; reads (or makes) the bearer token in `state_dir` if `serve` asks for
+    /// one at this address.
+    pub async fn bind(
+        address: &str,
+        serve: &ServeConfig,
+        state_dir: &Path,
+    ) -> Result<HttpServer, ServeError> {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|e| ServeError::Start(format!("cannot listen on `{address}`: {e}")))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| ServeError::Start(format!("cannot read the bound address: {e}")))?;
+        let loopback = address.ip().is_loopback();
+        let token = match (serve.auth, loopback) {
+            (Auth::Auto, true) => None,
+            (Auth::Token, _) | (Auth::Auto, false) => {
+                let token = http_token(state_dir).map_err(ServeError::Start)?;
+                Some(blake3::hash(token.as_bytes()))
+            }
+        };
+        let mut hosts: Vec<String> =
+            ["localhost", "127.0.0.1", "::1"].iter().map(|h| (*h).to_owned()).collect();
+        if !address.ip().is_unspecified() && !loopback {
+            hosts.push(address.ip().to_string());
+        }
+        hosts.extend(serve.hosts.iter().cloned());
+        let config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts(hosts)
+            .with_allowed_origins(serve.origins.clone())
+            .enforce_origin_validation();
+        Ok(HttpServer { listener, address, token, config })
+    }
+
+    /// The address it listens on (with the port chosen when 0 was asked for).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The endpoint's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}{ENDPOINT}", self.address)
+    }
+
+    /// Whether requests need the bearer token.
+    pub fn needs_token(&self) -> bool {
+        self.token.is_some()
+    }
+}
+
+/// Serves MCP sessions over `server` until `stop` is cancelled.
+pub async fn serve_http(
+    host: Arc<Host>,
+    server: HttpServer,
+    stop: CancellationToken,
+) -> Result<(), ServeError> {
+    let config = server.config.with_cancellation_token(stop.child_token());
+    let factory = move || Ok(McpServer::with_random_session(host.clone()));
+    let service =
+        StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
+    let token = server.token;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            accepted = server.listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: wait a little rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = service.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let mut service = service.clone();
+                async move {
+                    if let Some(refusal) = refuse(&request, token) {
+                        return Ok::<_, Infallible>(refusal);
+                    }
+                    match read_body(request).await {
+                        Ok(request) => service.call(request).await,
+                        Err(refusal) => Ok(refusal),
+                    }
+                }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), handler);
+            tokio::select! {
+                served = connection => {
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                }
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// The answer to a request moat refuses before the SDK sees it: a path other than
+/// [`ENDPOINT`], or a missing or wrong bearer token.
+fn refuse(request: &Request<Incoming>, token: Option<blake3::Hash>) -> Option<Response<Body>> {
+    let path = request.uri().path();
+    if path != ENDPOINT {
+        return Some(reply(
+            StatusCode::NOT_FOUND,
+            &format!("no such endpoint: {path}; MCP is at {ENDPOINT}"),
+        ));
+    }
+    let expected = token?;
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|given| blake3::hash(given.trim().as_bytes()));
+    // blake3::Hash compares in constant time.
+    if given == Some(expected) {
+        return None;
+    }
+    let mut refusal = reply(
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required: Authorization: Bearer <the contents of STATE_DIR/keys/http.token>",
+    );
+    refusal
+        .headers_mut()
+        .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    Some(refusal)
+}
+
+/// The request with its body read whole: at most [`MAX_BODY`] bytes, and JSON, or it is
+/// answered here (413; 400 with a JSON-RPC parse error, as stdio answers a line that is not
+/// JSON) rather than by the SDK's bare `415`.
+async fn read_body(request: Request<Incoming>) -> Result<Request<Full<Bytes>>, Response<Body>> {
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let message = format!("the request body is over {MAX_BODY} bytes");
+            return Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &message));
+        }
+        Err(e) => {
+            return Err(reply(StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}")))
+        }
+    };
+    if parts.method == http::Method::POST {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            let error = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {"code": -32700, "message": format!("Parse error: not JSON: {e}")}
+            });
+            let mut response = Response::new(Full::new(Bytes::from(error.to_string())).boxed());
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return Err(response);
+        }
+    }
+    Ok(Request::from_parts(parts, Full::new(bytes)))
+}
+
+fn reply(status: StatusCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": message}).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Where the bearer token of `moat serve --http` lives.
+pub fn token_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("keys").join("http.token")
+}
+
+/// The bearer token in `state_dir`, made (32 random bytes, hex, readable by the owner only)
+/// if there is none. A token file others can read is refused, as the audit key is.
+pub fn http_token(state_dir: &Path) -> Result<String, String> {
+    let path = token_path(state_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(token) => {
+            check_private(&path)?;
+            let token = token.trim().to_owned();
+            if token.len() < 32 {
+                return Err(format!(
+                    "{}: the token is shorter than 32 characters; delete it and run `moat init`",
+                    path.display()
+                ));
+            }
+            Ok(token)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| format!("cannot make a token: no randomness: {e}"))?;
+            let token = hex::encode(bytes);
+            write_private(&path, &token)?;
+            tracing::info!(path = %path.display(), "made the HTTP bearer token");
+            Ok(token)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} can be read by others (mode {:o}): `chmod 600` it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+fn write_private(path: &Path, token: &str) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(fail)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}
