@@ -42,5 +42,5 @@ pub use config::Config;
 pub use controls::WindowInfo;
 pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
-pub use pipeline::{CallRequest, CallResponse, Host};
+pub use pipeline::{CallRequest, CallResponse, Host, TOOLS_LOOK};
 pub use plugin::{EffectKind, Stakes, ToolSpec};

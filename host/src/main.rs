@@ -262,11 +262,12 @@ fn build(mut config: Config, tool_dirs: Vec<PathBuf>) -> Result<Host> {
 
 fn print_tools(host: &Host, json: bool) -> Result<()> {
     if json {
-        let tools: Vec<_> = host.tools().collect();
+        let tools = host.tools();
         println!("{}", serde_json::to_string_pretty(&tools)?);
         return Ok(());
     }
-    for (plugin, tool) in host.registry().tools() {
+    let registry = host.registry();
+    for (plugin, tool) in registry.tools() {
         let effects = if tool.effects.is_empty() {
             "none (read-only)".to_owned()
         } else {
@@ -279,7 +280,7 @@ fn print_tools(host: &Host, json: bool) -> Result<()> {
         println!("    schema:  {}", tool.input_schema);
         println!("    from:    {} (blake3 {})", plugin.path.display(), &plugin.hash.to_hex()[..16]);
     }
-    if host.tools().next().is_none() {
+    if registry.tools().next().is_none() {
         let dirs: Vec<_> =
             host.config().plugins.tools.iter().map(|d| d.display().to_string()).collect();
         println!("no tools loaded (looked in {})", dirs.join(", "));
@@ -313,7 +314,7 @@ fn call(host: &Host, request: &CallRequest) -> ExitCode {
         Err(error) => {
             eprintln!("refused: {error}");
             if let CallError::UnknownTool(_) = error {
-                let names: Vec<_> = host.tools().map(|t| t.name.as_str()).collect();
+                let names: Vec<_> = host.tools().into_iter().map(|t| t.name).collect();
                 let names = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
                 eprintln!("loaded tools: {names}");
             }

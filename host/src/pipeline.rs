@@ -15,10 +15,16 @@ use crate::facts::Facts;
 use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
 use crate::plugin::{EffectKind, Plugin, ToolSpec};
-use crate::registry::Registry;
+use crate::registry::{fingerprint, Registry};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How often, at most, the tool directories are looked at for changes.
+pub const TOOLS_LOOK: Duration = Duration::from_millis(250);
+
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 /// Calls of a session that `check-call` sees, newest last.
 const HISTORY: usize = 32;
@@ -29,7 +35,13 @@ const SESSIONS: usize = 10_000;
 pub struct Host {
     runtime: Runtime,
     config: Config,
-    registry: Registry,
+    /// The tools in force; replaced whole when the tool directories change (a call keeps
+    /// the version it started with).
+    registry: RwLock<Arc<Registry>>,
+    /// When the tool directories were last looked at, and what they held.
+    tools_seen: Mutex<(Instant, Fingerprint)>,
+    /// Bumped at each reload of the tools: MCP sessions tell their clients the list changed.
+    tools_version: tokio::sync::watch::Sender<u64>,
     policies: Arc<Policies>,
     /// Each configured tool's grants, shared by its calls.
     grants: HashMap<String, Arc<Grants>>,
@@ -162,10 +174,13 @@ impl HostBuilder {
         };
         let tasks = Mutex::new(HashSet::new());
         let metrics = Arc::new(Metrics::new());
+        let tools_seen = Mutex::new((Instant::now(), fingerprint(&config.plugins.tools)));
         let host = Host {
             runtime,
             config,
-            registry,
+            registry: RwLock::new(Arc::new(registry)),
+            tools_seen,
+            tools_version: tokio::sync::watch::Sender::new(0),
             policies,
             grants,
             sessions,
@@ -197,13 +212,46 @@ impl Host {
     }
 
     /// Every tool offered, by name.
-    pub fn tools(&self) -> impl Iterator<Item = &ToolSpec> {
-        self.registry.tools().map(|(_, tool)| tool)
+    pub fn tools(&self) -> Vec<ToolSpec> {
+        self.registry().tools().map(|(_, tool)| tool.clone()).collect()
     }
 
-    /// The registry of loaded plugins.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The registry of loaded plugins, as it is now.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Reloads the tools if a tool directory changed (a file added, replaced or removed)
+    /// since the last look, looking at most every [`TOOLS_LOOK`]. A file that no longer
+    /// loads keeps its previous version in force, and is logged. True if it reloaded.
+    pub fn reload_tools_if_changed(&self) -> bool {
+        let dirs = &self.config.plugins.tools;
+        {
+            let mut seen = self.tools_seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if seen.0.elapsed() < TOOLS_LOOK {
+                return false;
+            }
+            let now = fingerprint(dirs);
+            seen.0 = Instant::now();
+            if now == seen.1 {
+                return false;
+            }
+            seen.1 = now;
+        }
+        let (registry, errors) = self.registry().reload(&self.runtime, dirs, &self.config.budgets);
+        for error in errors {
+            tracing::error!("tool not (re)loaded, any previous version stays in force: {error}");
+        }
+        *self.registry.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Arc::new(registry);
+        self.tools_version.send_modify(|version| *version += 1);
+        tracing::info!("the tools were reloaded");
+        true
+    }
+
+    /// Changes whenever the tools are reloaded.
+    pub fn watch_tools(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tools_version.subscribe()
     }
 
     /// The policies in force.
@@ -234,7 +282,9 @@ impl Host {
         escalator: Option<Arc<dyn Escalator>>,
     ) -> Result<CallResponse, CallError> {
         let started = Instant::now();
-        let found = self.registry.get(&request.tool);
+        self.reload_tools_if_changed();
+        let registry = self.registry();
+        let found = registry.get(&request.tool);
         let mut view = self.view(request, found.map(|(_, spec)| spec));
         view.escalator = Override(escalator);
         let call = Arc::new(view);

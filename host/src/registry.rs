@@ -43,8 +43,70 @@ impl Registry {
         (registry, errors)
     }
 
+    /// Loads `dirs` again: new files are added, replaced ones reloaded, removed ones gone. A
+    /// file that no longer loads keeps its previous version in force (if it had one), and
+    /// is reported.
+    pub(crate) fn reload(
+        &self,
+        runtime: &Runtime,
+        dirs: &[PathBuf],
+        budgets: &Budgets,
+    ) -> (Registry, Vec<LoadError>) {
+        let mut registry = Registry::default();
+        let mut errors = Vec::new();
+        for dir in dirs {
+            let files = match component_files(dir) {
+                Ok(files) => files,
+                // A directory that cannot be read keeps what it had.
+                Err(error) => {
+                    errors.push(error);
+                    let kept = self.plugins.iter().filter(|p| p.path.parent() == Some(dir));
+                    for plugin in kept {
+                        registry.add_loaded(plugin.clone(), &mut errors);
+                    }
+                    continue;
+                }
+            };
+            for file in files {
+                let previous = self.plugins.iter().find(|p| p.path == file);
+                let unchanged = previous.filter(|p| {
+                    std::fs::read(&file).is_ok_and(|bytes| blake3::hash(&bytes) == p.hash)
+                });
+                if let Some(plugin) = unchanged {
+                    registry.add_loaded(plugin.clone(), &mut errors);
+                    continue;
+                }
+                match Plugin::load(runtime, &file, budgets) {
+                    Ok(plugin) => registry.add_loaded(Arc::new(plugin), &mut errors),
+                    Err(error) => {
+                        errors.push(error);
+                        if let Some(old) = previous {
+                            registry.add_loaded(old.clone(), &mut errors);
+                        }
+                    }
+                }
+            }
+        }
+        (registry, errors)
+    }
+
+    fn add_loaded(&mut self, plugin: Arc<Plugin>, errors: &mut Vec<LoadError>) {
+        if let Err(error) = self.check_names(&plugin) {
+            errors.push(error);
+            return;
+        }
+        self.insert(plugin);
+    }
+
     /// Adds `plugin`, refusing it whole if one of its tool names is taken.
     fn add(&mut self, plugin: Plugin) -> Result<(), LoadError> {
+        self.check_names(&plugin)?;
+        self.insert(Arc::new(plugin));
+        Ok(())
+    }
+
+    /// Refuses a plugin offering a reserved tool name or one another plugin has.
+    fn check_names(&self, plugin: &Plugin) -> Result<(), LoadError> {
         for tool in &plugin.tools {
             if tool.name == crate::controls::READ_MORE {
                 let problem = LoadProblem::ReservedTool(tool.name.clone());
@@ -60,12 +122,15 @@ impl Registry {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn insert(&mut self, plugin: Arc<Plugin>) {
         let index = self.plugins.len();
         for (position, tool) in plugin.tools.iter().enumerate() {
             self.tools.insert(tool.name.clone(), (index, position));
         }
-        self.plugins.push(Arc::new(plugin));
-        Ok(())
+        self.plugins.push(plugin);
     }
 
     /// The plugin serving `tool`, and the tool's description.
@@ -84,6 +149,22 @@ impl Registry {
     pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
     }
+}
+
+/// What a reload looks at: every `*.wasm` file of `dirs` with its size and modification
+/// time. A change of any is a reason to reload.
+pub(crate) fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut listing = Vec::new();
+    for dir in dirs {
+        let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        for entry in entries.filter(|e| e.path().extension().is_some_and(|x| x == "wasm")) {
+            let meta = entry.metadata().ok();
+            let size = meta.as_ref().map_or(0, |m| m.len());
+            listing.push((entry.path(), size, meta.and_then(|m| m.modified().ok())));
+        }
+    }
+    listing.sort();
+    listing
 }
 
 /// The `*.wasm` files directly in `dir`, sorted by file name.

@@ -346,7 +346,8 @@ fn every_call_is_recorded_with_its_checks_and_result() {
     assert_eq!((tool.as_str(), plugin.as_str(), *confidence), ("echo", "echo", Some(0.7)));
     assert_eq!(args, &Text::Inline(r#"{"text": "hello"}"#.into()));
     assert_eq!(reasoning, &Some(Text::Inline("the user asked".into())));
-    let (echo, _) = host.registry().tools().find(|(_, tool)| tool.name == "echo").unwrap();
+    let registry = host.registry();
+    let (echo, _) = registry.tools().find(|(_, tool)| tool.name == "echo").unwrap();
     assert_eq!(plugin_hash, &echo.hash.to_hex().to_string());
     let Event::Result { ok: true, output: Some(output), output_bytes: 7, fuel, .. } = &events[3]
     else {

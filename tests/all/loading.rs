@@ -108,7 +108,7 @@ fn a_missing_directory_is_reported_not_fatal() {
     let mut config = config_in(state.path());
     config.plugins.tools = vec!["/nonexistent/moat-tools".into()];
     let (host, errors) = Host::new(config).unwrap();
-    assert_eq!(host.tools().count(), 0);
+    assert_eq!(host.tools().len(), 0);
     assert!(errors[0]
         .to_string()
         .starts_with("/nonexistent/moat-tools: cannot list the directory"));

@@ -59,12 +59,13 @@ fn an_unknown_tool_is_refused_by_name() {
 #[test]
 fn tools_describe_themselves_with_a_schema_from_their_argument_type() {
     let host = host();
-    let echo = host.tools().find(|t| t.name == "echo").expect("echo is loaded");
+    let tools = host.tools();
+    let echo = tools.iter().find(|t| t.name == "echo").expect("echo is loaded");
     assert_eq!(echo.input_schema["type"], "object");
     assert_eq!(echo.input_schema["required"], json!(["text"]));
     assert_eq!(echo.input_schema["properties"]["text"]["description"], "The text to send back.");
     assert_eq!(echo.effects, Vec::<EffectKind>::new());
-    let names: Vec<_> = host.tools().map(|t| t.name.clone()).collect();
+    let names: Vec<_> = host.tools().iter().map(|t| t.name.clone()).collect();
     for expected in
         ["csv_stats", "echo", "spin", "grow_memory", "recurse", "huge_output", "panic", "ok"]
     {
@@ -141,4 +142,47 @@ fn tidying_past_the_deletion_limit_removes_nothing() {
     let error = host.call("tidy", r#"{"suffixes": [".tmp"]}"#).unwrap_err().to_string();
     assert!(error.contains("limit 3 files per call (3 used)"), "{error}");
     assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 5, "every deletion was undone");
+}
+
+/// Waits (bounded) past the look interval of the tool directories.
+fn after_a_look() {
+    std::thread::sleep(moat::TOOLS_LOOK + std::time::Duration::from_millis(100));
+}
+
+#[test]
+fn the_tools_directory_is_watched_added_replaced_broken_and_removed_files_apply_to_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    std::fs::copy(crate::support::built("tools").join("echo.wasm"), tools.join("a.wasm")).unwrap();
+    let host = crate::support::host_over(&[tools.clone()], Default::default());
+    assert!(host.call("echo", r#"{"text": "v1"}"#).is_ok());
+    let version = host.watch_tools();
+
+    // Added: a new file's tools are offered to the next call.
+    let csv = crate::support::built("tools").join("csv-stats.wasm");
+    std::fs::copy(&csv, tools.join("b.wasm")).unwrap();
+    after_a_look();
+    assert!(host.call("csv_stats", &json!({"csv": "a\n1\n"}).to_string()).is_ok());
+    assert!(version.has_changed().unwrap(), "a reload is announced");
+
+    // Broken: a file that no longer loads keeps its previous version in force.
+    std::fs::write(tools.join("a.wasm"), b"not a component").unwrap();
+    after_a_look();
+    assert!(host.call("echo", r#"{"text": "still"}"#).is_ok(), "the old echo stays");
+
+    // Replaced: another component under the same name takes over.
+    std::fs::copy(&csv, tools.join("a.wasm")).unwrap();
+    after_a_look();
+    assert!(matches!(host.call("echo", "{}"), Err(CallError::UnknownTool(_))));
+    let names: Vec<_> = host.tools().iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names, ["csv_stats"], "b.wasm's copy of csv_stats clashes and is refused");
+
+    // Removed: its tools are gone.
+    std::fs::remove_file(tools.join("a.wasm")).unwrap();
+    std::fs::remove_file(tools.join("b.wasm")).unwrap();
+    after_a_look();
+    let args = json!({"csv": "a\n1\n"}).to_string();
+    assert!(matches!(host.call("csv_stats", &args), Err(CallError::UnknownTool(_))));
+    assert!(host.tools().is_empty());
 }

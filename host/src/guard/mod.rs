@@ -70,18 +70,7 @@ pub struct Policies {
 }
 
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut listing: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
-        .map(|e| {
-            let meta = e.metadata().ok();
-            (e.path(), meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()))
-        })
-        .collect();
-    listing.sort();
-    listing
+    crate::registry::fingerprint(&[dir.to_owned()])
 }
 
 impl Policies {

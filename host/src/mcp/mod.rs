@@ -38,10 +38,13 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+
+/// How often a session looks for changes of the tool directories.
+const LOOK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Tasks one connection remembers having seen; past this, it forgets them all.
 const TASKS: usize = 10_000;
@@ -112,7 +115,7 @@ impl McpServer {
     }
 
     fn tool_names(&self) -> Vec<String> {
-        self.host.tools().map(|tool| tool.name.clone()).collect()
+        self.host.tools().into_iter().map(|tool| tool.name).collect()
     }
 }
 
@@ -148,9 +151,42 @@ fn run_job(host: &Host, job: Job) -> (Result<CallResponse, CallError>, Option<St
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        let capabilities =
+            ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build();
+        let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("moat", env!("CARGO_PKG_VERSION"));
         info.with_instructions(INSTRUCTIONS)
+    }
+
+    /// From now on, tells the client when the tools change: the tool directories are looked
+    /// at every [`LOOK`], and a reload (by this session's look, another's, or a call's)
+    /// sends `notifications/tools/list_changed`. Ends when the client is gone.
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let host = self.host.clone();
+        let peer = context.peer;
+        let mut version = host.watch_tools();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = version.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if peer.notify_tool_list_changed().await.is_err() {
+                            return;
+                        }
+                    }
+                    () = tokio::time::sleep(LOOK) => {
+                        if peer.is_transport_closed() {
+                            return;
+                        }
+                        let host = host.clone();
+                        // Loading a component compiles it: not on the runtime's threads.
+                        let _ = tokio::task::spawn_blocking(move || host.reload_tools_if_changed()).await;
+                    }
+                }
+            }
+        });
     }
 
     async fn list_tools(
@@ -158,7 +194,7 @@ impl ServerHandler for McpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools: Vec<_> = self.host.tools().map(result::tool).collect();
+        let mut tools: Vec<_> = self.host.tools().iter().map(result::tool).collect();
         tools.push(result::read_more());
         Ok(ListToolsResult::with_all_items(tools))
     }
