@@ -324,6 +324,32 @@ fn a_tool_added_to_the_tools_directory_is_announced_as_a_list_change_and_listed(
 }
 
 #[test]
+fn a_tripped_breaker_and_a_loop_are_error_results_saying_when_or_whether_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    for n in 0..5 {
+        let result =
+            client.call("flaky", json!({"fail": true}), json!({"moat/task": format!("t{n}")}));
+        assert_eq!(refusal(&result)["kind"], "tool_error", "{result}");
+    }
+    let result = client.call("flaky", json!({"fail": false}), json!({"moat/task": "t5"}));
+    let error = refusal(&result);
+    assert_eq!(error["kind"], "breaker", "{result}");
+    assert_eq!(error["retryable"], true, "{result}");
+    assert!(error["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{result}");
+
+    let meta = json!({"moat/session": "agent-7", "moat/task": "loop"});
+    for _ in 0..5 {
+        assert_eq!(client.call("ok", json!({}), meta.clone())["isError"], false);
+    }
+    let result = client.call("ok", json!({}), meta);
+    let error = refusal(&result);
+    assert_eq!(error["kind"], "loop", "{result}");
+    assert_eq!(error["retryable"], false, "{result}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
 fn arguments_failing_the_schema_are_an_error_result_of_kind_invalid_arguments() {
     let dir = tempfile::tempdir().unwrap();
     let mut client = Client::start(dir.path(), "");
