@@ -14,6 +14,8 @@ mod guards;
 mod http_capability;
 mod loading;
 mod mcp;
+mod mcp_client;
+mod mcp_http;
 mod policies;
 mod reliability;
 mod rollback;
