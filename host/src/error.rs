@@ -161,6 +161,8 @@ impl CallError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     BeforeCall,
+    /// While it ran: one of its effects was refused, and its staged effects rolled back.
+    DuringCall,
     /// After the call ran; its staged effects were rolled back.
     AfterCall,
 }
@@ -169,6 +171,7 @@ impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Stage::BeforeCall => "before it ran",
+            Stage::DuringCall => "while it ran, and its effects were rolled back",
             Stage::AfterCall => "after it ran, and its effects were rolled back",
         })
     }

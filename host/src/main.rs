@@ -264,8 +264,8 @@ fn build(mut config: Config, tool_dirs: Vec<PathBuf>) -> Result<Host> {
     if !tool_dirs.is_empty() {
         config.plugins.tools = tool_dirs;
     }
-    let escalator = moat::escalation::escalator(&config.escalation, &config.state_dir)
-        .map_err(|e| anyhow::anyhow!("escalation: {e}"))?;
+    let escalator =
+        moat::escalation::for_config(&config).map_err(|e| anyhow::anyhow!("escalation: {e}"))?;
     let (host, errors) = Host::builder(config)
         .escalator(escalator)
         .build()

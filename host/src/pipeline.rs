@@ -390,6 +390,12 @@ impl Host {
         spent.passage.ran = true;
         spent.usage = usage;
         spent.secrets = caps.secrets.clone();
+        // An effect refused by a policy or a person ends the call so, whatever the tool made
+        // of the refusal it was told of (mostly an error of its own).
+        let result = match (result, caps.refusal.take()) {
+            (Err(_), Some(refusal)) => Err(not_approved(call, Stage::DuringCall, refusal)),
+            (result, _) => result,
+        };
         // 5. Output: JSON, as the contract promises, with revealed secrets redacted.
         let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
             Ok(output) => output,

@@ -249,11 +249,10 @@ impl Gate for NoDeletes {
 #[test]
 fn an_effect_refused_by_the_gate_does_not_happen() {
     let (host, dir) = host_with(&read_write("fs_remove"), Arc::new(NoDeletes));
-    let message = failure(call(&host, "fs_remove", json!({"grant": "data", "path": "keep.txt"})));
-    assert_eq!(
-        message,
-        "Denied(\"fs delete of `data:keep.txt` refused by policy: deletions need a human\")"
-    );
+    let result = call(&host, "fs_remove", json!({"grant": "data", "path": "keep.txt"}));
+    let (stage, reason) = crate::support::refused(result);
+    assert_eq!(stage, moat::error::Stage::DuringCall);
+    assert_eq!(reason, "fs delete of `data:keep.txt` refused by policy: deletions need a human");
     assert!(dir.path().join("data/keep.txt").exists());
 }
 

@@ -4,7 +4,7 @@
 
 use crate::support::{built, refused, root, Person};
 use moat::escalation::Escalator;
-use moat::{CallError, CallRequest, CallResponse, Config, Host};
+use moat::{CallError, CallRequest, Config, Host};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,14 +73,7 @@ fn write(orders: Value) -> String {
     json!({"grant": "data", "path": "keep.txt", "text": "changed", "_guard": orders}).to_string()
 }
 
-fn tool_failure(result: Result<CallResponse, CallError>) -> String {
-    match result {
-        Err(CallError::Tool { message, .. }) => message,
-        other => panic!("expected a tool failure, got {other:?}"),
-    }
-}
-
-use moat::error::Stage::{AfterCall, BeforeCall};
+use moat::error::Stage::{AfterCall, BeforeCall, DuringCall};
 
 #[test]
 fn a_deny_before_the_call_stops_it_before_it_runs() {
@@ -96,10 +89,14 @@ fn a_deny_before_the_call_stops_it_before_it_runs() {
 #[test]
 fn a_deny_of_an_effect_stops_that_effect() {
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
-    let message = tool_failure(sandbox.host().call("fs_write", &write(json!({"effect": "deny"}))));
+    let (stage, reason) =
+        refused(sandbox.host().call("fs_write", &write(json!({"effect": "deny"}))));
     assert_eq!(
-        message,
-        "Denied(\"fs write of `data:keep.txt` refused by policy: policy `10-scripted`: scripted deny at effect\")"
+        (stage, reason.as_str()),
+        (
+            DuringCall,
+            "fs write of `data:keep.txt` refused by policy: policy `10-scripted`: scripted deny at effect"
+        )
     );
     assert_eq!(sandbox.keep(), "precious");
 }
@@ -269,7 +266,7 @@ fn a_guard_that_traps_runs_away_or_hogs_memory_denies_the_call() {
 fn a_guard_past_its_wall_time_denies_the_call() {
     let toml = "[policies.10-scripted.budgets]\nwall_time = \"200ms\"\nfuel = 100_000_000_000\n";
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
-    let message = tool_failure(sandbox.host().call("fs_write", &write(json!({"effect": "spin"}))));
+    let (_, message) = refused(sandbox.host().call("fs_write", &write(json!({"effect": "spin"}))));
     assert!(message.contains("ran past its wall time (limit 200 ms) at check-effect"), "{message}");
     assert_eq!(sandbox.keep(), "precious");
 }

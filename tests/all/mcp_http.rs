@@ -206,7 +206,9 @@ fn a_config_with_a_misspelt_serve_key_is_refused_naming_it() {
 #[test]
 fn the_admin_server_reports_health_and_counts_calls_refusals_and_escalations() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = "[admin]\nhttp = \"127.0.0.1:0\"\n[confidence]\nhigh = 0.8\n";
+    // Nobody decides escalations here (with an admin server, `auto` would queue them).
+    let toml = "[admin]\nhttp = \"127.0.0.1:0\"\n[confidence]\nhigh = 0.8\n\
+                [escalation]\nchannel = \"deny\"\n";
     let server = Server::start(dir.path(), toml);
     let admin = server.admin.clone().expect("the admin address is printed");
     let (status, body) = send(&admin, "GET", "/healthz", &[], "");
@@ -267,4 +269,44 @@ fn session_id(server: &Server) -> String {
             name.eq_ignore_ascii_case("mcp-session-id").then(|| value.trim().to_owned())
         })
         .unwrap_or_else(|| panic!("no session id in:\n{response}"))
+}
+
+#[test]
+fn a_client_that_cannot_elicit_waits_in_the_approval_queue_a_person_approves_on_the_admin_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[admin]\nhttp = \"127.0.0.1:0\"\n[escalation]\ntimeout = \"60s\"\n\
+                [confidence]\nhigh = 0.8\n[tools.echo]\nstakes = \"high\"\n";
+    let server = Server::start(dir.path(), toml);
+    let admin = server.admin.clone().expect("the admin address is printed");
+    let session = session_id(&server);
+    let mcp = server.mcp.clone();
+    let call = std::thread::spawn(move || {
+        let headers = [
+            JSON_AND_SSE,
+            JSON_BODY,
+            ("Mcp-Session-Id", session.as_str()),
+            ("Mcp-Protocol-Version", "2025-06-18"),
+        ];
+        let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"text": "approved"}}});
+        send(&mcp, "POST", "/mcp", &headers, &body.to_string())
+    });
+    let start = std::time::Instant::now();
+    let pending = loop {
+        let (status, body) = send(&admin, "GET", "/approvals", &[], "");
+        assert_eq!(status, 200, "{body}");
+        let pending: Vec<Value> = serde_json::from_str(&body).unwrap();
+        if let Some(first) = pending.into_iter().next() {
+            break first;
+        }
+        assert!(start.elapsed() < START, "the call never reached the queue");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(pending["tool"], "echo", "{pending}");
+    let id = pending["id"].as_str().unwrap();
+    let (status, body) = send(&admin, "POST", &format!("/approvals/{id}/approve"), &[], "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"isError\":false") && body.contains("approved"), "{body}");
 }

@@ -112,10 +112,13 @@ impl Escalator for Person {
     }
 }
 
-/// The stage and reason of a call a check refused; anything else fails the test.
+/// The stage and reason of a call a check refused (a policy, or a person asked); anything
+/// else fails the test.
 pub fn refused(result: Result<CallResponse, CallError>) -> (moat::error::Stage, String) {
     match result {
-        Err(CallError::Denied { stage, reason, .. }) => (stage, reason),
+        Err(
+            CallError::Denied { stage, reason, .. } | CallError::Declined { stage, reason, .. },
+        ) => (stage, reason),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

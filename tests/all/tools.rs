@@ -155,7 +155,7 @@ fn the_tools_directory_is_watched_added_replaced_broken_and_removed_files_apply_
     let tools = dir.path().join("tools");
     std::fs::create_dir(&tools).unwrap();
     std::fs::copy(crate::support::built("tools").join("echo.wasm"), tools.join("a.wasm")).unwrap();
-    let host = crate::support::host_over(&[tools.clone()], Default::default());
+    let host = crate::support::host_over(std::slice::from_ref(&tools), Default::default());
     assert!(host.call("echo", r#"{"text": "v1"}"#).is_ok());
     let version = host.watch_tools();
 

@@ -23,7 +23,7 @@ pub mod secrets;
 pub mod sql;
 
 use crate::effect::{CallView, Effect, Gate, Verdict};
-use crate::escalation::{escalate, Escalator};
+use crate::escalation::{escalate, Escalator, NotApproved};
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
 use serde::Deserialize;
@@ -166,6 +166,9 @@ pub(crate) struct CallCaps {
     pub kv: kv::KvCall,
     pub http: http::HttpCall,
     pub secrets: secrets::Revealed,
+    /// The first effect a policy refused, or a person did not approve: the tool hears of it
+    /// as an error, and its call is then refused for that reason, not for the tool's error.
+    pub refusal: Option<NotApproved>,
 }
 
 impl CallCaps {
@@ -194,6 +197,7 @@ impl CallCaps {
             kv: kv::KvCall::default(),
             http: http::HttpCall::default(),
             secrets: secrets::Revealed::default(),
+            refusal: None,
         }
     }
 
@@ -231,7 +235,11 @@ impl CallCaps {
         let what = format!("{} {kind} of `{}`", effect.capability, effect.target);
         match self.shared.gate.check_effect(&self.call, &effect) {
             Verdict::Allow | Verdict::Rewrite(_) => {}
-            Verdict::Deny(reason) => return Err(format!("{what} refused by policy: {reason}")),
+            Verdict::Deny(reason) => {
+                let reason = format!("{what} refused by policy: {reason}");
+                self.refusal.get_or_insert(NotApproved { reason: reason.clone(), asked: false });
+                return Err(reason);
+            }
             Verdict::Escalate(reason) => {
                 let reason = format!("{what}: {reason}");
                 let asked = Instant::now();
@@ -239,7 +247,11 @@ impl CallCaps {
                     escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason);
                 self.waited += asked.elapsed();
                 self.deadline += asked.elapsed();
-                decision.map_err(|refusal| refusal.reason)?;
+                if let Err(refusal) = decision {
+                    let reason = refusal.reason.clone();
+                    self.refusal.get_or_insert(refusal);
+                    return Err(reason);
+                }
             }
         }
         self.touched.push((effect.kind, effect.target.clone()));

@@ -15,7 +15,8 @@ use serde::Deserialize;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationConfig {
-    /// Where the question goes. `auto` (the default) queues the request when `http` is set;
+    /// Where the question goes. `auto` (the default) queues the request when `http` (or
+    /// `[admin] http`) is set;
     /// otherwise it asks at the terminal when moat runs interactively (standard input and
     /// standard error are both terminals), and denies when nobody is there to ask. `queue`
     /// always queues it for `moat approvals` (or HTTP) to decide.
