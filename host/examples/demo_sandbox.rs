@@ -2,7 +2,8 @@
 //! directory of files, and the `moat.toml` that grants the example tools just enough.
 //!
 //! `cargo run --example demo_sandbox -- DIR` (DIR is emptied first). `guarded.toml` is the
-//! same sandbox with the example guard policies in force.
+//! same sandbox with the example guard policies in force; `wall-clock.toml` gives `spin` the
+//! fuel to run until its wall time is up.
 
 use std::path::Path;
 
@@ -44,6 +45,24 @@ deletes_per_call = 5
 # fetch may reach one origin only.
 [tools.fetch.grants.http]
 allow = ["http://127.0.0.1:9"]
+
+# fs_list (a test plugin) may look into the workspace, read-only.
+[tools.fs_list.grants.fs.workspace]
+path = "workspace"
+
+# lines may return up to 16 MiB; moat hands it to the agent a window at a time.
+[tools.lines.budgets]
+output = "16 MiB"
+"#;
+
+/// spin with a hundred times the default fuel, but 300 ms: the wall clock stops it.
+const WALL_CLOCK_TOML: &str = r#"# spin with fuel to spare: its wall time runs out first.
+[plugins]
+tools = ["../wasm/tests"]
+
+[tools.spin.budgets]
+fuel = 100_000_000_000
+wall_time = "300ms"
 "#;
 
 /// The same sandbox with the example guard policies in force, the orders table as ground
@@ -82,6 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     std::fs::write(dir.join("moat.toml"), MOAT_TOML)?;
     std::fs::write(dir.join("guarded.toml"), GUARDED_TOML)?;
+    std::fs::write(dir.join("wall-clock.toml"), WALL_CLOCK_TOML)?;
     let db = rusqlite::Connection::open(dir.join("shop.db"))?;
     db.execute_batch(
         "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT);
@@ -94,7 +114,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          FROM n;",
     )?;
     println!(
-        "demo sandbox in {}: shop.db with 10000 orders, workspace/ with 13 files, moat.toml",
+        "demo sandbox in {}: shop.db with 10000 orders, workspace/ with 13 files, \
+         moat.toml, guarded.toml, wall-clock.toml",
         dir.display()
     );
     Ok(())

@@ -99,7 +99,14 @@ fn continues(window: &WindowInfo, shown: u64) -> String {
 pub fn refusal(error: &CallError, tools: &[String]) -> CallToolResult {
     let kind = error.kind();
     let mut message = error.to_string();
-    let hint = hint(kind);
+    let hint = match error {
+        // The tool passing on a refusal of one of its effects by moat's capabilities.
+        CallError::Tool { kind: crate::error::ToolErrorKind::Denied, .. } => {
+            "moat refused one of the tool's effects (outside its grant, or over a limit): do \
+             not retry it unchanged; do less per call, or ask the user."
+        }
+        _ => hint(kind),
+    };
     let mut body = json!({
         "kind": kind,
         "message": message,
