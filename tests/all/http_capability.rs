@@ -408,11 +408,9 @@ fn a_post_is_shown_to_the_gate_first_and_a_denial_means_it_is_never_sent() {
     let grant = format!("{}methods = [\"GET\", \"POST\"]", allow(&[&server]));
     let (host, _dir) = host_with(&grant, gate.clone());
     let url = server.url("/orders");
-    let error = failure(send(&host, "POST", &url, Some("{\"qty\": 3}")));
-    assert_eq!(
-        error,
-        format!("Denied(\"http network of `{url}` refused by policy: no posting today\")")
-    );
+    let (stage, reason) = crate::support::refused(send(&host, "POST", &url, Some("{\"qty\": 3}")));
+    assert_eq!(stage, moat::error::Stage::DuringCall);
+    assert_eq!(reason, format!("http network of `{url}` refused by policy: no posting today"));
     let shown = gate.shown.lock().unwrap().clone();
     assert_eq!(
         shown,
