@@ -25,22 +25,7 @@ impl Registry {
         dirs: &[PathBuf],
         budgets: &Budgets,
     ) -> (Registry, Vec<LoadError>) {
-        let mut registry = Registry::default();
-        let mut errors = Vec::new();
-        for dir in dirs {
-            match component_files(dir) {
-                Ok(files) => {
-                    for file in files {
-                        match Plugin::load(runtime, &file, budgets).and_then(|p| registry.add(p)) {
-                            Ok(()) => {}
-                            Err(error) => errors.push(error),
-                        }
-                    }
-                }
-                Err(error) => errors.push(error),
-            }
-        }
-        (registry, errors)
+        Registry::default().reload(runtime, dirs, budgets)
     }
 
     /// Loads `dirs` again: new files are added, replaced ones reloaded, removed ones gone. A
@@ -90,19 +75,14 @@ impl Registry {
         (registry, errors)
     }
 
+    /// Adds `plugin`, refusing it whole (reported in `errors`) if one of its tool names is
+    /// taken.
     fn add_loaded(&mut self, plugin: Arc<Plugin>, errors: &mut Vec<LoadError>) {
         if let Err(error) = self.check_names(&plugin) {
             errors.push(error);
             return;
         }
         self.insert(plugin);
-    }
-
-    /// Adds `plugin`, refusing it whole if one of its tool names is taken.
-    fn add(&mut self, plugin: Plugin) -> Result<(), LoadError> {
-        self.check_names(&plugin)?;
-        self.insert(Arc::new(plugin));
-        Ok(())
     }
 
     /// Refuses a plugin offering a reserved tool name or one another plugin has.
