@@ -379,3 +379,81 @@ fn policies_reload_for_the_next_call_and_a_broken_file_keeps_the_old_one() {
     host.call("fs_read", &deny).unwrap();
     assert!(host.policies().current().is_empty());
 }
+
+/// The spans opened while `f` ran on this thread: name, and each field as text.
+fn spans_of(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>)> {
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    type Spans = Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>;
+    struct Fields<'a>(&'a mut Vec<(String, String)>);
+    impl tracing::field::Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+    struct Recorder(Spans);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            let mut fields = Vec::new();
+            attrs.record(&mut Fields(&mut fields));
+            self.0.lock().unwrap().push((attrs.metadata().name().to_owned(), fields));
+        }
+        fn on_record(
+            &self,
+            _: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: Context<'_, S>,
+        ) {
+            if let Some(last) = self.0.lock().unwrap().last_mut() {
+                values.record(&mut Fields(&mut last.1));
+            }
+        }
+    }
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(Recorder(spans.clone()));
+    tracing::subscriber::with_default(subscriber, f);
+    let spans = spans.lock().unwrap().clone();
+    spans
+}
+
+#[test]
+fn each_call_is_an_execute_tool_span_and_counted_in_the_metrics_with_its_guards_denials() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let host = sandbox.host();
+    let spans = spans_of(|| {
+        host.call("fs_write", &write(json!({}))).unwrap();
+        host.call("fs_write", &write(json!({"call": "deny"}))).unwrap_err();
+    });
+    let tools: Vec<_> = spans.iter().filter(|(name, _)| name == "execute_tool").collect();
+    assert_eq!(tools.len(), 2, "{spans:?}");
+    for (_, fields) in &tools {
+        let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(field("gen_ai.operation.name"), Some("execute_tool"), "{fields:?}");
+        assert_eq!(field("gen_ai.tool.name"), Some("fs_write"), "{fields:?}");
+        assert!(field("gen_ai.tool.call.id").is_some(), "{fields:?}");
+    }
+    let field =
+        |i: usize, name: &str| tools[i].1.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    assert_eq!(field(0, "error.type"), None);
+    assert_eq!(field(1, "error.type").as_deref(), Some("denied"));
+
+    let metrics = host.metrics().encode();
+    for line in [
+        "moat_calls_total{tool=\"fs_write\",outcome=\"ok\"} 1",
+        "moat_calls_total{tool=\"fs_write\",outcome=\"denied\"} 1",
+        "moat_denials_total{guard=\"10-scripted\",stage=\"check-call\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in:\n{metrics}");
+    }
+    host.call("no_such_tool", "{}").unwrap_err();
+    let metrics = host.metrics().encode();
+    let unknown = "moat_calls_total{tool=\"(unknown)\",outcome=\"unknown_tool\"} 1";
+    assert!(metrics.lines().any(|l| l == unknown), "an agent's tool name is no label:\n{metrics}");
+}
