@@ -38,7 +38,8 @@ pub struct Host {
     /// The tools in force; replaced whole when the tool directories change (a call keeps
     /// the version it started with).
     registry: RwLock<Arc<Registry>>,
-    /// When the tool directories were last looked at, and what they held.
+    /// When the tool directories were last looked at, and what they held; held during a
+    /// reload, so that reloads never overlap.
     tools_seen: Mutex<(Instant, Fingerprint)>,
     /// Bumped at each reload of the tools: MCP sessions tell their clients the list changed.
     tools_version: tokio::sync::watch::Sender<u64>,
@@ -226,18 +227,22 @@ impl Host {
     /// loads keeps its previous version in force, and is logged. True if it reloaded.
     pub fn reload_tools_if_changed(&self) -> bool {
         let dirs = &self.config.plugins.tools;
-        {
-            let mut seen = self.tools_seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if seen.0.elapsed() < TOOLS_LOOK {
-                return false;
-            }
-            let now = fingerprint(dirs);
-            seen.0 = Instant::now();
-            if now == seen.1 {
-                return false;
-            }
-            seen.1 = now;
+        // One look (and reload) at a time; while one runs, calls go on with the tools in
+        // force rather than wait for a compile.
+        let mut seen = match self.tools_seen.try_lock() {
+            Ok(seen) => seen,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        if seen.0.elapsed() < TOOLS_LOOK {
+            return false;
         }
+        let now = fingerprint(dirs);
+        seen.0 = Instant::now();
+        if now == seen.1 {
+            return false;
+        }
+        seen.1 = now;
         let (registry, errors) = self.registry().reload(&self.runtime, dirs, &self.config.budgets);
         for error in errors {
             tracing::error!("tool not (re)loaded, any previous version stays in force: {error}");
