@@ -12,9 +12,10 @@ default:
 build:
     cargo build --workspace --locked
 
-# Build every guest (example tools, test plugins) into target/wasm/, installing the toolchain if needed
+# Build every guest (example tools, test plugins; Rust and Python) into target/wasm/, installing the toolchains if needed
 plugins: build
     plugins/toolchain.sh
+    plugins/python/build.sh
 
 # Run every test (builds the plugins and the Python MCP client first)
 test: plugins mcp-client

@@ -1,6 +1,7 @@
 //! Execution: one call on a fresh instance in a fresh store, under hard budgets, with every
 //! way it can end mapped to a typed result.
 
+use crate::bindings::moat::plugin::log::Level;
 use crate::bindings::ToolError;
 use crate::bindings::{ToolInfo, ToolPluginPre};
 use crate::budget::{BudgetKind, Budgets, Limiter, Usage};
@@ -12,6 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 /// The engine, the linker with every host interface, and the state capabilities share
 /// across calls: built once per host.
@@ -25,7 +28,35 @@ impl Runtime {
     pub fn new(engine: Engine, shared: Shared) -> wasmtime::Result<Runtime> {
         let mut linker = Linker::new(&engine);
         crate::capability::add_to_linker(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Ok(Runtime { engine, linker, shared: Arc::new(shared) })
+    }
+}
+
+/// The most a call's WASI standard output or error holds; past it, writes trap.
+const WASI_OUTPUT: usize = 64 * 1024;
+
+/// The WASI context of one call: nothing preopened, no network (every socket address is
+/// refused, no name lookups), an empty environment and no arguments, standard input empty,
+/// standard output and error captured (then written to the call's log). Clocks and
+/// randomness work.
+fn wasi_context() -> (WasiCtx, MemoryOutputPipe, MemoryOutputPipe) {
+    let stdout = MemoryOutputPipe::new(WASI_OUTPUT);
+    let stderr = MemoryOutputPipe::new(WASI_OUTPUT);
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_ip_name_lookup(false)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    (builder.build(), stdout, stderr)
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -37,6 +68,10 @@ pub(crate) struct CallState {
     pub table: ResourceTable,
     /// What the call may do and what it has staged.
     pub caps: CallCaps,
+    /// WASI, restricted (see [`wasi_context`]), for components of other languages.
+    pub wasi: WasiCtx,
+    /// What the guest wrote to WASI's standard output and error.
+    pub output: (MemoryOutputPipe, MemoryOutputPipe),
 }
 
 /// A store for one call from `plugin`, with the budgets armed.
@@ -49,7 +84,9 @@ fn new_store(
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HANDLES);
     let log = CallLog::new(plugin.clone(), &caps.tool);
-    let state = CallState { limiter: Limiter::new(budgets), log, table, caps };
+    let (wasi, stdout, stderr) = wasi_context();
+    let output = (stdout, stderr);
+    let state = CallState { limiter: Limiter::new(budgets), log, table, caps, wasi, output };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     // Fuel metering is on for the engine, so setting fuel cannot fail.
@@ -87,6 +124,7 @@ pub(crate) fn call(
     let returned = pre
         .instantiate(&mut store)
         .and_then(|instance| instance.moat_plugin_tool().call_call(&mut store, tool, args));
+    drain_output(&mut store);
     let usage = usage_of(&store, budgets, started);
     let result = match returned {
         Ok(Ok(output)) => check_output(tool, output, budgets, &usage),
@@ -109,8 +147,27 @@ pub(crate) fn describe(
     let returned = pre
         .instantiate(&mut store)
         .and_then(|instance| instance.moat_plugin_tool().call_describe(&mut store));
+    drain_output(&mut store);
     let usage = usage_of(&store, budgets, started);
     returned.map_err(|error| classify("describe", &error, &store, budgets, &usage))
+}
+
+/// Moves what the guest wrote to WASI's standard output (as info) and standard error (as
+/// warnings: a Python traceback is quoted if the call traps) into the call's log, a line
+/// each.
+fn drain_output(store: &mut Store<CallState>) {
+    let state = store.data_mut();
+    let streams =
+        [(state.output.0.contents(), Level::Info), (state.output.1.contents(), Level::Warn)];
+    for (bytes, level) in streams {
+        let text = String::from_utf8_lossy(&bytes);
+        // The guest runtime's advice about backtraces is noise here.
+        let lines =
+            text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"));
+        for line in lines {
+            state.log.record(level, line.to_owned());
+        }
+    }
 }
 
 /// What the call used; its wall time leaves out the time spent waiting for a person.

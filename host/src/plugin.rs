@@ -3,7 +3,7 @@
 
 use crate::bindings::{self, ToolPluginPre};
 use crate::budget::Budgets;
-use crate::capability::{CallCaps, PROVIDED};
+use crate::capability::{CallCaps, PROVIDED, WASI};
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::exec::{self, CallState, Runtime};
 use crate::validate::ArgsSchema;
@@ -121,10 +121,12 @@ pub(crate) struct World {
     pub name: &'static str,
     pub export: &'static str,
     pub provided: &'static [&'static str],
+    /// Provided too, in a restricted context: the WASI of other languages' runtimes.
+    pub wasi: &'static [&'static str],
 }
 
 pub(crate) const TOOL_WORLD: World =
-    World { name: "tool-plugin", export: TOOL_EXPORT, provided: PROVIDED };
+    World { name: "tool-plugin", export: TOOL_EXPORT, provided: PROVIDED, wasi: WASI };
 
 /// Reads and compiles the component at `path`, refusing anything that is not a component of
 /// `world`: garbage, empty files, core modules, other worlds, unknown imports.
@@ -172,7 +174,8 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadProblem> {
 fn check_imports(engine: &Engine, component: &Component, world: &World) -> Result<(), LoadProblem> {
     let ty = component.component_type();
     for (import, _) in ty.imports(engine) {
-        if !world.provided.iter().any(|provided| compatible(import, provided)) {
+        let mut provided = world.provided.iter().chain(world.wasi);
+        if !provided.any(|provided| compatible(import, provided)) {
             return Err(LoadProblem::UnknownImport {
                 import: import.to_owned(),
                 provided: world

@@ -17,6 +17,7 @@ mod mcp;
 mod mcp_client;
 mod mcp_http;
 mod policies;
+mod python;
 mod reliability;
 mod rollback;
 mod sql_capability;

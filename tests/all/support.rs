@@ -17,6 +17,8 @@ pub fn built(kind: &str) -> PathBuf {
     assert!(
         dir.join(match kind {
             "tools" => "echo.wasm",
+            "python" => "word-stats.wasm",
+            "tests-python" => "escape.wasm",
             _ => "misbehave.wasm",
         })
         .is_file(),

@@ -44,6 +44,40 @@ pub const PROVIDED: &[&str] = &[
     "moat:plugin/secrets@0.1.0",
 ];
 
+/// The WASI 0.2 interfaces a tool built by componentize-py or componentize-js imports, which
+/// moat provides in a restricted context (`exec::wasi_context`): nothing preopened, no
+/// network, an empty environment, output captured into the call's log. Any 0.2.x version
+/// links.
+pub const WASI: &[&str] = &[
+    "wasi:cli/environment@0.2.0",
+    "wasi:cli/exit@0.2.0",
+    "wasi:cli/stderr@0.2.0",
+    "wasi:cli/stdin@0.2.0",
+    "wasi:cli/stdout@0.2.0",
+    "wasi:cli/terminal-input@0.2.0",
+    "wasi:cli/terminal-output@0.2.0",
+    "wasi:cli/terminal-stderr@0.2.0",
+    "wasi:cli/terminal-stdin@0.2.0",
+    "wasi:cli/terminal-stdout@0.2.0",
+    "wasi:clocks/monotonic-clock@0.2.0",
+    "wasi:clocks/wall-clock@0.2.0",
+    "wasi:filesystem/preopens@0.2.0",
+    "wasi:filesystem/types@0.2.0",
+    "wasi:io/error@0.2.0",
+    "wasi:io/poll@0.2.0",
+    "wasi:io/streams@0.2.0",
+    "wasi:random/insecure@0.2.0",
+    "wasi:random/insecure-seed@0.2.0",
+    "wasi:random/random@0.2.0",
+    "wasi:sockets/instance-network@0.2.0",
+    "wasi:sockets/ip-name-lookup@0.2.0",
+    "wasi:sockets/network@0.2.0",
+    "wasi:sockets/tcp@0.2.0",
+    "wasi:sockets/tcp-create-socket@0.2.0",
+    "wasi:sockets/udp@0.2.0",
+    "wasi:sockets/udp-create-socket@0.2.0",
+];
+
 /// Handles one call may hold at once (open directories, connections).
 pub const MAX_HANDLES: usize = 64;
 

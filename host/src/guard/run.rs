@@ -35,6 +35,8 @@ const GUARD_WORLD: World = World {
     name: "guard-plugin",
     export: "moat:plugin/guard@0.1.0",
     provided: &["moat:plugin/types@0.1.0", "moat:plugin/log@0.1.0", "moat:plugin/facts@0.1.0"],
+    // Not yet: a guard built by componentize-py or -js is refused at load for now.
+    wasi: &[],
 };
 
 /// The data of one guard check's store.
