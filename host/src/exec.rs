@@ -40,7 +40,15 @@ const WASI_OUTPUT: usize = 64 * 1024;
 /// refused, no name lookups), an empty environment and no arguments, standard input empty,
 /// standard output and error captured (then written to the call's log). Clocks and
 /// randomness work.
-fn wasi_context() -> (WasiCtx, MemoryOutputPipe, MemoryOutputPipe) {
+/// Made at the first WASI use: a Rust tool, which imports none, never pays for one.
+pub(crate) struct Wasi {
+    ctx: WasiCtx,
+    /// What the guest wrote to standard output and error.
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+fn wasi_context() -> Wasi {
     let stdout = MemoryOutputPipe::new(WASI_OUTPUT);
     let stderr = MemoryOutputPipe::new(WASI_OUTPUT);
     let mut builder = WasiCtxBuilder::new();
@@ -51,12 +59,13 @@ fn wasi_context() -> (WasiCtx, MemoryOutputPipe, MemoryOutputPipe) {
         .allow_tcp(false)
         .allow_udp(false)
         .socket_addr_check(|_, _| Box::pin(async { false }));
-    (builder.build(), stdout, stderr)
+    Wasi { ctx: builder.build(), stdout, stderr }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let wasi = self.wasi.get_or_insert_with(wasi_context);
+        WasiCtxView { ctx: &mut wasi.ctx, table: &mut self.table }
     }
 }
 
@@ -68,10 +77,9 @@ pub(crate) struct CallState {
     pub table: ResourceTable,
     /// What the call may do and what it has staged.
     pub caps: CallCaps,
-    /// WASI, restricted (see [`wasi_context`]), for components of other languages.
-    pub wasi: WasiCtx,
-    /// What the guest wrote to WASI's standard output and error.
-    pub output: (MemoryOutputPipe, MemoryOutputPipe),
+    /// WASI, restricted (see [`wasi_context`]), for components of other languages; made at
+    /// the first use.
+    pub wasi: Option<Wasi>,
 }
 
 /// A store for one call from `plugin`, with the budgets armed.
@@ -84,9 +92,7 @@ fn new_store(
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HANDLES);
     let log = CallLog::new(plugin.clone(), &caps.tool);
-    let (wasi, stdout, stderr) = wasi_context();
-    let output = (stdout, stderr);
-    let state = CallState { limiter: Limiter::new(budgets), log, table, caps, wasi, output };
+    let state = CallState { limiter: Limiter::new(budgets), log, table, caps, wasi: None };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
     // Fuel metering is on for the engine, so setting fuel cannot fail.
@@ -157,8 +163,8 @@ pub(crate) fn describe(
 /// each.
 fn drain_output(store: &mut Store<CallState>) {
     let state = store.data_mut();
-    let streams =
-        [(state.output.0.contents(), Level::Info), (state.output.1.contents(), Level::Warn)];
+    let Some(wasi) = &state.wasi else { return };
+    let streams = [(wasi.stdout.contents(), Level::Info), (wasi.stderr.contents(), Level::Warn)];
     for (bytes, level) in streams {
         let text = String::from_utf8_lossy(&bytes);
         // The guest runtime's advice about backtraces is noise here.

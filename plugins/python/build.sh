@@ -17,16 +17,7 @@ fail() {
     exit 1
 }
 
-python=
-for candidate in ${MOAT_PYTHON:-} python3 python3.14 python3.13 python3.12 python3.11 python3.10; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; then
-        python=$(command -v "$candidate")
-        break
-    fi
-done
-[[ -n $python ]] || fail "no python3 >= 3.10 found (the Python guests are built with componentize-py):" \
-    "install it, e.g. \`apt-get install python3 python3-venv\`, or set MOAT_PYTHON"
+source plugins/python/find-python.sh
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
 if [[ ! -f $stamp || "$(cat "$stamp")" != "$want" || ! -x $venv/bin/componentize-py ]]; then
     say "installing componentize-py into $venv from $requirements"

@@ -19,19 +19,7 @@ fail() {
     exit 1
 }
 
-# A Python 3.10 or newer.
-python=
-for candidate in ${MOAT_PYTHON:-} python3 python3.14 python3.13 python3.12 python3.11 python3.10; do
-    if command -v "$candidate" >/dev/null 2>&1 &&
-        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; then
-        python=$(command -v "$candidate")
-        break
-    fi
-done
-[[ -n $python ]] || fail "no python3 >= 3.10 found (the MCP client tests need one): install it," \
-    "e.g. \`apt-get install python3 python3-venv\` or \`brew install python\`, or set MOAT_PYTHON"
-"$python" -c 'import venv, ensurepip' >/dev/null 2>&1 ||
-    fail "$python has no venv/ensurepip module: install it, e.g. \`apt-get install python3-venv\`"
+source plugins/python/find-python.sh
 
 want=$("$python" -c '
 import hashlib, platform, sys
