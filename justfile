@@ -12,10 +12,11 @@ default:
 build:
     cargo build --workspace --locked
 
-# Build every guest (example tools, test plugins; Rust and Python) into target/wasm/, installing the toolchains if needed
+# Build every guest (example tools and guards, test plugins; Rust, Python and JavaScript) into target/wasm/, installing the toolchains if needed
 plugins: build
     plugins/toolchain.sh
     plugins/python/build.sh
+    plugins/js/build.sh
 
 # Run every test (builds the plugins and the Python MCP client first)
 test: plugins mcp-client

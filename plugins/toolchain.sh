@@ -53,8 +53,11 @@ install_debian() {
         DEBIAN_FRONTEND=noninteractive timeout 900 "${sudo[@]}" apt-get install -y -qq "${debian_packages[@]}" >&2
 }
 
+# Not --locked: a crate `moat new` just added to the workspace must get its line in
+# plugins/Cargo.lock. Without --locked cargo only adds what is missing (the new crate, whose
+# dependencies are the workspace's, already locked); it never moves a locked version.
 build_rustup() { # package arguments
-    (cd "$root/plugins" && cargo build --release --locked --target "$target" "$@")
+    (cd "$root/plugins" && cargo build --release --target "$target" "$@")
 }
 
 build_debian() { # package arguments
@@ -65,7 +68,7 @@ build_debian() { # package arguments
         PATH=/usr/lib/llvm-19/bin:$PATH \
             CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
             RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
-            /usr/bin/cargo build --release --locked -Zbuild-std=std,panic_abort --target "$target" "$@"
+            /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target "$target" "$@"
     )
 }
 

@@ -73,6 +73,9 @@ pub struct Config {
     /// The tokenizer that counts output tokens: `o200k_base` (default) or `cl100k_base`.
     #[serde(default)]
     pub tokenizer: TokenizerKind,
+    /// Compiled components kept on disk between starts.
+    #[serde(default)]
+    pub compile_cache: CompileCacheConfig,
     /// Who may reach `moat serve --http`.
     #[serde(default)]
     pub serve: crate::mcp::ServeConfig,
@@ -139,10 +142,32 @@ impl Default for Config {
             task: TaskBudgets::default(),
             window: WindowConfig::default(),
             tokenizer: TokenizerKind::default(),
+            compile_cache: CompileCacheConfig::default(),
             serve: crate::mcp::ServeConfig::default(),
             admin: crate::mcp::AdminConfig::default(),
         }
     }
+}
+
+/// `[compile_cache]`: where compiled components are kept between starts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompileCacheConfig {
+    /// Off: every start compiles every component (seconds for a Python or JS one).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The directory (owner-only); default `STATE_DIR/compiled`.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CompileCacheConfig {
+    fn default() -> CompileCacheConfig {
+        CompileCacheConfig { enabled: true, dir: None }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_state_dir() -> PathBuf {
@@ -206,7 +231,12 @@ impl Config {
             path: origin.to_owned(),
             message: format!("[alerts]: {e}"),
         })?;
-        let paths = [&mut config.audit.dir, &mut config.audit.key, &mut config.alerts.log];
+        let paths = [
+            &mut config.audit.dir,
+            &mut config.audit.key,
+            &mut config.alerts.log,
+            &mut config.compile_cache.dir,
+        ];
         for path in paths.into_iter().flatten() {
             *path = resolve(base, path);
         }
@@ -231,12 +261,19 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// The budgets of one call of `tool`: the defaults with the tool's overrides applied.
     /// The alert log: `[alerts] log`, or `STATE_DIR/alerts.jsonl`.
     pub fn alert_log(&self) -> PathBuf {
         self.alerts.log.clone().unwrap_or_else(|| self.state_dir.join("alerts.jsonl"))
     }
 
+    /// The compile cache's directory, if it is on: `[compile_cache] dir`, or
+    /// `STATE_DIR/compiled`.
+    pub fn compile_cache_dir(&self) -> Option<PathBuf> {
+        let cache = &self.compile_cache;
+        cache.enabled.then(|| cache.dir.clone().unwrap_or_else(|| self.state_dir.join("compiled")))
+    }
+
+    /// The budgets of one call of `tool`: the defaults with the tool's overrides applied.
     pub fn budgets_for(&self, tool: &str) -> Budgets {
         match self.tools.get(tool) {
             Some(settings) => self.budgets.with(&settings.budgets),

@@ -39,6 +39,13 @@ pub enum LoadProblem {
     WrongWorld { expected: String, found: String, world: &'static str },
     #[error("does not fit the {world} world: {reason}")]
     Mismatch { world: &'static str, reason: String },
+    /// A component of typed exports (built for another host) with a function that cannot be
+    /// a tool.
+    #[error("exports `{function}`, which cannot be a tool: {reason}")]
+    TypedExport { function: String, reason: String },
+    /// A component of typed exports whose imports do not link with the host's interfaces.
+    #[error("its imports do not fit the interfaces this host provides: {0}")]
+    Link(String),
     #[error("describe() failed: {0}")]
     Describe(String),
     #[error("tool `{tool}`: {reason}")]

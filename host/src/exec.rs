@@ -1,71 +1,46 @@
 //! Execution: one call on a fresh instance in a fresh store, under hard budgets, with every
 //! way it can end mapped to a typed result.
 
-use crate::bindings::moat::plugin::log::Level;
 use crate::bindings::ToolError;
 use crate::bindings::{ToolInfo, ToolPluginPre};
 use crate::budget::{BudgetKind, Budgets, Limiter, Usage};
 use crate::capability::log::CallLog;
 use crate::capability::{CallCaps, Shared, MAX_HANDLES};
+use crate::compile_cache::Compiler;
 use crate::engine::{self, MAX_WASM_STACK};
 use crate::error::{one_line, BudgetExceeded, CallError, ToolErrorKind};
+use crate::plugin::Prepared;
+use crate::typed::{self, Typed};
+use crate::wasi::Wasi;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 /// The engine, the linker with every host interface, and the state capabilities share
 /// across calls: built once per host.
 pub(crate) struct Runtime {
     pub engine: Engine,
+    /// The engine again, with the compile cache.
+    pub compiler: Compiler,
     pub linker: Linker<CallState>,
     pub shared: Arc<Shared>,
 }
 
 impl Runtime {
-    pub fn new(engine: Engine, shared: Shared) -> wasmtime::Result<Runtime> {
+    pub fn new(compiler: Compiler, shared: Shared) -> wasmtime::Result<Runtime> {
+        let engine = compiler.engine.clone();
         let mut linker = Linker::new(&engine);
         crate::capability::add_to_linker(&mut linker)?;
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Ok(Runtime { engine, linker, shared: Arc::new(shared) })
+        Ok(Runtime { engine, compiler, linker, shared: Arc::new(shared) })
     }
-}
-
-/// The most a call's WASI standard output or error holds; past it, writes trap.
-const WASI_OUTPUT: usize = 64 * 1024;
-
-/// The WASI context of one call: nothing preopened, no network (every socket address is
-/// refused, no name lookups), an empty environment and no arguments, standard input empty,
-/// standard output and error captured (then written to the call's log). Clocks and
-/// randomness work.
-/// Made at the first WASI use: a Rust tool, which imports none, never pays for one.
-pub(crate) struct Wasi {
-    ctx: WasiCtx,
-    /// What the guest wrote to standard output and error.
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
-}
-
-fn wasi_context() -> Wasi {
-    let stdout = MemoryOutputPipe::new(WASI_OUTPUT);
-    let stderr = MemoryOutputPipe::new(WASI_OUTPUT);
-    let mut builder = WasiCtxBuilder::new();
-    builder
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .allow_ip_name_lookup(false)
-        .allow_tcp(false)
-        .allow_udp(false)
-        .socket_addr_check(|_, _| Box::pin(async { false }));
-    Wasi { ctx: builder.build(), stdout, stderr }
 }
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let wasi = self.wasi.get_or_insert_with(wasi_context);
-        WasiCtxView { ctx: &mut wasi.ctx, table: &mut self.table }
+        Wasi::view(&mut self.wasi, &mut self.table)
     }
 }
 
@@ -77,7 +52,7 @@ pub(crate) struct CallState {
     pub table: ResourceTable,
     /// What the call may do and what it has staged.
     pub caps: CallCaps,
-    /// WASI, restricted (see [`wasi_context`]), for components of other languages; made at
+    /// WASI, restricted (see [`Wasi`]), for components of other languages; made at
     /// the first use.
     pub wasi: Option<Wasi>,
 }
@@ -117,6 +92,21 @@ fn new_store(
 /// or roll back.
 pub(crate) fn call(
     engine: &Engine,
+    pre: &Prepared,
+    plugin: &Arc<str>,
+    caps: CallCaps,
+    args: &str,
+    budgets: &Budgets,
+) -> (Result<String, CallError>, Usage, CallCaps) {
+    match pre {
+        Prepared::Moat(pre) => call_tool(engine, pre, plugin, caps, args, budgets),
+        Prepared::Typed(typed) => call_typed(engine, typed, plugin, caps, args, budgets),
+    }
+}
+
+/// A call through moat's `tool` interface.
+fn call_tool(
+    engine: &Engine,
     pre: &ToolPluginPre<CallState>,
     plugin: &Arc<str>,
     caps: CallCaps,
@@ -140,6 +130,56 @@ pub(crate) fn call(
     (result, usage, store.into_data().caps)
 }
 
+/// A call of a typed export (`typed/`): the arguments converted to the function's parameters
+/// first (nothing is instantiated for arguments that do not fit), then the function called on
+/// a fresh instance under the same budgets, its results converted to JSON.
+fn call_typed(
+    engine: &Engine,
+    typed: &Typed,
+    plugin: &Arc<str>,
+    caps: CallCaps,
+    args: &str,
+    budgets: &Budgets,
+) -> (Result<String, CallError>, Usage, CallCaps) {
+    let started = Instant::now();
+    let tool = caps.tool.clone();
+    let tool = tool.as_str();
+    let Some(function) = typed.function(tool) else {
+        return (Err(CallError::UnknownTool(tool.to_owned())), Usage::default(), caps);
+    };
+    let params = match function.params(args) {
+        Ok(params) => params,
+        Err(reason) => {
+            let invalid = CallError::InvalidArguments { tool: tool.to_owned(), reason };
+            return (Err(invalid), Usage::default(), caps);
+        }
+    };
+    let mut store = new_store(engine, budgets, plugin, caps);
+    // What the host allocates for the results is bounded too: a value several times larger
+    // than the output budget could not be returned anyway.
+    let lifted = budgets.output.0.saturating_mul(RESULT_ALLOCATION_PER_OUTPUT_BYTE);
+    store.set_hostcall_fuel(usize::try_from(lifted).unwrap_or(usize::MAX));
+    let mut results = function.results();
+    let returned = typed.pre.instantiate(&mut store).and_then(|instance| {
+        let func = instance
+            .get_func(&mut store, function.export)
+            .ok_or_else(|| wasmtime::format_err!("its export `{tool}` is not a function"))?;
+        func.call(&mut store, &params, &mut results)
+    });
+    drain_output(&mut store);
+    let usage = usage_of(&store, budgets, started);
+    let result = match returned {
+        Ok(()) => typed::output(tool, &results)
+            .and_then(|output| check_output(tool, output, budgets, &usage)),
+        Err(error) => Err(classify(tool, &error, &store, budgets, &usage)),
+    };
+    (result, usage, store.into_data().caps)
+}
+
+/// How many bytes the host may allocate for a typed export's results, per byte of output
+/// budget (a component value takes some 30 bytes in the host, its JSON at least 2).
+const RESULT_ALLOCATION_PER_OUTPUT_BYTE: u64 = 32;
+
 /// Calls `describe()` on a fresh instance under `budgets`.
 pub(crate) fn describe(
     engine: &Engine,
@@ -158,22 +198,10 @@ pub(crate) fn describe(
     returned.map_err(|error| classify("describe", &error, &store, budgets, &usage))
 }
 
-/// Moves what the guest wrote to WASI's standard output (as info) and standard error (as
-/// warnings: a Python traceback is quoted if the call traps) into the call's log, a line
-/// each.
+/// Moves what the guest wrote to WASI's standard output and error into the call's log.
 fn drain_output(store: &mut Store<CallState>) {
     let state = store.data_mut();
-    let Some(wasi) = &state.wasi else { return };
-    let streams = [(wasi.stdout.contents(), Level::Info), (wasi.stderr.contents(), Level::Warn)];
-    for (bytes, level) in streams {
-        let text = String::from_utf8_lossy(&bytes);
-        // The guest runtime's advice about backtraces is noise here.
-        let lines =
-            text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with("note: run with"));
-        for line in lines {
-            state.log.record(level, line.to_owned());
-        }
-    }
+    Wasi::drain(&state.wasi, &mut state.log);
 }
 
 /// What the call used; its wall time leaves out the time spent waiting for a person.

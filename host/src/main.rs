@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 mod approvals_cli;
 mod audit_cli;
+mod new_cli;
 mod serve_cli;
 
 #[derive(Parser)]
@@ -117,6 +118,10 @@ enum Command {
         #[arg(long, value_name = "ADDR", conflicts_with = "stdio")]
         http: Option<String>,
     },
+    /// Start a new tool or guard policy (Rust, Python or JavaScript) from a working template
+    /// with its test cases, in this moat checkout: `just plugins` builds it, `just test`
+    /// runs its cases
+    New(new_cli::NewArgs),
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -177,6 +182,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::New(args) => new_cli::run(args).map(|()| ExitCode::SUCCESS),
         Command::Componentize { input, output } => {
             let core = std::fs::read(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;

@@ -5,6 +5,7 @@ use crate::budget::{BudgetOverrides, Usage};
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
+use crate::compile_cache::{CompileCache, Compiler};
 use crate::config::Config;
 use crate::controls::{Controls, Passage, WindowInfo, READ_MORE};
 use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Note, Verdict};
@@ -137,9 +138,13 @@ impl HostBuilder {
     pub fn build(self) -> wasmtime::Result<(Host, Vec<LoadError>)> {
         let config = self.config;
         let engine = crate::engine::new_engine()?;
+        let cache = config
+            .compile_cache_dir()
+            .and_then(|dir| CompileCache::open(&dir).inspect_err(|e| tracing::warn!("{e}")).ok());
+        let compiler = Compiler::new(engine, cache);
         let facts = Arc::new(Facts::new(config.facts.clone()));
         let (policies, mut errors) = Policies::load(
-            &engine,
+            &compiler,
             Some(&config.plugins.policies),
             config.policies.clone(),
             facts,
@@ -155,7 +160,7 @@ impl HostBuilder {
         );
         // Started before the components compile: it builds its tokenizer meanwhile.
         let controls = Controls::new(&config)?;
-        let runtime = Runtime::new(engine, shared)?;
+        let runtime = Runtime::new(compiler, shared)?;
         let (registry, tool_errors) =
             Registry::load(&runtime, &config.plugins.tools, &config.budgets);
         errors.extend(tool_errors);

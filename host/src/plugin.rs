@@ -1,11 +1,14 @@
 //! A plugin: one component file, validated against the `tool-plugin` world, prepared for
-//! instantiation, with the tools its `describe()` reported.
+//! instantiation, with the tools its `describe()` reported; or a component built for another
+//! host, whose exported functions are the tools (`typed/`).
 
 use crate::bindings::{self, ToolPluginPre};
 use crate::budget::Budgets;
 use crate::capability::{CallCaps, PROVIDED, WASI};
+use crate::compile_cache::Compiler;
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::exec::{self, CallState, Runtime};
+use crate::typed::{self, Typed};
 use crate::validate::ArgsSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -77,8 +80,16 @@ pub struct Plugin {
     /// blake3 of the component bytes: what the audit log and the lockfile pin.
     pub hash: blake3::Hash,
     pub(crate) name: Arc<str>,
-    pub(crate) pre: ToolPluginPre<CallState>,
+    pub(crate) pre: Prepared,
     pub tools: Vec<ToolSpec>,
+}
+
+/// A component ready to instantiate, by kind.
+pub(crate) enum Prepared {
+    /// Built for moat: it exports the `tool` interface.
+    Moat(ToolPluginPre<CallState>),
+    /// Built for another host: its exported functions are the tools.
+    Typed(Typed),
 }
 
 impl Plugin {
@@ -89,7 +100,11 @@ impl Plugin {
         budgets: &Budgets,
     ) -> Result<Plugin, LoadError> {
         let fail = |problem| LoadError { path: path.to_owned(), problem };
-        let (bytes, component) = compile(&runtime.engine, path, TOOL_WORLD)?;
+        let engine = &runtime.engine;
+        let (bytes, component) = read_and_compile(&runtime.compiler, path, &TOOL_WORLD)?;
+        if let Err(wrong_world) = check_exports(engine, &component, &TOOL_WORLD) {
+            return Plugin::load_typed(runtime, path, bytes, &component, wrong_world);
+        }
         let instance_pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
             fail(LoadProblem::Mismatch { world: TOOL_WORLD.name, reason: one_line(&e) })
         })?;
@@ -111,6 +126,38 @@ impl Plugin {
         let infos = exec::describe(&runtime.engine, &pre, &name, budgets, caps)
             .map_err(|e| fail(LoadProblem::Describe(e.to_string())))?;
         let tools = check_tools(infos).map_err(fail)?;
+        let pre = Prepared::Moat(pre);
+        Ok(Plugin { path: path.to_owned(), hash: blake3::hash(&bytes), name, pre, tools })
+    }
+
+    /// A component that does not export moat's `tool` interface: its exported functions are
+    /// the tools, if it has any and is not a moat component of another world; otherwise it
+    /// is refused as of the wrong world.
+    fn load_typed(
+        runtime: &Runtime,
+        path: &Path,
+        bytes: Vec<u8>,
+        component: &Component,
+        wrong_world: LoadProblem,
+    ) -> Result<Plugin, LoadError> {
+        let fail = |problem| LoadError { path: path.to_owned(), problem };
+        let engine = &runtime.engine;
+        let ty = component.component_type();
+        if ty.exports(engine).any(|(name, _)| name.starts_with("moat:")) {
+            return Err(fail(wrong_world));
+        }
+        let file = path.file_name().map(|s| s.to_string_lossy()).unwrap_or_default();
+        let Some(found) = typed::discover(engine, component, &file).map_err(fail)? else {
+            return Err(fail(wrong_world));
+        };
+        let pre = runtime
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| fail(LoadProblem::Link(one_line(&e))))?;
+        let (functions, tools): (Vec<_>, Vec<_>) = found.into_iter().unzip();
+        let name: Arc<str> =
+            path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
+        let pre = Prepared::Typed(Typed::new(pre, functions));
         Ok(Plugin { path: path.to_owned(), hash: blake3::hash(&bytes), name, pre, tools })
     }
 }
@@ -131,17 +178,28 @@ pub(crate) const TOOL_WORLD: World =
 /// Reads and compiles the component at `path`, refusing anything that is not a component of
 /// `world`: garbage, empty files, core modules, other worlds, unknown imports.
 pub(crate) fn compile(
-    engine: &Engine,
+    compiler: &Compiler,
     path: &Path,
     world: World,
+) -> Result<(Vec<u8>, Component), LoadError> {
+    let (bytes, component) = read_and_compile(compiler, path, &world)?;
+    check_exports(&compiler.engine, &component, &world)
+        .map_err(|problem| LoadError { path: path.to_owned(), problem })?;
+    Ok((bytes, component))
+}
+
+/// [`compile`] without the export check: any component whose imports `world` provides.
+fn read_and_compile(
+    compiler: &Compiler,
+    path: &Path,
+    world: &World,
 ) -> Result<(Vec<u8>, Component), LoadError> {
     let fail = |problem| LoadError { path: path.to_owned(), problem };
     let bytes = std::fs::read(path).map_err(|e| fail(LoadProblem::Unreadable(e.to_string())))?;
     check_header(&bytes).map_err(fail)?;
     let component =
-        Component::new(engine, &bytes).map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
-    check_imports(engine, &component, &world).map_err(fail)?;
-    check_exports(engine, &component, &world).map_err(fail)?;
+        compiler.compile(&bytes, path).map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
+    check_imports(&compiler.engine, &component, world).map_err(fail)?;
     Ok((bytes, component))
 }
 

@@ -1,7 +1,7 @@
-//! Tools written in Python (componentize-py, from moat's own WIT world) run like any other:
-//! listed with the schema they describe, called through the whole pipeline, and sandboxed.
-//! Their runtime needs WASI, which they get restricted: no file of the host, an empty
-//! environment, no network.
+//! Tools and guards written in Python (componentize-py, from moat's own WIT worlds) run like
+//! any other: listed with the schema they describe, called through the whole pipeline, and
+//! sandboxed; a Python guard denies and allows as it says. Their runtime needs WASI, which
+//! they get restricted: no file of the host, an empty environment, no network.
 
 use crate::support::{built, host_over};
 use serde_json::{json, Value};
@@ -43,4 +43,40 @@ fn a_python_tool_cannot_read_host_files_environment_or_open_a_socket() {
     assert_eq!(connect["ok"], false, "{connect}");
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "nothing reached the listener");
+}
+
+/// A host over the example tools with the Python guard `no-internal-urls` as its only policy.
+fn host_guarded_by_python() -> (moat::Host, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("a temporary directory");
+    let mut config = crate::support::config_in(state.path());
+    crate::support::without_controls(&mut config);
+    config.plugins.tools = vec![built("tools")];
+    config.plugins.policies = built("python-policies");
+    let (host, errors) = moat::Host::new(config).expect("the engine starts");
+    assert!(errors.is_empty(), "unexpected load errors: {errors:?}");
+    (host, state)
+}
+
+#[test]
+fn a_python_guard_denies_calls_aimed_at_internal_addresses_and_allows_the_rest() {
+    let (host, _state) = host_guarded_by_python();
+    let policies = host.policies().current();
+    assert!(policies.iter().any(|p| p.name == "no-internal-urls"), "the Python guard is loaded");
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:6379/",
+        "https://10.0.0.7/admin",
+        "http://[::ffff:127.0.0.1]/",
+        "http://printer.local/",
+    ] {
+        let (stage, reason) =
+            crate::support::refused(host.call("echo", &json!({"text": url}).to_string()));
+        assert_eq!(stage, moat::error::Stage::BeforeCall, "{url}");
+        assert!(reason.contains(url) && reason.contains("points inside"), "{url}: {reason}");
+    }
+    for text in ["https://example.com/report", "no URL at all", "see localhost:80 (not a URL)"] {
+        let response = host.call("echo", &json!({"text": text}).to_string());
+        let echoed = json!(text).to_string();
+        assert_eq!(response.map(|r| r.output).ok(), Some(echoed), "{text} is allowed");
+    }
 }

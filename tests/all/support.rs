@@ -19,6 +19,11 @@ pub fn built(kind: &str) -> PathBuf {
             "tools" => "echo.wasm",
             "python" => "word-stats.wasm",
             "tests-python" => "escape.wasm",
+            "foreign" => "eval-py.wasm",
+            "python-policies" => "no-internal-urls.wasm",
+            "js" => "text-tools.wasm",
+            "js-policies" => "safe-arguments.wasm",
+            "tests-js" => "escape.wasm",
             _ => "misbehave.wasm",
         })
         .is_file(),
@@ -34,9 +39,18 @@ pub fn component(kind: &str, name: &str) -> PathBuf {
     built(kind).join(format!("{name}.wasm"))
 }
 
-/// The default configuration, with moat's state (the audit log among it) kept in `dir`.
+/// The default configuration, with moat's state (the audit log among it) kept in `dir`,
+/// and compiled components in one cache all tests share (a Python or JavaScript component
+/// compiles once per run of the tests, not once per host).
 pub fn config_in(dir: &Path) -> Config {
-    Config { state_dir: dir.join("state"), ..Config::default() }
+    let mut config = Config { state_dir: dir.join("state"), ..Config::default() };
+    config.compile_cache.dir = Some(shared_compile_cache());
+    config
+}
+
+/// The compile cache the tests share: target/test-compile-cache.
+pub fn shared_compile_cache() -> PathBuf {
+    root().join("target/test-compile-cache")
 }
 
 /// Turns off the breakers and loop detection: for tests of other things that make the same

@@ -77,12 +77,12 @@ impl Policies {
     /// Loads every `*.wasm` of `dir` (if any) in file-name order. Broken files are returned
     /// and left out.
     pub(crate) fn load(
-        engine: &wasmtime::Engine,
+        compiler: &crate::compile_cache::Compiler,
         dir: Option<&Path>,
         config: BTreeMap<String, PolicyConfig>,
         facts: Arc<Facts>,
     ) -> wasmtime::Result<(Policies, Vec<LoadError>)> {
-        let runtime = GuardRuntime::new(engine, facts)?;
+        let runtime = GuardRuntime::new(compiler, facts)?;
         let policies = Policies {
             runtime,
             dir: dir.map(Path::to_owned),

@@ -4,15 +4,19 @@
 use super::{default_guard_budgets, Mode, PolicyConfig};
 use crate::budget::{Budgets, Limiter};
 use crate::capability::log::CallLog;
+use crate::capability::{MAX_HANDLES, WASI};
+use crate::compile_cache::Compiler;
 use crate::effect::{CallView, Effect, Verdict};
 use crate::engine;
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::facts::Facts;
 use crate::plugin::{compile, EffectKind, World};
+use crate::wasi::Wasi;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -35,8 +39,8 @@ const GUARD_WORLD: World = World {
     name: "guard-plugin",
     export: "moat:plugin/guard@0.1.0",
     provided: &["moat:plugin/types@0.1.0", "moat:plugin/log@0.1.0", "moat:plugin/facts@0.1.0"],
-    // Not yet: a guard built by componentize-py or -js is refused at load for now.
-    wasi: &[],
+    // Restricted as for tools (see `Wasi`): for guards built by componentize-py or -js.
+    wasi: WASI,
 };
 
 /// The data of one guard check's store.
@@ -44,6 +48,16 @@ pub(crate) struct GuardState {
     pub limiter: Limiter,
     pub log: CallLog,
     pub facts: Arc<Facts>,
+    /// Handles a WASI guest holds, with a capacity limit.
+    table: ResourceTable,
+    /// Restricted WASI, made at the first use (a Rust guard imports none).
+    wasi: Option<Wasi>,
+}
+
+impl WasiView for GuardState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        Wasi::view(&mut self.wasi, &mut self.table)
+    }
 }
 
 impl crate::bindings::moat::plugin::log::Host for GuardState {
@@ -99,24 +113,27 @@ impl Policy {
 /// The engine's guard linker and the facts guards may read.
 pub(crate) struct GuardRuntime {
     engine: Engine,
+    compiler: Compiler,
     linker: Linker<GuardState>,
     facts: Arc<Facts>,
 }
 
 impl GuardRuntime {
-    pub fn new(engine: &Engine, facts: Arc<Facts>) -> wasmtime::Result<GuardRuntime> {
+    pub fn new(compiler: &Compiler, facts: Arc<Facts>) -> wasmtime::Result<GuardRuntime> {
+        let engine = &compiler.engine;
         let mut linker = Linker::new(engine);
         bindings::GuardPlugin::add_to_linker::<GuardState, HasSelf<GuardState>>(
             &mut linker,
             |s| s,
         )?;
-        Ok(GuardRuntime { engine: engine.clone(), linker, facts })
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Ok(GuardRuntime { engine: engine.clone(), compiler: compiler.clone(), linker, facts })
     }
 
     /// Loads the policy at `path`, and asks it to describe itself.
     pub fn load(&self, path: &Path, name: &str, config: PolicyConfig) -> Result<Policy, LoadError> {
         let fail = |problem| LoadError { path: path.to_owned(), problem };
-        let (bytes, component) = compile(&self.engine, path, GUARD_WORLD)?;
+        let (bytes, component) = compile(&self.compiler, path, GUARD_WORLD)?;
         let mismatch = |e: wasmtime::Error| {
             fail(LoadProblem::Mismatch { world: GUARD_WORLD.name, reason: one_line(&e) })
         };
@@ -126,8 +143,15 @@ impl GuardRuntime {
         let mut store = self.store(name, &budgets);
         let info = pre
             .instantiate(&mut store)
-            .and_then(|guard| guard.moat_plugin_guard().call_describe(&mut store))
-            .map_err(|e| fail(LoadProblem::Describe(one_line(&e))))?;
+            .and_then(|guard| guard.moat_plugin_guard().call_describe(&mut store));
+        drain_output(&mut store);
+        let info = info.map_err(|e| {
+            let mut why = one_line(&e);
+            if let Some(said) = store.data().log.last_problem() {
+                why.push_str(&format!(" (it last logged: {said})"));
+            }
+            fail(LoadProblem::Describe(why))
+        })?;
         Ok(Policy {
             name: name.to_owned(),
             path: path.to_owned(),
@@ -141,10 +165,14 @@ impl GuardRuntime {
     }
 
     fn store(&self, name: &str, budgets: &Budgets) -> Store<GuardState> {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         let state = GuardState {
             limiter: Limiter::new(budgets),
             log: CallLog::new(Arc::from(name), "guard"),
             facts: self.facts.clone(),
+            table,
+            wasi: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -168,6 +196,7 @@ impl GuardRuntime {
                 Point::Result(output) => guard.call_check_result(&mut store, call_record, output),
             }
         });
+        drain_output(&mut store);
         match answer {
             Ok(wit::Verdict::Allow) => Verdict::Allow,
             Ok(wit::Verdict::Deny(reason)) => Verdict::Deny(reason),
@@ -250,3 +279,9 @@ fn effect_to_wit(effect: &Effect) -> wit::Effect {
 }
 
 impl crate::bindings::moat::plugin::types::Host for GuardState {}
+
+/// Moves what a WASI guard wrote to standard output and error into its log.
+fn drain_output(store: &mut Store<GuardState>) {
+    let state = store.data_mut();
+    Wasi::drain(&state.wasi, &mut state.log);
+}
