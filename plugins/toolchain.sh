@@ -5,6 +5,7 @@
 #   plugins/policies/NAME  -> target/wasm/policies/NAME.wasm
 #   tests/plugins/NAME     -> target/wasm/tests/NAME.wasm
 #   tests/policies/NAME    -> target/wasm/test-policies/NAME.wasm
+#   benches/plugins/NAME   -> target/wasm/bench/NAME.wasm
 # Tools and policies build in two cargo runs: each enables a different world of moat-guest,
 # and one run would unify the features and give every component both worlds.
 #
@@ -90,7 +91,7 @@ else
     apt-get install -y ${debian_packages[*]}"
 fi
 
-tools="$(crates "$root/plugins")$(crates "$root/tests/plugins")"
+tools="$(crates "$root/plugins")$(crates "$root/tests/plugins")$(crates "$root/benches/plugins")"
 policies="$(crates "$root/plugins/policies")$(crates "$root/tests/policies")"
 # Word splitting of the package lists is intended. An empty list would build everything at
 # once, which is exactly what must not happen.
@@ -108,7 +109,7 @@ componentize() { # crate dir, output dir
     "$moat" componentize "$core" -o "$2/$name.wasm"
     say "$2/$name.wasm ($(wc -c <"$2/$name.wasm") bytes)"
 }
-for pair in "plugins tools" "plugins/policies policies" "tests/plugins tests" "tests/policies test-policies"; do
+for pair in "plugins tools" "plugins/policies policies" "tests/plugins tests" "tests/policies test-policies" "benches/plugins bench"; do
     set -- $pair
     for crate in "$root/$1"/*/; do
         [ -f "$crate/Cargo.toml" ] && componentize "$crate" "$out/$2"

@@ -9,7 +9,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -48,6 +48,9 @@ pub struct CompileCache {
     dir: PathBuf,
 }
 
+/// A temporary file of a write that never finished (the process died) is removed after this.
+const ABANDONED: Duration = Duration::from_secs(3600);
+
 /// Where a component came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -73,10 +76,11 @@ impl Hasher for Blake3Hasher {
 }
 
 impl CompileCache {
-    /// A cache in `dir`, created owner-only if missing. Refused (so nothing is cached) when
-    /// it cannot be made, or when another user could write to it: loading an entry runs its
-    /// machine code, so only this user may be able to put one there.
-    pub fn open(dir: &Path) -> Result<CompileCache, String> {
+    /// A cache in `dir`, created owner-only if missing, holding at most `max_size` bytes
+    /// (the entries used least recently are removed first). Refused (so nothing is cached)
+    /// when it cannot be made, or when another user could write to it: loading an entry runs
+    /// its machine code, so only this user may be able to put one there.
+    pub fn open(dir: &Path, max_size: u64) -> Result<CompileCache, String> {
         let shown = dir.display();
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
@@ -99,7 +103,39 @@ impl CompileCache {
                 ));
             }
         }
-        Ok(CompileCache { dir: dir.to_owned() })
+        let cache = CompileCache { dir: dir.to_owned() };
+        cache.prune(max_size);
+        Ok(cache)
+    }
+
+    /// Removes the entries used least recently (an entry's modification time is its last
+    /// use) until the rest fit in `max_size`, and temporary files of writes that never
+    /// finished. What cannot be removed is logged and left.
+    fn prune(&self, max_size: u64) {
+        let Ok(listing) = fs::read_dir(&self.dir) else { return };
+        let now = SystemTime::now();
+        let mut entries = Vec::new();
+        for file in listing.flatten() {
+            let (path, meta) = (file.path(), file.metadata());
+            let Ok(meta) = meta else { continue };
+            let modified = meta.modified().unwrap_or(now);
+            if path.extension().is_some_and(|ext| ext == "cwasm") {
+                entries.push((modified, meta.len(), path));
+            } else if file.file_name().to_string_lossy().starts_with(".tmp")
+                && now.duration_since(modified).unwrap_or_default() > ABANDONED
+            {
+                remove(&path);
+            }
+        }
+        let mut total: u64 = entries.iter().map(|(_, size, _)| size).sum();
+        entries.sort();
+        for (_, size, path) in entries {
+            if total <= max_size {
+                break;
+            }
+            remove(&path);
+            total = total.saturating_sub(size);
+        }
     }
 
     /// The compiled form of the component `bytes`: from its entry if that is intact and made
@@ -117,7 +153,10 @@ impl CompileCache {
                 // owner-only directory (its blake3 matches), for this engine configuration (the
                 // key includes it); wasmtime checks its own header and version again.
                 Some(compiled) => match unsafe { Component::deserialize(engine, compiled) } {
-                    Ok(component) => return Ok((component, Source::Cached)),
+                    Ok(component) => {
+                        touch(&path);
+                        return Ok((component, Source::Cached));
+                    }
                     Err(e) => tracing::warn!("compile cache: {} unusable ({e})", path.display()),
                 },
                 None => tracing::warn!("compile cache: {} is corrupt", path.display()),
@@ -153,6 +192,22 @@ impl CompileCache {
     }
 }
 
+/// Marks an entry as just used, for [`CompileCache::prune`].
+fn touch(path: &Path) {
+    let touched =
+        fs::File::options().write(true).open(path).and_then(|f| f.set_modified(SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!("compile cache: cannot mark {} as used: {e}", path.display());
+    }
+}
+
+fn remove(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => tracing::info!("compile cache: removed {}", path.display()),
+        Err(e) => tracing::warn!("compile cache: cannot remove {}: {e}", path.display()),
+    }
+}
+
 /// The compiled code in an entry, if its header is right and its blake3 matches.
 fn payload(entry: &[u8]) -> Option<&[u8]> {
     let rest = entry.strip_prefix(MAGIC.as_slice())?;
@@ -168,7 +223,7 @@ mod tests {
     use super::*;
 
     fn engine() -> Engine {
-        crate::engine::new_engine().expect("the engine starts")
+        crate::engine::new_engine(&Default::default(), 20_000).expect("the engine starts")
     }
 
     /// The smallest component there is.
@@ -177,7 +232,7 @@ mod tests {
     #[test]
     fn a_second_load_comes_from_the_cache_and_a_corrupt_entry_is_compiled_again() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = CompileCache::open(&dir.path().join("compiled")).unwrap();
+        let cache = CompileCache::open(&dir.path().join("compiled"), u64::MAX).unwrap();
         let engine = engine();
         assert_eq!(cache.component(&engine, EMPTY).unwrap().1, Source::Compiled);
         assert_eq!(cache.component(&engine, EMPTY).unwrap().1, Source::Cached);
@@ -204,6 +259,37 @@ mod tests {
         assert!(payload(&entry).is_none());
     }
 
+    #[test]
+    fn over_its_size_the_cache_drops_the_entries_used_least_recently() {
+        let dir = tempfile::tempdir().unwrap();
+        let compiled = dir.path().join("compiled");
+        let cache = CompileCache::open(&compiled, u64::MAX).unwrap();
+        let engine = engine();
+        let (a, b) = (EMPTY.to_vec(), [EMPTY, b"\0\x05\x04name"].concat());
+        let c = [EMPTY, b"\0\x06\x05other"].concat();
+        for bytes in [&a, &b, &c] {
+            assert_eq!(cache.component(&engine, bytes).unwrap().1, Source::Compiled);
+        }
+        let [a_entry, b_entry, c_entry] = [&a, &b, &c].map(|bytes| cache.entry(&engine, bytes));
+        let age = |path: &Path, seconds| {
+            let then = SystemTime::now() - Duration::from_secs(seconds);
+            fs::File::options().write(true).open(path).unwrap().set_modified(then).unwrap();
+        };
+        age(&a_entry, 300);
+        age(&b_entry, 200);
+        age(&c_entry, 100);
+        // `a` is used now: `b` becomes the least recently used.
+        assert_eq!(cache.component(&engine, &a).unwrap().1, Source::Cached);
+        let abandoned = compiled.join(".tmpXYZ");
+        fs::write(&abandoned, b"half").unwrap();
+        age(&abandoned, 7200);
+        let size = fs::metadata(&a_entry).unwrap().len();
+        CompileCache::open(&compiled, size * 2).unwrap();
+        assert!(!b_entry.exists(), "the least recently used entry is removed");
+        assert!(a_entry.exists() && c_entry.exists(), "two fit");
+        assert!(!abandoned.exists(), "a write that never finished is cleaned up");
+    }
+
     #[cfg(unix)]
     #[test]
     fn a_directory_others_can_write_is_not_used() {
@@ -212,7 +298,7 @@ mod tests {
         let shared = dir.path().join("shared");
         fs::create_dir(&shared).unwrap();
         fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
-        let refused = CompileCache::open(&shared).unwrap_err();
+        let refused = CompileCache::open(&shared, u64::MAX).unwrap_err();
         assert!(refused.contains("writable by nobody else"), "{refused}");
     }
 }

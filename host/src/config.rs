@@ -17,6 +17,7 @@ use crate::loops::LoopConfig;
 use crate::plugin::Stakes;
 use crate::task_budget::TaskBudgets;
 use crate::tokens::TokenizerKind;
+use crate::units::ByteSize;
 use crate::window::WindowConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -76,6 +77,9 @@ pub struct Config {
     /// Compiled components kept on disk between starts.
     #[serde(default)]
     pub compile_cache: CompileCacheConfig,
+    /// How instances are allocated.
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// Who may reach `moat serve --http`.
     #[serde(default)]
     pub serve: crate::mcp::ServeConfig,
@@ -143,6 +147,7 @@ impl Default for Config {
             window: WindowConfig::default(),
             tokenizer: TokenizerKind::default(),
             compile_cache: CompileCacheConfig::default(),
+            engine: EngineConfig::default(),
             serve: crate::mcp::ServeConfig::default(),
             admin: crate::mcp::AdminConfig::default(),
         }
@@ -158,12 +163,46 @@ pub struct CompileCacheConfig {
     pub enabled: bool,
     /// The directory (owner-only); default `STATE_DIR/compiled`.
     pub dir: Option<PathBuf>,
+    /// At start, entries used least recently are removed until the rest fit; default 2 GiB.
+    #[serde(default = "default_cache_size")]
+    pub max_size: ByteSize,
 }
 
 impl Default for CompileCacheConfig {
     fn default() -> CompileCacheConfig {
-        CompileCacheConfig { enabled: true, dir: None }
+        CompileCacheConfig { enabled: true, dir: None, max_size: default_cache_size() }
     }
+}
+
+fn default_cache_size() -> ByteSize {
+    ByteSize::mib(2048)
+}
+
+/// `[engine]`: how instances are allocated. Every call and every guard check runs on a
+/// fresh instance; the pool keeps their memories and tables reserved ahead, and resets a
+/// memory to its initial image by copy-on-write instead of copying it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Off: each instance's memory is mapped and unmapped at each call (slower, reserves
+    /// no address space ahead).
+    #[serde(default = "yes")]
+    pub pooling: bool,
+    /// Instances alive at once, over all calls in flight (a call holds its tool's and one
+    /// guard's at most; a Python or JavaScript component counts each core module); a call
+    /// past this fails instead of waiting. Each reserves address space, not memory.
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { pooling: true, instances: default_instances() }
+    }
+}
+
+fn default_instances() -> u32 {
+    1000
 }
 
 fn yes() -> bool {
@@ -279,6 +318,15 @@ impl Config {
             Some(settings) => self.budgets.with(&settings.budgets),
             None => self.budgets,
         }
+    }
+
+    /// The largest table any tool or policy may have, by its budgets: what the instance
+    /// pool must make room for.
+    pub fn largest_table(&self) -> u32 {
+        let tools = self.tools.values().filter_map(|tool| tool.budgets.table_elements);
+        let policies = self.policies.values().filter_map(|policy| policy.budgets.table_elements);
+        let guards = crate::guard::default_guard_budgets().table_elements;
+        tools.chain(policies).fold(self.budgets.table_elements.max(guards), u32::max)
     }
 }
 

@@ -1,7 +1,9 @@
-//! The one wasmtime `Engine` of a host, configured for metering, and its epoch ticker.
+//! The one wasmtime `Engine` of a host: metering, the pooling instance allocator, and the
+//! epoch ticker.
 
+use crate::config::EngineConfig;
 use std::time::Duration;
-use wasmtime::{Config, Engine, OptLevel};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 /// How often the epoch advances; wall-time budgets are enforced to this granularity.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -9,18 +11,57 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// The engine-wide limit on the WebAssembly stack; unbounded recursion stops here.
 pub(crate) const MAX_WASM_STACK: usize = 512 * 1024;
 
-/// Builds the engine: fuel metering, epoch interruption, the component model, a bounded stack.
-pub(crate) fn new_engine() -> wasmtime::Result<Engine> {
+/// Tables per core module the pool makes room for (a module has one, almost always).
+const TABLES_PER_MODULE: u32 = 4;
+
+/// Builds the engine: fuel metering, epoch interruption, the component model, a bounded
+/// stack, and (unless `settings` turn it off) the pooling allocator with copy-on-write
+/// memory images, with room for tables of `largest_table` elements. If the pool's address
+/// space cannot be reserved (a `ulimit -v`, say), the engine allocates on demand and says so.
+pub(crate) fn new_engine(settings: &EngineConfig, largest_table: u32) -> wasmtime::Result<Engine> {
+    let engine = match settings.pooling {
+        true => Engine::new(&config(Some(pool(settings, largest_table)))).or_else(|error| {
+            tracing::warn!(
+                "the instance pool could not be set up ({error}); instances are allocated \
+                 on demand (slower calls). `[engine] instances` lower reserves less."
+            );
+            Engine::new(&config(None))
+        })?,
+        false => Engine::new(&config(None))?,
+    };
+    start_epoch_ticker(&engine)?;
+    Ok(engine)
+}
+
+fn config(pool: Option<PoolingAllocationConfig>) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
-        .cranelift_opt_level(OptLevel::Speed);
-    let engine = Engine::new(&config)?;
-    start_epoch_ticker(&engine)?;
-    Ok(engine)
+        .cranelift_opt_level(OptLevel::Speed)
+        // A fresh instance's memory is its module's initial image, mapped copy-on-write.
+        .memory_init_cow(true);
+    if let Some(pool) = pool {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn pool(settings: &EngineConfig, largest_table: u32) -> PoolingAllocationConfig {
+    let instances = settings.instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances)
+        .total_memories(instances)
+        .total_tables(instances.saturating_mul(2))
+        .max_tables_per_module(TABLES_PER_MODULE)
+        .table_elements(largest_table as usize)
+        // Memory budgets are enforced by the store's limiter; the pool allows what 32-bit
+        // WebAssembly can address.
+        .max_memory_size(1 << 32);
+    pool
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped. Without it

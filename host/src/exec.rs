@@ -113,21 +113,18 @@ fn call_tool(
     args: &str,
     budgets: &Budgets,
 ) -> (Result<String, CallError>, Usage, CallCaps) {
-    let started = Instant::now();
     let tool = caps.tool.clone();
     let tool = tool.as_str();
-    let mut store = new_store(engine, budgets, plugin, caps);
-    let returned = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.moat_plugin_tool().call_call(&mut store, tool, args));
-    drain_output(&mut store);
-    let usage = usage_of(&store, budgets, started);
+    let (returned, usage, caps) = in_fresh_store(engine, plugin, caps, budgets, |store| {
+        let instance = pre.instantiate(&mut *store)?;
+        instance.moat_plugin_tool().call_call(store, tool, args)
+    });
     let result = match returned {
         Ok(Ok(output)) => check_output(tool, output, budgets, &usage),
         Ok(Err(error)) => Err(tool_error(tool, error)),
-        Err(error) => Err(classify(tool, &error, &store, budgets, &usage)),
+        Err(error) => Err(error),
     };
-    (result, usage, store.into_data().caps)
+    (result, usage, caps)
 }
 
 /// A call of a typed export (`typed/`): the arguments converted to the function's parameters
@@ -141,7 +138,6 @@ fn call_typed(
     args: &str,
     budgets: &Budgets,
 ) -> (Result<String, CallError>, Usage, CallCaps) {
-    let started = Instant::now();
     let tool = caps.tool.clone();
     let tool = tool.as_str();
     let Some(function) = typed.function(tool) else {
@@ -154,26 +150,42 @@ fn call_typed(
             return (Err(invalid), Usage::default(), caps);
         }
     };
-    let mut store = new_store(engine, budgets, plugin, caps);
-    // What the host allocates for the results is bounded too: a value several times larger
-    // than the output budget could not be returned anyway.
-    let lifted = budgets.output.0.saturating_mul(RESULT_ALLOCATION_PER_OUTPUT_BYTE);
-    store.set_hostcall_fuel(usize::try_from(lifted).unwrap_or(usize::MAX));
     let mut results = function.results();
-    let returned = typed.pre.instantiate(&mut store).and_then(|instance| {
+    let (returned, usage, caps) = in_fresh_store(engine, plugin, caps, budgets, |store| {
+        // What the host allocates for the results is bounded too: a value several times
+        // larger than the output budget could not be returned anyway.
+        let lifted = budgets.output.0.saturating_mul(RESULT_ALLOCATION_PER_OUTPUT_BYTE);
+        store.set_hostcall_fuel(usize::try_from(lifted).unwrap_or(usize::MAX));
+        let instance = typed.pre.instantiate(&mut *store)?;
         let func = instance
-            .get_func(&mut store, function.export)
+            .get_func(&mut *store, function.export)
             .ok_or_else(|| wasmtime::format_err!("its export `{tool}` is not a function"))?;
-        func.call(&mut store, &params, &mut results)
+        func.call(store, &params, &mut results)
     });
+    let result = returned.and_then(|()| {
+        typed::output(tool, &results).and_then(|output| check_output(tool, output, budgets, &usage))
+    });
+    (result, usage, caps)
+}
+
+/// Runs `body` (instantiate, then call) in a fresh store for one call of `caps.tool`, under
+/// `budgets`: what the guest printed goes to the call's log, a trap becomes the budget or
+/// failure behind it, and the usage and capability state come back.
+fn in_fresh_store<T>(
+    engine: &Engine,
+    plugin: &Arc<str>,
+    caps: CallCaps,
+    budgets: &Budgets,
+    body: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
+) -> (Result<T, CallError>, Usage, CallCaps) {
+    let started = Instant::now();
+    let tool = caps.tool.clone();
+    let mut store = new_store(engine, budgets, plugin, caps);
+    let returned = body(&mut store);
     drain_output(&mut store);
     let usage = usage_of(&store, budgets, started);
-    let result = match returned {
-        Ok(()) => typed::output(tool, &results)
-            .and_then(|output| check_output(tool, output, budgets, &usage)),
-        Err(error) => Err(classify(tool, &error, &store, budgets, &usage)),
-    };
-    (result, usage, store.into_data().caps)
+    let returned = returned.map_err(|error| classify(&tool, &error, &store, budgets, &usage));
+    (returned, usage, store.into_data().caps)
 }
 
 /// How many bytes the host may allocate for a typed export's results, per byte of output
@@ -188,14 +200,11 @@ pub(crate) fn describe(
     budgets: &Budgets,
     caps: CallCaps,
 ) -> Result<Vec<ToolInfo>, CallError> {
-    let started = Instant::now();
-    let mut store = new_store(engine, budgets, plugin, caps);
-    let returned = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.moat_plugin_tool().call_describe(&mut store));
-    drain_output(&mut store);
-    let usage = usage_of(&store, budgets, started);
-    returned.map_err(|error| classify("describe", &error, &store, budgets, &usage))
+    let (returned, _, _) = in_fresh_store(engine, plugin, caps, budgets, |store| {
+        let instance = pre.instantiate(&mut *store)?;
+        instance.moat_plugin_tool().call_describe(store)
+    });
+    returned
 }
 
 /// Moves what the guest wrote to WASI's standard output and error into the call's log.

@@ -137,10 +137,11 @@ impl HostBuilder {
     /// returned beside the host; their tools and policies are not in force.
     pub fn build(self) -> wasmtime::Result<(Host, Vec<LoadError>)> {
         let config = self.config;
-        let engine = crate::engine::new_engine()?;
-        let cache = config
-            .compile_cache_dir()
-            .and_then(|dir| CompileCache::open(&dir).inspect_err(|e| tracing::warn!("{e}")).ok());
+        let engine = crate::engine::new_engine(&config.engine, config.largest_table())?;
+        let cache = config.compile_cache_dir().and_then(|dir| {
+            let max_size = config.compile_cache.max_size.0;
+            CompileCache::open(&dir, max_size).inspect_err(|e| tracing::warn!("{e}")).ok()
+        });
         let compiler = Compiler::new(engine, cache);
         let facts = Arc::new(Facts::new(config.facts.clone()));
         let (policies, mut errors) = Policies::load(

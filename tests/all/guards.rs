@@ -7,7 +7,8 @@ use moat::escalation::Escalator;
 use moat::{CallError, CallRequest, Config, Host};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 fn policy(name: &str) -> PathBuf {
     let path = root().join("target/wasm/test-policies").join(format!("{name}.wasm"));
@@ -140,6 +141,56 @@ fn an_escalation_at_each_point_asks_a_person_and_follows_the_decision() {
         assert!(message.contains("denied by alice: not today"), "{point}: {message}");
         assert_eq!(sandbox.keep(), "precious", "{point}: denied, so nothing changed");
     }
+}
+
+/// Approves once told to; says when it has been asked.
+struct Gatekeeper {
+    asked: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Escalator for Gatekeeper {
+    fn decide(&self, _: &moat::escalation::Escalation) -> moat::escalation::Decision {
+        let _ = self.asked.lock().unwrap().send(());
+        let released = self.release.lock().unwrap().recv_timeout(Duration::from_secs(60));
+        assert!(released.is_ok(), "the test never released the escalation");
+        moat::escalation::Decision::Approved { by: "alice".into() }
+    }
+}
+
+#[test]
+fn a_call_waiting_mid_effect_for_a_person_holds_up_no_other_call() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let (asked_tx, asked) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let gatekeeper = Gatekeeper { asked: Mutex::new(asked_tx), release: Mutex::new(release_rx) };
+    let host = sandbox.host_with(Arc::new(gatekeeper));
+    std::thread::scope(|scope| {
+        // Its tool instance is live, stopped inside its write, until the person decides.
+        let waiting = scope.spawn(|| host.call("fs_write", &write(json!({"effect": "escalate"}))));
+        asked.recv_timeout(Duration::from_secs(60)).expect("the effect escalates");
+        // Meanwhile, on other threads and this one, calls run through the whole pipeline
+        // (guards, tool, audit, task ledger) and finish.
+        let others: Vec<_> = (0..4)
+            .map(|n| {
+                let host = &host;
+                scope.spawn(move || {
+                    for i in 0..5 {
+                        let args = json!({"grant": "data", "path": "keep.txt", "n": [n, i]});
+                        host.call("fs_read", &args.to_string()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for other in others {
+            other.join().unwrap();
+        }
+        host.call("fs_read", &json!({"grant": "data", "path": "keep.txt"}).to_string()).unwrap();
+        assert_eq!(sandbox.keep(), "precious", "the waiting write has not happened yet");
+        release.send(()).unwrap();
+        waiting.join().unwrap().expect("approved, the write goes ahead");
+    });
+    assert_eq!(sandbox.keep(), "changed");
 }
 
 #[test]
