@@ -26,6 +26,10 @@ test: plugins mcp-client
 mcp-client:
     tests/mcp-client/setup.sh
 
+# Measure every figure of BENCHMARKS.md in one run (release build; a few minutes) and print the table (also in target/bench/results.md)
+bench: plugins
+    cargo bench --locked -p moat --bench moat
+
 # Check formatting and lints
 lint:
     cargo fmt --all -- --check

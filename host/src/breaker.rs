@@ -441,12 +441,9 @@ impl Breakers {
             return Ok(false);
         }
         let stored = self.db.with(|conn| {
-            conn.query_row(
-                "SELECT 1 FROM task_results WHERE task = ?1 AND hash = ?2",
-                (task, hash),
-                |_| Ok(()),
-            )
-            .optional()
+            conn.prepare_cached("SELECT 1 FROM task_results WHERE task = ?1 AND hash = ?2")?
+                .query_row((task, hash), |_| Ok(()))
+                .optional()
         })?;
         if stored.is_none() {
             cache.pending.push(key.clone());
@@ -467,10 +464,10 @@ impl Breakers {
                 write(&tx, *scope, name, state)?;
             }
             for (task, hash) in &pending {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)",
-                    (task, hash),
-                )?;
+                )?
+                .execute((task, hash))?;
             }
             tx.commit()
         })?;
@@ -483,22 +480,21 @@ impl Breakers {
             return Ok(state.clone());
         }
         let stored = self.db.with(|conn| {
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT position, consecutive, stale, recent, opened_at, reason, probes
                  FROM breakers WHERE scope = ?1 AND name = ?2",
-                (scope.name(), name),
-                |row| {
-                    Ok(State {
-                        position: Position::parse(&row.get::<_, String>(0)?),
-                        consecutive: row.get(1)?,
-                        stale: row.get(2)?,
-                        recent: row.get(3)?,
-                        opened_at: row.get::<_, i64>(4)?.max(0) as u64,
-                        reason: row.get(5)?,
-                        probes: row.get(6)?,
-                    })
-                },
-            )
+            )?
+            .query_row((scope.name(), name), |row| {
+                Ok(State {
+                    position: Position::parse(&row.get::<_, String>(0)?),
+                    consecutive: row.get(1)?,
+                    stale: row.get(2)?,
+                    recent: row.get(3)?,
+                    opened_at: row.get::<_, i64>(4)?.max(0) as u64,
+                    reason: row.get(5)?,
+                    probes: row.get(6)?,
+                })
+            })
             .optional()
         })?;
         Ok(stored.unwrap_or_else(State::closed))
@@ -546,22 +542,22 @@ fn write(
     name: &str,
     state: &State,
 ) -> rusqlite::Result<usize> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT OR REPLACE INTO breakers
          (scope, name, position, consecutive, stale, recent, opened_at, reason, probes)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        rusqlite::params![
-            scope.name(),
-            name,
-            state.position.name(),
-            state.consecutive,
-            state.stale,
-            state.recent,
-            state.opened_at as i64,
-            state.reason,
-            state.probes
-        ],
-    )
+    )?
+    .execute(rusqlite::params![
+        scope.name(),
+        name,
+        state.position.name(),
+        state.consecutive,
+        state.stale,
+        state.recent,
+        state.opened_at as i64,
+        state.reason,
+        state.probes
+    ])
 }
 
 fn open(mut state: State, reason: String) -> (State, Option<(Position, Position, String)>) {

@@ -3,13 +3,18 @@
 
 use crate::config::EngineConfig;
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// How often the epoch advances; wall-time budgets are enforced to this granularity.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// The engine-wide limit on the WebAssembly stack; unbounded recursion stops here.
 pub(crate) const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// Bytes of a freed instance's memory reset in place rather than unmapped.
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Tables per core module the pool makes room for (a module has one, almost always).
 const TABLES_PER_MODULE: u32 = 4;
@@ -60,7 +65,14 @@ fn pool(settings: &EngineConfig, largest_table: u32) -> PoolingAllocationConfig 
         .table_elements(largest_table as usize)
         // Memory budgets are enforced by the store's limiter; the pool allows what 32-bit
         // WebAssembly can address.
-        .max_memory_size(1 << 32);
+        .max_memory_size(1 << 32)
+        // A freed instance's memory is reset by writing back only the pages it dirtied
+        // (found with Linux's PAGEMAP_SCAN where the kernel has it), up to this much, rather
+        // than unmapping them: no page faults at the next instance, and no TLB shootdown
+        // across cores at each call.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT / 16)
+        .pagemap_scan(Enabled::Auto);
     pool
 }
 

@@ -185,7 +185,15 @@ fn in_fresh_store<T>(
     drain_output(&mut store);
     let usage = usage_of(&store, budgets, started);
     let returned = returned.map_err(|error| classify(&tool, &error, &store, budgets, &usage));
-    (returned, usage, store.into_data().caps)
+    // The call's state comes back now (its handles and WASI dropped here); the instance is
+    // freed off the call path.
+    let state = store.data_mut();
+    let emptied = state.caps.emptied();
+    let caps = std::mem::replace(&mut state.caps, emptied);
+    drop(std::mem::take(&mut state.table));
+    drop(state.wasi.take());
+    crate::reaper::drop_later(store);
+    (returned, usage, caps)
 }
 
 /// How many bytes the host may allocate for a typed export's results, per byte of output

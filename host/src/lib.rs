@@ -28,6 +28,7 @@ pub mod mcp;
 pub mod metrics;
 mod pipeline;
 pub mod plugin;
+mod reaper;
 pub mod registry;
 pub mod rollback;
 pub mod state;

@@ -5,12 +5,12 @@
 //! A budget is a hard stop. `calls` is checked before a call: at most `calls` calls are
 //! admitted. The others are known only after a call has run, so the call that goes over one
 //! completes, the charge reports it, and the next call is refused. Every update is one
-//! SQLite statement or one `BEGIN IMMEDIATE` transaction, so hosts sharing a state database
-//! never lose each other's updates.
+//! SQLite statement (admission checks and counts in the same one), so hosts sharing a state
+//! database never lose each other's updates nor both admit the last call.
 
 use crate::state::{StateDb, StateError};
 use crate::units::Millis;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,6 +86,16 @@ const ADD: &str = "INSERT INTO task_usage (task, calls, tokens, fuel, wall_us, u
         updated_ms = excluded.updated_ms
     RETURNING calls, tokens, fuel, wall_us";
 
+/// Counts a call of a task, only if the task is under every budget (`?2` calls, `?3` tokens,
+/// `?4` fuel, `?5` microseconds): no row comes back when it is not.
+const ADMIT: &str = "INSERT INTO task_usage (task, calls, updated_ms)
+    SELECT ?1, 1, ?6 WHERE ?2 > 0
+    ON CONFLICT (task) DO UPDATE SET
+        calls = MIN(calls + 1, 9223372036854775807),
+        updated_ms = excluded.updated_ms
+    WHERE calls < ?2 AND tokens <= ?3 AND fuel <= ?4 AND wall_us <= ?5
+    RETURNING calls, tokens, fuel, wall_us";
+
 /// An increment of usage.
 #[derive(Default)]
 struct Add {
@@ -108,18 +118,35 @@ impl TaskLedger {
 
     /// Before a call: refuses it if the task is over any budget already, or if it would be
     /// one call more than `calls`; else counts it. Returns the usage with this call counted.
+    /// One statement checks and counts, so two hosts cannot both admit the last call.
     pub fn admit(&self, task: &str) -> Result<TaskUsage, TaskBudgetError> {
-        self.db.with(|conn| {
-            // IMMEDIATE takes the write lock first: two hosts cannot both admit the last call.
-            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-            let usage = read(&tx, task)?.unwrap_or_default();
-            if let Some(refusal) = self.refusal(task, &usage) {
-                return Ok(Err(refusal));
-            }
-            let usage = add(&tx, task, &Add { calls: 1, ..Add::default() })?;
-            tx.commit()?;
-            Ok(Ok(usage))
-        })?
+        let budgets = &self.budgets;
+        let wall_us = u64::try_from(u128::from(budgets.wall_time.0) * 1000).unwrap_or(u64::MAX);
+        let admitted = self.db.with(|conn| {
+            conn.prepare_cached(ADMIT)?
+                .query_row(
+                    params![
+                        task,
+                        integer(budgets.calls),
+                        integer(budgets.tokens),
+                        integer(budgets.fuel),
+                        integer(wall_us),
+                        now_ms(),
+                    ],
+                    usage_of,
+                )
+                .optional()
+        })?;
+        if let Some(usage) = admitted {
+            return Ok(usage);
+        }
+        let usage = self.usage(task)?;
+        Err(self.refusal(task, &usage).unwrap_or_else(|| TaskBudgetError::Exceeded {
+            task: task.to_owned(),
+            budget: "calls",
+            limit: budgets.calls.to_string(),
+            used: format!("{} (this would be call {})", usage.calls, usage.calls + 1),
+        }))
     }
 
     /// After a call, failed ones too: adds its fuel, wall time and output tokens. Reports the
@@ -187,28 +214,29 @@ impl TaskLedger {
 }
 
 fn read(conn: &Connection, task: &str) -> rusqlite::Result<Option<TaskUsage>> {
-    conn.query_row(
-        "SELECT calls, tokens, fuel, wall_us FROM task_usage WHERE task = ?1",
-        [task],
-        usage_of,
-    )
-    .optional()
+    conn.prepare_cached("SELECT calls, tokens, fuel, wall_us FROM task_usage WHERE task = ?1")?
+        .query_row([task], usage_of)
+        .optional()
 }
 
 fn add(conn: &Connection, task: &str, add: &Add) -> rusqlite::Result<TaskUsage> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    conn.query_row(
-        ADD,
+    conn.prepare_cached(ADD)?.query_row(
         params![
             task,
             integer(add.calls),
             integer(add.tokens),
             integer(add.fuel),
             integer(u64::try_from(add.wall.as_micros()).unwrap_or(u64::MAX)),
-            integer(u64::try_from(now.as_millis()).unwrap_or(u64::MAX)),
+            now_ms(),
         ],
         usage_of,
     )
+}
+
+/// Milliseconds since the epoch, as SQLite stores them.
+fn now_ms() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    integer(u64::try_from(now.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn usage_of(row: &Row<'_>) -> rusqlite::Result<TaskUsage> {

@@ -206,6 +206,13 @@ pub(crate) struct CallCaps {
 }
 
 impl CallCaps {
+    /// A copy of what the call may do, with nothing done: what is left in a store once the
+    /// call's own state has been taken out of it.
+    pub fn emptied(&self) -> CallCaps {
+        let (call, plugin) = (self.call.clone(), self.plugin.clone());
+        CallCaps::new(call, plugin, self.grants.clone(), self.shared.clone(), self.deadline)
+    }
+
     pub fn new(
         call: Arc<CallView>,
         plugin: Arc<str>,

@@ -197,7 +197,7 @@ impl GuardRuntime {
             }
         });
         drain_output(&mut store);
-        match answer {
+        let verdict = match answer {
             Ok(wit::Verdict::Allow) => Verdict::Allow,
             Ok(wit::Verdict::Deny(reason)) => Verdict::Deny(reason),
             Ok(wit::Verdict::Escalate(reason)) => Verdict::Escalate(reason),
@@ -231,7 +231,10 @@ impl GuardRuntime {
                 }
                 Verdict::Deny(format!("failed, so the call is denied: {why} at {}", point.name()))
             }
-        }
+        };
+        // The instance is freed off the call path.
+        crate::reaper::drop_later(store);
+        verdict
     }
 }
 
