@@ -124,8 +124,20 @@ fn native_echo(args: &str) -> String {
 }
 
 /// A host whose tool directory holds `tools`, with `guards` copies of the always-allowing
-/// test policy, and audit `off`, `batched` or `durable`.
+/// test policy, and audit `off`, `batched` or `durable`; compile cache `target/bench/cache`.
 pub fn host(dir: &Path, tools: &[PathBuf], guards: usize, audit: &str) -> Host {
+    let cache = dir.parent().and_then(Path::parent).map(|work| work.join("cache"));
+    let config =
+        setup(dir, tools, guards, audit, &cache.expect("hosts live in target/bench/hosts"));
+    let config = Config::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    let (host, errors) = Host::new(config).unwrap_or_else(|e| panic!("{e}"));
+    assert!(errors.is_empty(), "bench plugins do not load: {errors:?}");
+    host
+}
+
+/// Writes a bench host's directory: `tools/` holding `tools`, `policies/` holding `guards`
+/// copies of the always-allowing test policy, and its `moat.toml` (returned).
+pub fn setup(dir: &Path, tools: &[PathBuf], guards: usize, audit: &str, cache: &Path) -> PathBuf {
     let tool_dir = dir.join("tools");
     let policy_dir = dir.join("policies");
     std::fs::create_dir_all(&tool_dir).expect("bench directories");
@@ -137,19 +149,14 @@ pub fn host(dir: &Path, tools: &[PathBuf], guards: usize, audit: &str) -> Host {
         let to = policy_dir.join(format!("allow-{n}.wasm"));
         std::fs::copy(component("test-policies/scripted.wasm"), to).expect("copy");
     }
-    let cache = dir.parent().and_then(Path::parent).map(|work| work.join("cache"));
-    let config = host_config(audit, &cache.expect("hosts live in target/bench/hosts"));
     let path = dir.join("moat.toml");
-    std::fs::write(&path, config).expect("the config can be written");
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (host, errors) = Host::new(config).unwrap_or_else(|e| panic!("{e}"));
-    assert!(errors.is_empty(), "bench plugins do not load: {errors:?}");
-    host
+    std::fs::write(&path, host_config(audit, cache)).expect("the config can be written");
+    path
 }
 
 /// The configuration of a bench host (tools in `tools/`, policies in `policies/`): every
 /// control at its default, but a task may make many calls.
-pub fn host_config(audit: &str, cache: &Path) -> String {
+fn host_config(audit: &str, cache: &Path) -> String {
     let audit = match audit {
         "off" => "enabled = false".to_owned(),
         durability => format!("durability = \"{durability}\""),

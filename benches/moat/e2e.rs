@@ -1,7 +1,7 @@
 //! End to end: `moat serve --stdio` (the release binary) driven by a minimal newline-JSON-RPC
 //! client, sequential calls of echo with every control on; its start-up and resident memory.
 
-use crate::calls::host_config;
+use crate::calls::setup;
 use crate::component;
 use crate::quick;
 use crate::stats::{against, latencies, resident_bytes, Row, Table};
@@ -82,11 +82,9 @@ impl Server {
 
 pub fn run(work: &Path, table: &mut Table) {
     eprintln!("end to end through moat serve --stdio");
-    let dir = work.join("hosts/e2e");
     // Set up like the other hosts: echo, 3 allow-guards, batched audit, defaults otherwise.
-    drop(crate::calls::host(&dir, &[component("tools/echo.wasm")], 3, "batched"));
-    let config = dir.join("moat.toml");
-    std::fs::write(&config, host_config("batched", &work.join("cache"))).expect("config");
+    let echo = [component("tools/echo.wasm")];
+    let config = setup(&work.join("hosts/e2e"), &echo, 3, "batched", &work.join("cache"));
     // A first start warms the page cache and checks the session works.
     let (server, _) = Server::start(&config);
     server.stop();

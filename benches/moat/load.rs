@@ -1,7 +1,7 @@
 //! Loading 50 components (cold and warm compile cache), and the private memory an idle
 //! loaded plugin costs.
 
-use crate::calls::host_config;
+use crate::calls::setup;
 use crate::component;
 use crate::stats::{against, private_bytes, Row, Table};
 use moat::{Config, Host};
@@ -78,14 +78,7 @@ fn distinct_components(dir: &Path) -> Vec<PathBuf> {
 /// Starts a host in `dir` whose tool directory holds `tools`, compile cache `cache`, audit
 /// off; the time is Host::new's (the configuration read and the start).
 fn start(dir: &Path, tools: &[PathBuf], cache: &Path) -> (Host, Duration) {
-    let tool_dir = dir.join("tools");
-    std::fs::create_dir_all(&tool_dir).expect("bench directories");
-    std::fs::create_dir_all(dir.join("policies")).expect("bench directories");
-    for tool in tools {
-        std::fs::copy(tool, tool_dir.join(tool.file_name().expect("a file"))).expect("copy");
-    }
-    let path = dir.join("moat.toml");
-    std::fs::write(&path, host_config("off", cache)).expect("the config can be written");
+    let path = setup(dir, tools, 0, "off", cache);
     let started = Instant::now();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let (host, errors) = Host::new(config).unwrap_or_else(|e| panic!("{e}"));
