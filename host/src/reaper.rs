@@ -1,33 +1,42 @@
-//! Dropping finished stores off the call path: freeing an instance resets its memory and
-//! tables (page-table work that can cost more than the call itself), which a call's caller
-//! should not wait for.
+//! Work kept off the call path, on one background thread: dropping finished stores (freeing
+//! an instance resets its memory and tables, page-table work that can cost more than the
+//! call itself) and instantiating guards ahead of the checks that will use them.
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::OnceLock;
 
-/// Stores waiting to be dropped, at most; past this, the caller drops its own (so a slow
-/// reaper slows calls down rather than holding ever more instances of the pool).
+/// Jobs waiting, at most; past this, a store is dropped by its caller and an instance is not
+/// made ahead (so a slow reaper slows calls down rather than holding ever more instances of
+/// the pool).
 const QUEUE: usize = 32;
 
-type Doomed = Box<dyn Send>;
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Drops `value` on the reaper thread, or here if the queue is full or the thread is gone.
 pub(crate) fn drop_later<T: Send + 'static>(value: T) {
-    let Some(reaper) = reaper() else { return drop(value) };
-    match reaper.try_send(Box::new(value)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(value) | TrySendError::Disconnected(value)) => drop(value),
+    if let Err(job) = later(move || drop(value)) {
+        job();
     }
 }
 
-fn reaper() -> Option<&'static SyncSender<Doomed>> {
-    static REAPER: OnceLock<Option<SyncSender<Doomed>>> = OnceLock::new();
+/// Runs `job` on the reaper thread; gives it back if the queue is full or the thread is gone.
+pub(crate) fn later(job: impl FnOnce() + Send + 'static) -> Result<(), Job> {
+    let job: Job = Box::new(job);
+    let Some(reaper) = reaper() else { return Err(job) };
+    reaper.try_send(job).map_err(|(TrySendError::Full(job) | TrySendError::Disconnected(job))| job)
+}
+
+fn reaper() -> Option<&'static SyncSender<Job>> {
+    static REAPER: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     REAPER
         .get_or_init(|| {
-            let (sender, receiver) = sync_channel::<Doomed>(QUEUE);
-            let spawned = std::thread::Builder::new()
-                .name("moat-reaper".into())
-                .spawn(move || receiver.into_iter().for_each(drop));
+            let (sender, receiver) = sync_channel::<Job>(QUEUE);
+            let spawned = std::thread::Builder::new().name("moat-reaper".into()).spawn(move || {
+                for job in receiver {
+                    // A job that panics loses only itself.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            });
             spawned.inspect_err(|e| tracing::warn!("no reaper thread ({e})")).ok().map(|_| sender)
         })
         .as_ref()

@@ -1,5 +1,7 @@
 //! Running one guard check: a fresh instance of the policy in a fresh store, under the
 //! policy's budgets; whatever goes wrong becomes a deny that says so (fail closed).
+//! Instances are made ahead on the reaper thread, so a check usually finds one ready; each
+//! serves exactly one check.
 
 use super::{default_guard_budgets, Mode, PolicyConfig};
 use crate::budget::{Budgets, Limiter};
@@ -13,7 +15,7 @@ use crate::facts::Facts;
 use crate::plugin::{compile, EffectKind, World};
 use crate::wasi::Wasi;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtxView, WasiView};
@@ -32,7 +34,10 @@ mod bindings {
 
 use bindings::exports::moat::plugin::guard as wit;
 pub(crate) use bindings::moat::plugin::facts as facts_wit;
-use bindings::GuardPluginPre;
+use bindings::{GuardPlugin, GuardPluginPre};
+
+/// Instances of a policy kept ready, at most: a call's check-call and check-result.
+const AHEAD: usize = 2;
 
 /// The interfaces a guard may import: nothing that changes the world.
 const GUARD_WORLD: World = World {
@@ -102,6 +107,35 @@ pub struct Policy {
     tools: Option<Vec<String>>,
     budgets: Budgets,
     pre: GuardPluginPre<GuardState>,
+    ahead: Ahead,
+}
+
+/// A policy's instances made ahead, not yet called, each in its own store. Shared by the
+/// clones of a policy (same component, same budgets); dropped with the last of them.
+#[derive(Clone, Default)]
+struct Ahead(Arc<Mutex<Vec<Ready>>>);
+
+struct Ready {
+    store: Store<GuardState>,
+    guard: GuardPlugin,
+}
+
+impl Ahead {
+    fn take(&self) -> Option<Ready> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    /// Keeps `ready` unless enough are kept already.
+    fn put(&self, ready: Ready) {
+        let mut kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if kept.len() < AHEAD {
+            kept.push(ready);
+        }
+    }
 }
 
 impl Policy {
@@ -140,7 +174,7 @@ impl GuardRuntime {
         let pre = GuardPluginPre::new(self.linker.instantiate_pre(&component).map_err(mismatch)?)
             .map_err(mismatch)?;
         let budgets = default_guard_budgets().with(&config.budgets);
-        let mut store = self.store(name, &budgets);
+        let mut store = new_store(&self.engine, &self.facts, name, &budgets);
         let info = pre
             .instantiate(&mut store)
             .and_then(|guard| guard.moat_plugin_guard().call_describe(&mut store));
@@ -161,32 +195,54 @@ impl GuardRuntime {
             tools: config.tools,
             budgets,
             pre,
+            ahead: Ahead::default(),
         })
     }
 
-    fn store(&self, name: &str, budgets: &Budgets) -> Store<GuardState> {
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(MAX_HANDLES);
-        let state = GuardState {
-            limiter: Limiter::new(budgets),
-            log: CallLog::new(Arc::from(name), "guard"),
-            facts: self.facts.clone(),
-            table,
-            wasi: None,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        // Fuel metering is on for the engine, so setting fuel cannot fail.
-        let _ = store.set_fuel(budgets.fuel);
-        store.set_epoch_deadline(engine::ticks_for(budgets.wall_time.duration()));
-        store.epoch_deadline_trap();
-        store
+    /// Has an instance of `policy` made on the reaper thread, unless enough are ready (or
+    /// the reaper is busy: then a check instantiates its own).
+    pub fn prepare(&self, policy: &Policy) {
+        if policy.ahead.len() >= AHEAD {
+            return;
+        }
+        let (engine, facts) = (self.engine.clone(), self.facts.clone());
+        let (pre, ahead) = (policy.pre.clone(), policy.ahead.clone());
+        let (name, budgets) = (policy.name.clone(), policy.budgets.clone());
+        let _ = crate::reaper::later(move || {
+            if ahead.len() >= AHEAD {
+                return;
+            }
+            let mut store = new_store(&engine, &facts, &name, &budgets);
+            // One that fails to instantiate is not kept: the check's own attempt says why.
+            if let Ok(guard) = pre.instantiate(&mut store) {
+                ahead.put(Ready { store, guard });
+            }
+        });
+    }
+
+    /// An instance of `policy` for one check, with its wall time starting now: one made
+    /// ahead if there is one, else a new one.
+    fn instance(&self, policy: &Policy) -> (Store<GuardState>, wasmtime::Result<GuardPlugin>) {
+        let ready = policy.ahead.take();
+        self.prepare(policy);
+        match ready {
+            Some(Ready { mut store, guard }) => {
+                // Its fuel and memory are as instantiation left them, as for a new one.
+                store.set_epoch_deadline(engine::ticks_for(policy.budgets.wall_time.duration()));
+                (store, Ok(guard))
+            }
+            None => {
+                let mut store = new_store(&self.engine, &self.facts, &policy.name, &policy.budgets);
+                let guard = policy.pre.instantiate(&mut store);
+                (store, guard)
+            }
+        }
     }
 
     /// Runs `policy`'s check at `point`; any failure is a deny saying what failed.
     pub fn check(&self, policy: &Policy, call_record: &wit::Call, point: &Point<'_>) -> Verdict {
-        let mut store = self.store(&policy.name, &policy.budgets);
-        let answer = policy.pre.instantiate(&mut store).and_then(|guard| {
+        let (mut store, guard) = self.instance(policy);
+        let answer = guard.and_then(|guard| {
             let guard = guard.moat_plugin_guard();
             match point {
                 Point::Call => guard.call_check_call(&mut store, call_record),
@@ -236,6 +292,31 @@ impl GuardRuntime {
         crate::reaper::drop_later(store);
         verdict
     }
+}
+
+/// A store for one check of the policy `name`, its budgets armed.
+fn new_store(
+    engine: &Engine,
+    facts: &Arc<Facts>,
+    name: &str,
+    budgets: &Budgets,
+) -> Store<GuardState> {
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_HANDLES);
+    let state = GuardState {
+        limiter: Limiter::new(budgets),
+        log: CallLog::new(Arc::from(name), "guard"),
+        facts: facts.clone(),
+        table,
+        wasi: None,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    // Fuel metering is on for the engine, so setting fuel cannot fail.
+    let _ = store.set_fuel(budgets.fuel);
+    store.set_epoch_deadline(engine::ticks_for(budgets.wall_time.duration()));
+    store.epoch_deadline_trap();
+    store
 }
 
 fn kind_to_wit(kind: EffectKind) -> crate::bindings::EffectKind {
