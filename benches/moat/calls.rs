@@ -6,7 +6,7 @@ use crate::{component, quick};
 use moat::{CallRequest, Config, Host};
 use std::path::{Path, PathBuf};
 use wasmtime::component::{Component, Linker, Val};
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
 
 /// Timed calls per latency row, and calls per throughput figure.
 fn counts() -> (usize, usize) {
@@ -185,19 +185,7 @@ fn call(host: &Host, tool: &str, args: &str, task: &str) {
 /// wasmtime: an engine with moat's settings (fuel, epochs, the instance pool), imports
 /// stubbed, no pipeline.
 fn raw_wasmtime(calls: usize) -> Latency {
-    let mut pool = wasmtime::PoolingAllocationConfig::new();
-    pool.max_tables_per_module(4)
-        .linear_memory_keep_resident(2 << 20)
-        .table_keep_resident(128 << 10)
-        .pagemap_scan(wasmtime::Enabled::Auto);
-    let mut config = wasmtime::Config::new();
-    config
-        .wasm_component_model(true)
-        .consume_fuel(true)
-        .epoch_interruption(true)
-        .memory_init_cow(true)
-        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    let engine = Engine::new(&config).expect("an engine");
+    let engine = moat::engine_for_benchmarks(&Config::default()).expect("an engine");
     let component = Component::from_file(&engine, component("tools/echo.wasm")).expect("echo");
     let mut linker: Linker<()> = Linker::new(&engine);
     linker.define_unknown_imports_as_traps(&component).expect("stubs");

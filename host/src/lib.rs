@@ -48,3 +48,10 @@ pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
 pub use pipeline::{CallRequest, CallResponse, Host, TOOLS_LOOK};
 pub use plugin::{EffectKind, Stakes, ToolSpec};
+
+/// The engine a host with `config` runs on (its metering, epochs and instance pool), for the
+/// benchmark's raw-wasmtime row to measure wasmtime under the same settings. Not an API.
+#[doc(hidden)]
+pub fn engine_for_benchmarks(config: &Config) -> wasmtime::Result<wasmtime::Engine> {
+    engine::new_engine(&config.engine, config.largest_table())
+}

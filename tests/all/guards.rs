@@ -323,6 +323,21 @@ fn a_guard_past_its_wall_time_denies_the_call() {
 }
 
 #[test]
+fn every_check_runs_on_an_instance_that_never_checked_before_and_its_clock_starts_then() {
+    // Guard instances are made ahead, off the call path; each serves exactly one check.
+    let toml = "[policies.10-scripted.budgets]\nwall_time = \"200ms\"\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let host = sandbox.host();
+    let fresh = json!({"call": "fresh", "effect": "fresh", "result": "fresh"});
+    for _ in 0..10 {
+        host.call("fs_write", &write(fresh.clone())).expect("every check on a new instance");
+    }
+    // The instances waiting now were made longer ago than a check's wall time.
+    std::thread::sleep(Duration::from_millis(500));
+    host.call("fs_write", &write(fresh)).expect("a check's wall time starts at the check");
+}
+
+#[test]
 fn a_sequence_rule_sees_what_the_session_touched_before() {
     let sandbox = Sandbox::new(&[("10-stamp.wasm", "stamp")], "[confidence]\nhigh = 0\n");
     std::fs::write(sandbox.path().join("data/confidential.txt"), "the plan").unwrap();

@@ -207,7 +207,7 @@ impl GuardRuntime {
         }
         let (engine, facts) = (self.engine.clone(), self.facts.clone());
         let (pre, ahead) = (policy.pre.clone(), policy.ahead.clone());
-        let (name, budgets) = (policy.name.clone(), policy.budgets.clone());
+        let (name, budgets) = (policy.name.clone(), policy.budgets);
         let _ = crate::reaper::later(move || {
             if ahead.len() >= AHEAD {
                 return;

@@ -1,7 +1,8 @@
 //! `scripted`: a test policy that does what the call's arguments tell it. The arguments may
 //! hold `"_guard": {"call": V, "effect": V, "result": V}` where V is one of `allow`, `deny`,
 //! `escalate`, `rewrite:<json>`, `trap`, `spin` (loop forever), `hog` (allocate without end),
-//! or `not-json` (a rewrite that is not JSON). Missing means allow.
+//! `not-json` (a rewrite that is not JSON), or `fresh` (allow if this instance never checked
+//! anything before, else deny). Missing means allow.
 //!
 //! Expectations (checked by `tests/all/guards.rs`): each verdict at each point has its
 //! effect; `trap`, `spin` and `hog` deny the call (fail closed) with the reason.
@@ -9,8 +10,13 @@
 use moat_guest::guard::{export_guard, Call, Effect, Guard, GuardInfo, Verdict};
 use moat_guest::serde_json::{self, Value};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Checks this instance ran before this one.
+static CHECKS: AtomicU32 = AtomicU32::new(0);
 
 fn script(call: &Call, point: &str) -> Verdict {
+    let before = CHECKS.fetch_add(1, Ordering::Relaxed);
     let args: Value = serde_json::from_str(&call.args).unwrap_or(Value::Null);
     let order = args["_guard"][point].as_str().unwrap_or("allow").to_owned();
     match order.as_str() {
@@ -29,6 +35,8 @@ fn script(call: &Call, point: &str) -> Verdict {
             }
         }
         "not-json" => Verdict::Rewrite("this is not json".into()),
+        "fresh" if before == 0 => Verdict::Allow,
+        "fresh" => Verdict::Deny(format!("this instance checked {before} times before {point}")),
         other => match other.strip_prefix("rewrite:") {
             Some(json) => Verdict::Rewrite(json.to_owned()),
             None => Verdict::Deny(format!("scripted: unknown order `{other}`")),
