@@ -50,7 +50,7 @@ pub struct FilterArgs {
     #[arg(long)]
     verdict: Option<String>,
     /// Only records of this event: call, verdict, escalation, effect, result, budget,
-    /// task_start, task_end, rollback, opened, recovery
+    /// task_start, task_end, rollback, opened, recovery, load_refused
     #[arg(long)]
     event: Option<String>,
     /// Only records at or after this time (RFC 3339, e.g. 2026-11-25T14:00:00Z)

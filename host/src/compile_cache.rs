@@ -4,6 +4,7 @@
 //! checked before wasmtime sees them. A stale, corrupt or unreadable entry is compiled again
 //! and replaced, never trusted; a cache directory others could write to is not used at all.
 
+use crate::trust::Trust;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -13,16 +14,25 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
-/// The engine and, when it is on, the cache: what turns component bytes into code.
+/// The engine and, when it is on, the cache: what turns component bytes into code; and what
+/// a component file must be to get that far (its size, its pin or signature).
 #[derive(Clone)]
 pub(crate) struct Compiler {
     pub engine: Engine,
     cache: Option<Arc<CompileCache>>,
+    pub trust: Arc<Trust>,
+    /// Bytes a component file may have.
+    pub max_component_size: u64,
 }
 
 impl Compiler {
-    pub fn new(engine: Engine, cache: Option<CompileCache>) -> Compiler {
-        Compiler { engine, cache: cache.map(Arc::new) }
+    pub fn new(engine: Engine, cache: Option<CompileCache>, trust: Trust, max: u64) -> Compiler {
+        Compiler {
+            engine,
+            cache: cache.map(Arc::new),
+            trust: Arc::new(trust),
+            max_component_size: max,
+        }
     }
 
     /// Compiles `bytes` (or loads them from the cache), logging where they came from and

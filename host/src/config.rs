@@ -222,12 +222,41 @@ pub struct PluginDirs {
     /// Guard policies, run in file-name order; watched, so changes apply to the next call.
     #[serde(default = "default_policy_dir")]
     pub policies: PathBuf,
+    /// Load only plugins the lockfile pins (or a trusted key signed); also `--locked`.
+    #[serde(default)]
+    pub locked: bool,
+    /// The lockfile `moat lock` writes and `locked` reads.
+    #[serde(default = "default_lockfile")]
+    pub lockfile: PathBuf,
+    /// Public keys (64 hex digits) of publishers whose signed plugins (`FILE.wasm.sig`, made
+    /// by `moat sign`) load without a pin when locked.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// A component file larger than this is refused before it is read or compiled.
+    #[serde(default = "default_max_component_size")]
+    pub max_component_size: ByteSize,
 }
 
 impl Default for PluginDirs {
     fn default() -> PluginDirs {
-        PluginDirs { tools: default_tool_dirs(), policies: default_policy_dir() }
+        PluginDirs {
+            tools: default_tool_dirs(),
+            policies: default_policy_dir(),
+            locked: false,
+            lockfile: default_lockfile(),
+            trusted_keys: Vec::new(),
+            max_component_size: default_max_component_size(),
+        }
     }
+}
+
+fn default_lockfile() -> PathBuf {
+    PathBuf::from("moat.lock")
+}
+
+/// Large enough for a Python component with its interpreter and libraries (about 40 MB).
+fn default_max_component_size() -> ByteSize {
+    ByteSize::mib(128)
 }
 
 fn default_policy_dir() -> PathBuf {
@@ -265,6 +294,7 @@ impl Config {
             *dir = resolve(base, dir);
         }
         config.plugins.policies = resolve(base, &config.plugins.policies);
+        config.plugins.lockfile = resolve(base, &config.plugins.lockfile);
         config.state_dir = resolve(base, &config.state_dir);
         config.alerts.check().map_err(|e| ConfigError::Invalid {
             path: origin.to_owned(),

@@ -4,6 +4,7 @@
 //! person can act on them without reading logs.
 
 use crate::budget::BudgetKind;
+use crate::units::ByteSize;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -56,6 +57,12 @@ pub enum LoadProblem {
     ReservedTool(String),
     #[error("cannot list the directory: {0}")]
     Directory(String),
+    /// Plugins are locked and this file is neither pinned as it is nor signed by a trusted
+    /// publisher.
+    #[error("refused, plugins are locked: {0}")]
+    NotTrusted(String),
+    #[error("is {size}, over [plugins] max_component_size ({limit}); refused unread")]
+    TooLarge { size: ByteSize, limit: ByteSize },
 }
 
 /// A `moat.toml` that cannot be used.

@@ -34,6 +34,7 @@ pub mod rollback;
 pub mod state;
 pub mod task_budget;
 pub mod tokens;
+pub mod trust;
 mod typed;
 pub mod undo;
 pub mod units;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 mod approvals_cli;
 mod audit_cli;
+mod lock_cli;
 mod new_cli;
 mod serve_cli;
 
@@ -30,6 +31,10 @@ struct Cli {
     /// Load tools from this directory instead of the configured ones (repeatable)
     #[arg(long = "tools", global = true, value_name = "DIR")]
     tool_dirs: Vec<PathBuf>,
+    /// Load only plugins the lockfile pins or a trusted publisher signed (as `[plugins]
+    /// locked = true`); any other is refused, and the refusal audited
+    #[arg(long, global = true)]
+    locked: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +127,12 @@ enum Command {
     /// with its test cases, in this moat checkout: `just plugins` builds it, `just test`
     /// runs its cases
     New(new_cli::NewArgs),
+    /// Pin every tool and policy file by the blake3 of its bytes in the lockfile
+    /// (`[plugins] lockfile`, default moat.lock beside moat.toml), for `--locked`
+    Lock,
+    /// Sign component files as their publisher (ed25519; FILE.sig beside each), so that a
+    /// locked moat that trusts the key loads them without a pin
+    Sign(lock_cli::SignArgs),
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -167,7 +178,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    let overrides = Overrides { tool_dirs: cli.tool_dirs, locked: cli.locked };
     match cli.command {
+        Command::Lock => {
+            let mut config = load_config(cli.config.as_deref())?;
+            overrides.apply(&mut config);
+            lock_cli::lock(config).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Sign(args) => lock_cli::sign(args).map(|()| ExitCode::SUCCESS),
         Command::Approvals(command) => approvals_cli::run(cli.config.as_deref(), command),
         Command::Init => audit_cli::init(cli.config.as_deref()),
         Command::Audit(command) => audit_cli::audit(&load_config(cli.config.as_deref())?, command),
@@ -193,12 +211,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policies => {
-            let host = start_unaudited(cli.config.as_deref(), cli.tool_dirs)?;
+            let host = start_unaudited(cli.config.as_deref(), &overrides)?;
             print_policies(&host);
             Ok(ExitCode::SUCCESS)
         }
         Command::Tools { json } => {
-            let host = start_unaudited(cli.config.as_deref(), cli.tool_dirs)?;
+            let host = start_unaudited(cli.config.as_deref(), &overrides)?;
             print_tools(&host, json)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -213,7 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             wall_time,
             output,
         } => {
-            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            let host = start(cli.config.as_deref(), &overrides)?;
             let budgets = BudgetOverrides { fuel, memory, wall_time, output, table_elements: None };
             let request = CallRequest {
                 tool,
@@ -233,11 +251,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                      (streamable HTTP, e.g. 127.0.0.1:7070)"
                 );
             }
-            let host = Arc::new(start(cli.config.as_deref(), cli.tool_dirs)?);
+            let host = Arc::new(start(cli.config.as_deref(), &overrides)?);
             serve_cli::serve(host, http)
         }
         Command::Batch { file } => {
-            let host = start(cli.config.as_deref(), cli.tool_dirs)?;
+            let host = start(cli.config.as_deref(), &overrides)?;
             batch(&host, &file)
         }
     }
@@ -252,30 +270,43 @@ fn load_config(config_path: Option<&Path>) -> Result<Config> {
     })
 }
 
+/// What the command line changes in the configuration.
+struct Overrides {
+    tool_dirs: Vec<PathBuf>,
+    locked: bool,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if !self.tool_dirs.is_empty() {
+            config.plugins.tools = self.tool_dirs.clone();
+        }
+        config.plugins.locked |= self.locked;
+    }
+}
+
 /// A host for commands that run no call (listing tools, policies): it does not open the
 /// audit log, so it works beside a running host that holds it.
-fn start_unaudited(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
+fn start_unaudited(config_path: Option<&Path>, overrides: &Overrides) -> Result<Host> {
     let mut config = load_config(config_path)?;
     config.audit.enabled = false;
-    build(config, tool_dirs)
+    build(config, overrides)
 }
 
-/// Loads the config, applies the command-line tool directories and starts a host, reporting
-/// (not failing on) components that could not be loaded.
-fn start(config_path: Option<&Path>, tool_dirs: Vec<PathBuf>) -> Result<Host> {
-    build(load_config(config_path)?, tool_dirs)
+/// Loads the config, applies the command line and starts a host, reporting (not failing on)
+/// components that could not be loaded.
+fn start(config_path: Option<&Path>, overrides: &Overrides) -> Result<Host> {
+    build(load_config(config_path)?, overrides)
 }
 
-fn build(mut config: Config, tool_dirs: Vec<PathBuf>) -> Result<Host> {
-    if !tool_dirs.is_empty() {
-        config.plugins.tools = tool_dirs;
-    }
+fn build(mut config: Config, overrides: &Overrides) -> Result<Host> {
+    overrides.apply(&mut config);
     let escalator =
         moat::escalation::for_config(&config).map_err(|e| anyhow::anyhow!("escalation: {e}"))?;
     let (host, errors) = Host::builder(config)
         .escalator(escalator)
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the engine: {e:#}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot start: {e:#}"))?;
     for error in errors {
         eprintln!("warning: skipped {error}");
     }

@@ -17,6 +17,7 @@ use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
 use crate::plugin::{EffectKind, Plugin, ToolSpec};
 use crate::registry::{fingerprint, Registry};
+use crate::trust::Trust;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -142,7 +143,9 @@ impl HostBuilder {
             let max_size = config.compile_cache.max_size.0;
             CompileCache::open(&dir, max_size).inspect_err(|e| tracing::warn!("{e}")).ok()
         });
-        let compiler = Compiler::new(engine, cache);
+        let trust = Trust::from_config(&config.plugins)?;
+        let max_component_size = config.plugins.max_component_size.0;
+        let compiler = Compiler::new(engine, cache, trust, max_component_size);
         let facts = Arc::new(Facts::new(config.facts.clone()));
         let (policies, mut errors) = Policies::load(
             &compiler,
@@ -196,6 +199,7 @@ impl HostBuilder {
             controls,
             metrics,
         };
+        host.record_load_refusals(&errors);
         Ok((host, errors))
     }
 }
@@ -250,14 +254,25 @@ impl Host {
         }
         seen.1 = now;
         let (registry, errors) = self.registry().reload(&self.runtime, dirs, &self.config.budgets);
-        for error in errors {
+        for error in &errors {
             tracing::error!("tool not (re)loaded, any previous version stays in force: {error}");
         }
+        self.record_load_refusals(&errors);
         *self.registry.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Arc::new(registry);
         self.tools_version.send_modify(|version| *version += 1);
         tracing::info!("the tools were reloaded");
         true
+    }
+
+    /// Records in the audit log (if it is on) the component files that were not loaded.
+    fn record_load_refusals(&self, errors: &[LoadError]) {
+        let Some(audit) = self.audit.as_ref().filter(|_| !errors.is_empty()) else { return };
+        let events =
+            crate::audit::trail::load_refused(errors, self.config.plugins.max_component_size.0);
+        if let Err(error) = audit.record(events) {
+            tracing::error!("the refusal to load a plugin could not be audited: {error}");
+        }
     }
 
     /// Changes whenever the tools are reloaded.
@@ -587,7 +602,8 @@ impl Host {
     }
 
     fn check_call(&self, call: &CallView) -> Result<(), CallError> {
-        self.policies.reload_if_changed();
+        let not_loaded = self.policies.reload_if_changed();
+        self.record_load_refusals(&not_loaded);
         match self.runtime.shared.gate.check_call(call) {
             Verdict::Allow | Verdict::Rewrite(_) => Ok(()),
             Verdict::Deny(reason) => Err(refused(call, Stage::BeforeCall, reason)),

@@ -9,6 +9,7 @@ use crate::compile_cache::Compiler;
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::exec::{self, CallState, Runtime};
 use crate::typed::{self, Typed};
+use crate::units::ByteSize;
 use crate::validate::ArgsSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -195,12 +196,32 @@ fn read_and_compile(
     world: &World,
 ) -> Result<(Vec<u8>, Component), LoadError> {
     let fail = |problem| LoadError { path: path.to_owned(), problem };
-    let bytes = std::fs::read(path).map_err(|e| fail(LoadProblem::Unreadable(e.to_string())))?;
+    let bytes = read_component(path, compiler.max_component_size).map_err(fail)?;
     check_header(&bytes).map_err(fail)?;
+    compiler.trust.check(path, &bytes).map_err(|why| fail(LoadProblem::NotTrusted(why)))?;
     let component =
         compiler.compile(&bytes, path).map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
     check_imports(&compiler.engine, &component, world).map_err(fail)?;
     Ok((bytes, component))
+}
+
+/// The bytes of the component file at `path`, refused unread if it has more than `max`
+/// (and never more than `max` read, should it grow meanwhile).
+pub(crate) fn read_component(path: &Path, max: u64) -> Result<Vec<u8>, LoadProblem> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| LoadProblem::Unreadable(e.to_string());
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let too_large = |size| LoadProblem::TooLarge { size: ByteSize(size), limit: ByteSize(max) };
+    let size = file.metadata().map_err(unreadable)?.len();
+    if size > max {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(unreadable)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Tells garbage, empty files and core modules from components before compiling anything.

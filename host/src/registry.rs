@@ -4,7 +4,7 @@
 use crate::budget::Budgets;
 use crate::error::{LoadError, LoadProblem};
 use crate::exec::Runtime;
-use crate::plugin::{Plugin, ToolSpec};
+use crate::plugin::{read_component, Plugin, ToolSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,8 +54,9 @@ impl Registry {
             };
             for file in files {
                 let previous = self.plugins.iter().find(|p| p.path == file);
+                let max = runtime.compiler.max_component_size;
                 let unchanged = previous.filter(|p| {
-                    std::fs::read(&file).is_ok_and(|bytes| blake3::hash(&bytes) == p.hash)
+                    read_component(&file, max).is_ok_and(|bytes| blake3::hash(&bytes) == p.hash)
                 });
                 if let Some(plugin) = unchanged {
                     registry.add_loaded(plugin.clone(), &mut errors);

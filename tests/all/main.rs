@@ -26,3 +26,4 @@ mod rollback;
 mod sql_capability;
 mod support;
 mod tools;
+mod trust;

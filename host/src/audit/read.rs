@@ -105,7 +105,7 @@ impl Matcher {
             | Event::Rollback { task, .. } => {
                 (filter.task.as_ref().is_none_or(|t| t == task), filter.tool.is_none())
             }
-            Event::Opened { .. } | Event::Recovery { .. } => {
+            Event::Opened { .. } | Event::Recovery { .. } | Event::LoadRefused { .. } => {
                 (filter.task.is_none(), filter.tool.is_none())
             }
             Event::Breaker { scope, name, .. } => {
@@ -201,6 +201,7 @@ pub fn describe(record: &Record) -> String {
             format!("call #{call} in session {session} refused: {reason}")
         }
         Event::Alert { kind, message, .. } => format!("{kind}: {message}"),
+        Event::LoadRefused { path, reason, .. } => format!("not loaded: {path}: {reason}"),
         Event::Rollback { task, undone, skipped } => format!(
             "task {task} rolled back: {} effects undone{}",
             undone.len(),

@@ -136,6 +136,14 @@ pub enum Event {
     Loop { call: u64, session: String, tool: String, reason: String },
     /// A person was alerted.
     Alert { kind: String, tool: Option<String>, task: Option<String>, message: String },
+    /// A component file was not loaded (at start or at a reload): not pinned or signed
+    /// while locked, too large, not a valid component, ...
+    LoadRefused {
+        path: String,
+        /// blake3 of the file as it was read, if it could be read within the size limit.
+        blake3: Option<String>,
+        reason: String,
+    },
     /// `moat task rollback` undid (some of) a task's effects.
     Rollback {
         task: String,
@@ -164,6 +172,7 @@ impl Event {
             Event::Loop { .. } => "loop",
             Event::Alert { .. } => "alert",
             Event::Rollback { .. } => "rollback",
+            Event::LoadRefused { .. } => "load_refused",
         }
     }
 

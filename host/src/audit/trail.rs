@@ -13,6 +13,21 @@ use crate::pipeline::CallResponse;
 use crate::plugin::Plugin;
 use crate::undo::{BlobRef, Bytes, Undo};
 
+/// The records of component files that were not loaded, with the hash of each as it was
+/// read (when it could be, within `max_size` bytes).
+pub(crate) fn load_refused(errors: &[crate::error::LoadError], max_size: u64) -> Vec<Event> {
+    errors
+        .iter()
+        .map(|error| Event::LoadRefused {
+            path: error.path.display().to_string(),
+            blake3: crate::plugin::read_component(&error.path, max_size)
+                .ok()
+                .map(|bytes| blake3::hash(&bytes).to_hex().to_string()),
+            reason: error.problem.to_string(),
+        })
+        .collect()
+}
+
 /// The record of a call entering the pipeline.
 pub(crate) fn call(
     audit: &Audit,

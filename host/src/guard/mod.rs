@@ -130,20 +130,23 @@ impl Policies {
     }
 
     /// Reloads the directory if its listing (names, sizes, times) changed since the last
-    /// look: a new, replaced or removed policy applies to the next call.
-    pub fn reload_if_changed(&self) {
-        let Some(dir) = &self.dir else { return };
+    /// look: a new, replaced or removed policy applies to the next call. Returns (and logs)
+    /// the files that did not load.
+    pub fn reload_if_changed(&self) -> Vec<LoadError> {
+        let Some(dir) = &self.dir else { return Vec::new() };
         let seen = fingerprint(dir);
         {
             let mut last = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if *last == seen {
-                return;
+                return Vec::new();
             }
             *last = seen;
         }
-        for error in self.reload() {
+        let errors = self.reload();
+        for error in &errors {
             tracing::error!("policy not reloaded, the previous version stays in force: {error}");
         }
+        errors
     }
 
     /// The policies in force, in order.
