@@ -293,6 +293,10 @@ fn classify(
     // A trap's own message is the useful part; wasmtime's backtrace context is noise here.
     let mut reason = match error.downcast_ref::<Trap>() {
         Some(trap) => trap.to_string(),
+        // A fault the component model caught (a forged handle, say): what it says.
+        None if error.downcast_ref::<wasmtime::WasmBacktrace>().is_some() => {
+            one_line(error.root_cause())
+        }
         None => one_line(error),
     };
     if let Some(said) = state.log.last_problem() {

@@ -677,8 +677,9 @@ fn roll_back(caps: &mut CallCaps, cause: CallError) -> CallError {
 }
 
 fn check_output(tool: &str, secrets: &Revealed, output: String) -> Result<String, CallError> {
-    serde_json::from_str::<serde::de::IgnoredAny>(&output)
-        .map_err(|e| CallError::BadOutput { tool: tool.to_owned(), reason: e.to_string() })?;
+    let bad = |reason: String| CallError::BadOutput { tool: tool.to_owned(), reason };
+    serde_json::from_str::<serde::de::IgnoredAny>(&output).map_err(|e| bad(e.to_string()))?;
+    crate::validate::check_depth(&output).map_err(bad)?;
     Ok(if secrets.is_empty() { output } else { secrets.redact(&output) })
 }
 

@@ -1,5 +1,6 @@
 //! Input validation: the arguments are a JSON object valid against the tool's JSON Schema,
-//! checked before anything runs.
+//! checked before anything runs. And the nesting limit of JSON a plugin hands on (outputs,
+//! rewrites), so that nothing moat passes to an agent breaks a parser.
 
 use crate::error::CallError;
 use std::fmt;
@@ -62,5 +63,49 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// How deep JSON may nest: serde_json's limit, and about where other parsers stop too.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Checks that `json` (already known to be valid JSON) nests arrays and objects at most
+/// [`MAX_JSON_DEPTH`] deep. A scan, not a parse: no recursion, no allocation.
+pub fn check_depth(json: &str) -> Result<(), String> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in json.bytes() {
+        match (in_string, byte) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"));
+                }
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_is_counted_outside_strings_only() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(check_depth(&deep(MAX_JSON_DEPTH)), Ok(()));
+        assert!(check_depth(&deep(MAX_JSON_DEPTH + 1)).is_err());
+        let brackets_in_a_string =
+            format!("{{\"a\": \"{}\\\" {}\"}}", "[".repeat(500), "{".repeat(500));
+        assert_eq!(check_depth(&brackets_in_a_string), Ok(()));
+        let objects = format!("{}1{}", "{\"k\":".repeat(200), "}".repeat(200));
+        assert!(check_depth(&objects).unwrap_err().contains("deeper than 128"));
     }
 }

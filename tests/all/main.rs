@@ -13,6 +13,7 @@ mod controls;
 mod escalation;
 mod foreign;
 mod guards;
+mod hostile;
 mod http_capability;
 mod javascript;
 mod loading;

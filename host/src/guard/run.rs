@@ -258,8 +258,11 @@ impl GuardRuntime {
             Ok(wit::Verdict::Deny(reason)) => Verdict::Deny(reason),
             Ok(wit::Verdict::Escalate(reason)) => Verdict::Escalate(reason),
             Ok(wit::Verdict::Rewrite(text)) => match point {
-                Point::Result(_) => match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-                    Ok(_) => Verdict::Rewrite(text),
+                Point::Result(_) => match serde_json::from_str::<serde::de::IgnoredAny>(&text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| crate::validate::check_depth(&text))
+                {
+                    Ok(()) => Verdict::Rewrite(text),
                     Err(e) => Verdict::Deny(format!(
                         "failed, so the call is denied: its rewrite at {} is not JSON ({e})",
                         point.name()

@@ -10,12 +10,16 @@
 //! - `http_send` reaches only allow-listed origins;
 //! - `secret_echo` returns the secret, which the host must redact;
 //! - `open_handles` opens fs handles without end and must get `LimitExceeded`;
+//! - `forged_handle` reads through a handle number it made up, and `dropped_handle` through
+//!   one it already dropped: each must trap the call, never reach a grant;
 //! - `write_then_fail` writes a file and then fails, which must undo the write;
 //! - `sql_try` goes on after a refused statement, so the call commits the others;
 //! - `undeclared_write` writes without declaring the `write` effect and must be denied.
 
 use moat_guest::Effect::{Delete, Network, Read, Write};
-use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
+use moat_guest::{
+    export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError,
+};
 
 /// `FsError::LimitExceeded("..")` becomes `LimitExceeded("..")`.
 fn fail<E: std::fmt::Debug>(error: E) -> ToolError {
@@ -91,9 +95,34 @@ fn open_handles(a: GrantArgs) -> Result<usize, ToolError> {
     loop {
         match fs::open(&a.grant) {
             Ok(dir) => held.push(dir),
-            Err(e) => return Err(ToolError::Failed(format!("after {} handles: {e:?}", held.len()))),
+            Err(e) => {
+                return Err(ToolError::Failed(format!("after {} handles: {e:?}", held.len())))
+            }
         }
     }
+}
+
+/// Which handle number to forge.
+#[derive(Deserialize, JsonSchema)]
+struct Forge {
+    handle: u32,
+}
+
+fn forged_handle(a: Forge) -> Result<String, ToolError> {
+    // SAFETY: not safe at all; the host must catch it.
+    let forged = unsafe { fs::Dir::from_handle(a.handle) };
+    let read = forged.read("keep.txt").map_err(fail)?;
+    Ok(String::from_utf8_lossy(&read).into_owned())
+}
+
+fn dropped_handle(a: GrantArgs) -> Result<String, ToolError> {
+    let dir = fs::open(&a.grant).map_err(fail)?;
+    let number = dir.handle();
+    drop(dir);
+    // SAFETY: not safe at all: the handle was dropped; the host must catch it.
+    let ghost = unsafe { fs::Dir::from_handle(number) };
+    let read = ghost.read("keep.txt").map_err(fail)?;
+    Ok(String::from_utf8_lossy(&read).into_owned())
 }
 
 /// A statement and its parameters (JSON numbers, strings and nulls).
@@ -199,7 +228,10 @@ fn http_send(a: HttpArgs) -> Result<HttpOut, ToolError> {
         body: a.body.map(String::into_bytes),
     };
     let response = http::send(&request).map_err(fail)?;
-    Ok(HttpOut { status: response.status, body: String::from_utf8_lossy(&response.body).into_owned() })
+    Ok(HttpOut {
+        status: response.status,
+        body: String::from_utf8_lossy(&response.body).into_owned(),
+    })
 }
 
 /// A key and a value.
@@ -244,10 +276,13 @@ export_tools!(
     Tool::new("fs_remove_many", "Removes files one by one.", fs_remove_many).effects(&[Delete]),
     Tool::new("write_then_fail", "Writes a file, then fails.", write_then_fail).effects(&[Write]),
     Tool::new("open_handles", "Opens handles without end.", open_handles),
+    Tool::new("forged_handle", "Reads through a made-up handle.", forged_handle).effects(&[Read]),
+    Tool::new("dropped_handle", "Reads through a dropped handle.", dropped_handle).effects(&[Read]),
     Tool::new("sql_execute", "Runs a changing statement.", sql_execute).effects(&[Write, Delete]),
     Tool::new("sql_query", "Runs a query.", sql_query).effects(&[Read]),
     Tool::new("sql_script", "Runs statements in order.", sql_script).effects(&[Write, Delete]),
-    Tool::new("sql_try", "Runs statements, going on after errors.", sql_try).effects(&[Write, Delete]),
+    Tool::new("sql_try", "Runs statements, going on after errors.", sql_try)
+        .effects(&[Write, Delete]),
     Tool::new("http_send", "Sends a request.", http_send).effects(&[Network]),
     Tool::new("kv_set", "Sets a key.", kv_set).effects(&[Write]),
     Tool::new("kv_get", "Gets a key.", kv_get),

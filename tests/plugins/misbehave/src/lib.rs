@@ -12,6 +12,8 @@
 //!   `"ok"`: what trips a circuit breaker, and the probe that closes it.
 //! - `lines`: returns `count` numbered lines of mixed ASCII and multi-byte text, for output
 //!   windowing.
+//! - `nested_output`: returns arrays nested `depth` deep (`[[[...]]]`): refused as bad output
+//!   past the host's nesting limit, without exhausting the host's stack.
 
 use moat_guest::{export_tools, Deserialize, JsonSchema, Tool, ToolError};
 use std::hint::black_box;
@@ -54,6 +56,30 @@ fn recurse(_: Nothing) -> Result<String, ToolError> {
 
 fn huge_output(size: Size) -> Result<String, ToolError> {
     Ok("x".repeat(size.bytes))
+}
+
+/// How deep to nest.
+#[derive(Deserialize, JsonSchema)]
+struct Depth {
+    depth: u32,
+}
+
+/// Arrays nested `.0` deep, serialized without building them.
+struct Nested(u32);
+
+impl serde::Serialize for Nested {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(usize::from(self.0 > 0)))?;
+        if self.0 > 0 {
+            seq.serialize_element(&Nested(self.0 - 1))?;
+        }
+        seq.end()
+    }
+}
+
+fn nested_output(args: Depth) -> Result<Nested, ToolError> {
+    Ok(Nested(args.depth))
 }
 
 fn panic(_: Nothing) -> Result<String, ToolError> {
@@ -101,4 +127,5 @@ export_tools!(
     Tool::new("ok", "Returns \"ok\".", ok),
     Tool::new("flaky", "Fails when told to.", flaky),
     Tool::new("lines", "Returns numbered lines of mixed text.", lines),
+    Tool::new("nested_output", "Returns arrays nested `depth` deep.", nested_output),
 );
