@@ -194,6 +194,33 @@ fn a_call_waiting_mid_effect_for_a_person_holds_up_no_other_call() {
 }
 
 #[test]
+fn a_call_in_flight_finishes_on_the_plugin_it_began_with_while_its_file_is_removed() {
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
+    let tools = sandbox.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    std::fs::copy(built("tests").join("effects.wasm"), tools.join("effects.wasm")).unwrap();
+    let (asked_tx, asked) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let gatekeeper = Gatekeeper { asked: Mutex::new(asked_tx), release: Mutex::new(release_rx) };
+    let mut config = Config::load(&sandbox.path().join("moat.toml")).unwrap();
+    crate::support::without_controls(&mut config);
+    config.plugins.tools = vec![tools.clone()];
+    let (host, errors) = Host::builder(config).escalator(Arc::new(gatekeeper)).build().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| host.call("fs_write", &write(json!({"effect": "escalate"}))));
+        asked.recv_timeout(Duration::from_secs(60)).expect("the effect escalates");
+        std::fs::remove_file(tools.join("effects.wasm")).unwrap();
+        std::thread::sleep(moat::TOOLS_LOOK + Duration::from_millis(100));
+        let next = host.call("fs_read", &json!({"grant": "data", "path": "keep.txt"}).to_string());
+        assert!(matches!(next, Err(CallError::UnknownTool(_))), "the next call: {next:?}");
+        release.send(()).unwrap();
+        waiting.join().unwrap().expect("the call in flight finishes on its plugin");
+    });
+    assert_eq!(sandbox.keep(), "changed");
+}
+
+#[test]
 fn time_spent_waiting_for_a_person_is_not_charged_to_the_call() {
     let toml = "[tools.fs_write.budgets]\nwall_time = \"300ms\"\n";
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
