@@ -12,6 +12,7 @@ mod cli;
 mod controls;
 mod escalation;
 mod foreign;
+mod fuzz;
 mod guards;
 mod hostile;
 mod http_capability;

@@ -391,6 +391,50 @@ fn a_line_that_is_not_json_gets_a_parse_error_and_serving_goes_on() {
     assert!(client.hang_up().success());
 }
 
+/// Property test (bounded, as in `fuzz.rs`): lines of any kind, from raw text to
+/// well-formed JSON-RPC with random methods and parameters, leave the server serving.
+#[test]
+fn any_lines_from_a_client_leave_the_server_answering() {
+    use proptest::prelude::*;
+    let value = prop_oneof![
+        Just(Value::Null),
+        any::<i64>().prop_map(Value::from),
+        "[ -~]{0,12}".prop_map(Value::from),
+        prop::collection::btree_map("[a-z_/]{1,8}", "[ -~]{0,8}", 0..3)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k, v.into())).collect())),
+    ];
+    let methods = prop::sample::select(vec![
+        "tools/call",
+        "tools/list",
+        "initialize",
+        "ping",
+        "notifications/cancelled",
+        "resources/list",
+        "prompts/get",
+        "completion/complete",
+        "nope",
+    ]);
+    // Ids the client's own requests (1, 2, ...) never use, so their answers stay apart.
+    let id = prop_oneof![Just(Value::Null), "fuzz-[a-z0-9]{0,6}".prop_map(Value::from)];
+    let request = (methods, id, value.clone()).prop_map(|(method, id, params)| {
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+    });
+    let line = prop_oneof!["[^\n\r]{0,64}", request, value.prop_map(|v| v.to_string()),];
+    let mut runner = crate::support::fuzz_runner(6);
+    runner
+        .run(&prop::collection::vec(line, 1..24), |lines| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut client = Client::start(dir.path(), "");
+            for line in &lines {
+                client.send(line);
+            }
+            let answer = client.call("echo", json!({"text": "still here"}), json!({}));
+            prop_assert_eq!(&answer["isError"], &json!(false), "after {:?}", lines);
+            Ok(())
+        })
+        .unwrap();
+}
+
 #[test]
 fn meta_names_the_task_and_records_its_prompt_and_output_in_the_audit_log() {
     let dir = tempfile::tempdir().unwrap();

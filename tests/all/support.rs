@@ -138,3 +138,12 @@ pub fn refused(result: Result<CallResponse, CallError>) -> (moat::error::Stage, 
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+/// A property-test runner of `cases` cases (`MOAT_FUZZ_CASES=N` for a deeper run), no
+/// failure files written: the failing input is in the panic message.
+pub fn fuzz_runner(cases: u32) -> proptest::test_runner::TestRunner {
+    let cases = std::env::var("MOAT_FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(cases);
+    let config =
+        proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() };
+    proptest::test_runner::TestRunner::new(config)
+}
