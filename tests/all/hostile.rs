@@ -77,3 +77,45 @@ fn deeply_nested_json_from_a_tool_or_an_agent_is_refused_without_harm() {
     }
     serves_on(&host);
 }
+
+/// SECURITY.md maps each threat to tests: every test it names must exist, so the map cannot
+/// drift from the code.
+#[test]
+fn every_test_security_md_names_exists() {
+    let root = crate::support::root();
+    let security = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
+    let mut sources = String::new();
+    let mut dirs = vec![root.join("tests/all"), root.join("host/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let quoted = security.split('`').skip(1).step_by(2);
+    let mut named = 0;
+    for quote in quoted {
+        let (file, function) = match quote.split_once("::") {
+            Some((file, function)) => (Some(file), function),
+            None => (None, quote),
+        };
+        if let Some(file) = file.filter(|f| f.ends_with(".rs")) {
+            let path = match file.strip_prefix("all/") {
+                Some(rest) => root.join("tests/all").join(rest),
+                None => root.join("host").join(file),
+            };
+            assert!(path.is_file(), "SECURITY.md names {file}, which does not exist");
+        }
+        let is_test_name = function.matches('_').count() >= 3
+            && function.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if is_test_name {
+            named += 1;
+            assert!(sources.contains(&format!("fn {function}(")), "SECURITY.md names `{function}`");
+        }
+    }
+    assert!(named > 50, "SECURITY.md names {named} tests");
+}
