@@ -55,8 +55,9 @@ fn csv_stats(args: Args) -> Result<Report, ToolError> {
             )))
         }
     };
-    let mut reader =
-        csv::ReaderBuilder::new().delimiter(delimiter).from_reader(args.csv.as_bytes());
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(args.csv.as_bytes());
     let headers = reader
         .headers()
         .map_err(|e| ToolError::InvalidInput(format!("cannot read the header row: {e}")))?
@@ -75,8 +76,8 @@ fn csv_stats(args: Args) -> Result<Report, ToolError> {
     let mut cells: Vec<Vec<String>> = vec![Vec::new(); wanted.len()];
     let mut rows = 0;
     for (line, record) in reader.records().enumerate() {
-        let record =
-            record.map_err(|e| ToolError::InvalidInput(format!("row {}: {e}", line + 2)))?;
+        let record = record
+            .map_err(|e| ToolError::InvalidInput(format!("row {}: {e}", line + 2)))?;
         rows += 1;
         for (slot, &index) in wanted.iter().enumerate() {
             cells[slot].push(record.get(index).unwrap_or("").trim().to_owned());
@@ -121,7 +122,11 @@ fn summarize(values: &[String]) -> Column {
             let mut distinct = present.clone();
             distinct.sort_unstable();
             distinct.dedup();
-            Column::Text { count: present.len(), missing, distinct: distinct.len() }
+            Column::Text {
+                count: present.len(),
+                missing,
+                distinct: distinct.len(),
+            }
         }
     }
 }

@@ -23,13 +23,9 @@ fn params(values: &[Json]) -> Result<Vec<Value>, ToolError> {
         .map(|v| match v {
             Json::Null => Ok(Value::Null),
             Json::Bool(b) => Ok(Value::Integer(i64::from(*b))),
-            Json::Number(n) => {
-                Ok(n.as_i64().map(Value::Integer).unwrap_or(Value::Real(n.as_f64().unwrap_or(0.0))))
-            }
+            Json::Number(n) => Ok(n.as_i64().map(Value::Integer).unwrap_or(Value::Real(n.as_f64().unwrap_or(0.0)))),
             Json::String(s) => Ok(Value::Text(s.clone())),
-            other => Err(ToolError::InvalidInput(format!(
-                "parameter {other} is not a number, string or null"
-            ))),
+            other => Err(ToolError::InvalidInput(format!("parameter {other} is not a number, string or null"))),
         })
         .collect()
 }
@@ -37,9 +33,9 @@ fn params(values: &[Json]) -> Result<Vec<Value>, ToolError> {
 fn refused(error: sql::SqlError) -> ToolError {
     match error {
         sql::SqlError::Invalid(m) => ToolError::InvalidInput(m),
-        sql::SqlError::NotGranted(m)
-        | sql::SqlError::Denied(m)
-        | sql::SqlError::LimitExceeded(m) => ToolError::Denied(m),
+        sql::SqlError::NotGranted(m) | sql::SqlError::Denied(m) | sql::SqlError::LimitExceeded(m) => {
+            ToolError::Denied(m)
+        }
     }
 }
 
@@ -68,8 +64,7 @@ fn db_query(statement: Statement) -> Result<Vec<Map<String, Json>>, ToolError> {
 
 fn db_execute(statement: Statement) -> Result<Json, ToolError> {
     let connection = sql::open("main").map_err(refused)?;
-    let changed =
-        connection.execute(&statement.sql, &params(&statement.params)?).map_err(refused)?;
+    let changed = connection.execute(&statement.sql, &params(&statement.params)?).map_err(refused)?;
     Ok(json!({ "rows_changed": changed }))
 }
 
@@ -101,12 +96,8 @@ fn cleanup(args: Cleanup) -> Result<Json, ToolError> {
 }
 
 export_tools!(
-    Tool::new(
-        "db_query",
-        "Runs a read-only SQL query on the database and returns the rows as objects.",
-        db_query
-    )
-    .effects(&[Effect::Read]),
+    Tool::new("db_query", "Runs a read-only SQL query on the database and returns the rows as objects.", db_query)
+        .effects(&[Effect::Read]),
     Tool::new(
         "db_execute",
         "Runs one SQL statement that changes the database (INSERT, UPDATE, DELETE) and returns \

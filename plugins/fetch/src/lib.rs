@@ -23,9 +23,7 @@ struct Page {
 fn fetch(args: Args) -> Result<Page, ToolError> {
     let request = Request { method: "GET".into(), url: args.url, headers: vec![], body: None };
     let response = http::send(&request).map_err(|error| match error {
-        HttpError::NotGranted(m) | HttpError::Denied(m) | HttpError::LimitExceeded(m) => {
-            ToolError::Denied(m)
-        }
+        HttpError::NotGranted(m) | HttpError::Denied(m) | HttpError::LimitExceeded(m) => ToolError::Denied(m),
         HttpError::Timeout => ToolError::Failed("the server did not answer in time".into()),
         HttpError::Transport(m) => ToolError::Failed(m),
     })?;
@@ -34,11 +32,7 @@ fn fetch(args: Args) -> Result<Page, ToolError> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("content-type"))
         .map(|h| h.value.clone());
-    Ok(Page {
-        status: response.status,
-        content_type,
-        text: String::from_utf8_lossy(&response.body).into_owned(),
-    })
+    Ok(Page { status: response.status, content_type, text: String::from_utf8_lossy(&response.body).into_owned() })
 }
 
 export_tools!(Tool::new("fetch", "Fetches a URL (GET) and returns its status and text.", fetch)

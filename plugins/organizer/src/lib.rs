@@ -3,9 +3,7 @@
 //! removes files matching suffixes. The grant decides where it may act and how much.
 
 use moat_guest::fs::{self, FsError};
-use moat_guest::{
-    export_tools, Deserialize, Effect, JsonSchema, Serialize, Stakes, Tool, ToolError,
-};
+use moat_guest::{export_tools, Deserialize, Effect, JsonSchema, Serialize, Stakes, Tool, ToolError};
 
 /// How to organize.
 #[derive(Deserialize, JsonSchema)]
@@ -100,11 +98,7 @@ export_tools!(
         organize
     )
     .effects(&[Effect::Read, Effect::Write]),
-    Tool::new(
-        "tidy",
-        "Removes the files of a workspace folder whose names end with given suffixes.",
-        tidy
-    )
-    .effects(&[Effect::Read, Effect::Delete])
-    .stakes(Stakes::High),
+    Tool::new("tidy", "Removes the files of a workspace folder whose names end with given suffixes.", tidy)
+        .effects(&[Effect::Read, Effect::Delete])
+        .stakes(Stakes::High),
 );

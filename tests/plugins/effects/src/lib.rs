@@ -17,9 +17,7 @@
 //! - `undeclared_write` writes without declaring the `write` effect and must be denied.
 
 use moat_guest::Effect::{Delete, Network, Read, Write};
-use moat_guest::{
-    export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError,
-};
+use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
 
 /// `FsError::LimitExceeded("..")` becomes `LimitExceeded("..")`.
 fn fail<E: std::fmt::Debug>(error: E) -> ToolError {
@@ -95,9 +93,7 @@ fn open_handles(a: GrantArgs) -> Result<usize, ToolError> {
     loop {
         match fs::open(&a.grant) {
             Ok(dir) => held.push(dir),
-            Err(e) => {
-                return Err(ToolError::Failed(format!("after {} handles: {e:?}", held.len())))
-            }
+            Err(e) => return Err(ToolError::Failed(format!("after {} handles: {e:?}", held.len()))),
         }
     }
 }
@@ -228,10 +224,7 @@ fn http_send(a: HttpArgs) -> Result<HttpOut, ToolError> {
         body: a.body.map(String::into_bytes),
     };
     let response = http::send(&request).map_err(fail)?;
-    Ok(HttpOut {
-        status: response.status,
-        body: String::from_utf8_lossy(&response.body).into_owned(),
-    })
+    Ok(HttpOut { status: response.status, body: String::from_utf8_lossy(&response.body).into_owned() })
 }
 
 /// A key and a value.
@@ -281,8 +274,7 @@ export_tools!(
     Tool::new("sql_execute", "Runs a changing statement.", sql_execute).effects(&[Write, Delete]),
     Tool::new("sql_query", "Runs a query.", sql_query).effects(&[Read]),
     Tool::new("sql_script", "Runs statements in order.", sql_script).effects(&[Write, Delete]),
-    Tool::new("sql_try", "Runs statements, going on after errors.", sql_try)
-        .effects(&[Write, Delete]),
+    Tool::new("sql_try", "Runs statements, going on after errors.", sql_try).effects(&[Write, Delete]),
     Tool::new("http_send", "Sends a request.", http_send).effects(&[Network]),
     Tool::new("kv_set", "Sets a key.", kv_set).effects(&[Write]),
     Tool::new("kv_get", "Gets a key.", kv_get),

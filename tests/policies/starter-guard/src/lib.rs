@@ -20,10 +20,7 @@ impl Guard for Policy {
     /// Before the call runs: `call.args` is the JSON text of the arguments.
     fn check_call(call: &Call) -> Verdict {
         if call.args.to_lowercase().contains("forbidden") {
-            return Verdict::Deny(format!(
-                "starter-guard: `{}` was asked something forbidden",
-                call.tool
-            ));
+            return Verdict::Deny(format!("starter-guard: `{}` was asked something forbidden", call.tool));
         }
         Verdict::Allow
     }
