@@ -85,12 +85,14 @@ pub fn sign(args: SignArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+/// Writes `bytes` to a temporary file beside `path`, synced, then renamed over `path`.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .with_context(|| format!("cannot write {}", path.display()))
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fail = || format!("cannot write {}", path.display());
+    let mut temporary = tempfile::NamedTempFile::new_in(dir).with_context(fail)?;
+    temporary.write_all(bytes).with_context(fail)?;
+    temporary.as_file().sync_all().with_context(fail)?;
+    temporary.persist(path).with_context(fail)?;
+    Ok(())
 }

@@ -11,6 +11,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 /// The lockfile format `moat lock` writes.
@@ -18,6 +19,9 @@ pub const LOCK_VERSION: u32 = 1;
 
 /// What a publisher signs: this, then the 32 bytes of the component's blake3.
 const SIGNATURE_DOMAIN: &[u8] = b"moat plugin v1\0";
+
+/// Bytes of a signature file read, at most.
+const MAX_SIGNATURE: u64 = 1024;
 
 /// The first word of a signature file.
 const SIGNATURE_SCHEME: &str = "ed25519";
@@ -188,8 +192,14 @@ impl Trust {
 
     fn signature(&self, path: &Path, hash: &blake3::Hash) -> Signed {
         let sig_path = signature_path(path);
-        let text = match std::fs::read(&sig_path) {
-            Ok(text) if text.len() <= 1024 => String::from_utf8_lossy(&text).into_owned(),
+        // A signature line is under 200 bytes; no more than this is ever read.
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&sig_path)
+            .and_then(|file| file.take(MAX_SIGNATURE + 1).read_to_end(&mut bytes));
+        let text = match read {
+            Ok(_) if bytes.len() as u64 <= MAX_SIGNATURE => {
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
             Ok(_) => return Signed::Badly("its signature file is too large to be one".into()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Signed::No,
             Err(e) => return Signed::Badly(format!("its signature cannot be read: {e}")),

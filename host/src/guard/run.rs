@@ -201,7 +201,7 @@ impl GuardRuntime {
 
     /// Has an instance of `policy` made on the reaper thread, unless enough are ready (or
     /// the reaper is busy: then a check instantiates its own).
-    pub fn prepare(&self, policy: &Policy) {
+    fn prepare(&self, policy: &Policy) {
         if policy.ahead.len() >= AHEAD {
             return;
         }
