@@ -45,6 +45,10 @@ pub struct CallView {
     pub effects: Vec<EffectKind>,
     /// The session's recent calls, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// The tool's output budget for this call: a guard's rewrite of the output is an
+    /// output too, held to it. `None` outside a call's pipeline.
+    #[serde(skip)]
+    pub output_budget: Option<crate::units::ByteSize>,
     /// What shadow policies would have done; collected for the response (and the audit).
     #[serde(skip)]
     pub(crate) shadow: Mutex<Vec<String>>,

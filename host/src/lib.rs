@@ -47,7 +47,7 @@ pub use config::Config;
 pub use controls::WindowInfo;
 pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
-pub use pipeline::{CallRequest, CallResponse, Host, TOOLS_LOOK};
+pub use pipeline::{CallRequest, CallResponse, Host, HostBuilder, TOOLS_LOOK};
 pub use plugin::{EffectKind, Stakes, ToolSpec};
 
 /// The engine a host with `config` runs on (its metering, epochs and instance pool), for the

@@ -1,5 +1,6 @@
 //! The call pipeline: every call goes through [`Host::run`], top to bottom.
 
+use crate::audit::staged::Journal;
 use crate::audit::{trail, Audit, AuditError, Event};
 use crate::budget::{BudgetOverrides, Usage};
 use crate::capability::kv::KvStore;
@@ -59,6 +60,8 @@ pub struct Host {
 /// What a call consumed and revealed, for its audit records.
 #[derive(Default)]
 struct Spent {
+    /// The call's id in the audit log (its `call` record's `seq`; 0 without a log).
+    call: u64,
     usage: Usage,
     secrets: Revealed,
     passage: Passage,
@@ -330,8 +333,9 @@ impl Host {
         //    not run.
         let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
         span.record("gen_ai.tool.call.id", id);
-        let mut spent = Spent::default();
-        let outcome = self.pipeline(request, &call, found, &mut spent);
+        let mut spent = Spent { call: id, ..Spent::default() };
+        let outcome = self.pipeline(request, &call, found, &mut spent)
+            .map_err(|error| redact(error, &spent.secrets));
         // 8. What the call teaches the task's ledger, the breakers and the loop detector.
         let redact = |text: &str| spent.secrets.redact(text);
         let controls =
@@ -409,7 +413,11 @@ impl Host {
         let deadline = Instant::now() + budgets.wall_time.duration();
         let grants = self.grants.get(tool).cloned().unwrap_or_default();
         let shared = self.runtime.shared.clone();
-        let caps = CallCaps::new(call.clone(), plugin.name.clone(), grants, shared, deadline);
+        let mut caps = CallCaps::new(call.clone(), plugin.name.clone(), grants, shared, deadline);
+        // Its granted secrets are loaded now: redacted from all it says, asked for or not.
+        caps.secrets = self.runtime.shared.secrets.for_call(&caps.grants.secrets);
+        // Changes made in place are recorded, with their undo, before they happen.
+        caps.journal = self.audit.clone().map(|audit| Arc::new(Journal::new(audit, spent.call)));
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
             exec::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
@@ -422,11 +430,11 @@ impl Host {
             (Err(_), Some(refusal)) => Err(not_approved(call, Stage::DuringCall, refusal)),
             (result, _) => result,
         };
-        // 5. Output: JSON, as the contract promises, with revealed secrets redacted.
+        // 5. Output: JSON, as the contract promises, with every secret value redacted (errors
+        //    are, when the call ends).
         let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
             Ok(output) => output,
             Err(error) => {
-                let error = redact(error, &caps.secrets);
                 self.remember(call, &caps.touched, false);
                 return Err(roll_back(&mut caps, error));
             }
@@ -440,6 +448,8 @@ impl Host {
                 return Err(roll_back(&mut caps, error));
             }
         };
+        // A rewrite is an output too: what the agent gets is redacted after every check.
+        let output = caps.secrets.redact_output(output);
         // 7. Commit.
         if let Err(reason) = caps.commit() {
             let error = CallError::Host {
@@ -557,6 +567,7 @@ impl Host {
             reasoning: request.reasoning.clone(),
             effects: spec.map(|spec| spec.effects.clone()).unwrap_or_default(),
             history,
+            output_budget: Some(self.config.budgets_for(&request.tool).with(&request.budgets).output),
             shadow: Mutex::default(),
             notes: Mutex::default(),
             escalator: Override::default(),
@@ -617,7 +628,16 @@ impl Host {
     fn check_result(&self, call: &CallView, output: String) -> Result<String, CallError> {
         match self.runtime.shared.gate.check_result(call, &output) {
             Verdict::Allow => Ok(output),
-            Verdict::Rewrite(rewritten) => Ok(rewritten),
+            // Held to the tool's output budget whichever gate rewrote it (policies already
+            // hold each rewrite to theirs as well, naming both).
+            Verdict::Rewrite(rewritten) => match crate::guard::oversized_rewrite(
+                &rewritten,
+                call.output_budget,
+                None,
+            ) {
+                Some(reason) => Err(refused(call, Stage::AfterCall, reason)),
+                None => Ok(rewritten),
+            },
             Verdict::Deny(reason) => Err(refused(call, Stage::AfterCall, reason)),
             Verdict::Escalate(reason) => {
                 escalate(self.runtime.shared.escalator.as_ref(), call, "check-result", &reason)
@@ -680,24 +700,40 @@ fn check_output(tool: &str, secrets: &Revealed, output: String) -> Result<String
     let bad = |reason: String| CallError::BadOutput { tool: tool.to_owned(), reason };
     serde_json::from_str::<serde::de::IgnoredAny>(&output).map_err(|e| bad(e.to_string()))?;
     crate::validate::check_depth(&output).map_err(bad)?;
-    Ok(if secrets.is_empty() { output } else { secrets.redact(&output) })
+    Ok(secrets.redact_output(output))
 }
 
-/// Removes revealed secret values from the parts of an error a tool controls.
+/// Removes every secret value from every text of an error: a tool controls some of each
+/// (its messages, and what checks, commits and rollbacks quote of its effects' targets).
 fn redact(error: CallError, secrets: &Revealed) -> CallError {
     if secrets.is_empty() {
         return error;
     }
+    let r = |text: String| secrets.redact(&text);
     match error {
-        CallError::Tool { tool, kind, message } => {
-            CallError::Tool { tool, kind, message: secrets.redact(&message) }
+        CallError::UnknownTool(tool) => CallError::UnknownTool(r(tool)),
+        CallError::InvalidArguments { tool, reason } => {
+            CallError::InvalidArguments { tool, reason: r(reason) }
         }
-        CallError::Trapped { tool, reason } => {
-            CallError::Trapped { tool, reason: secrets.redact(&reason) }
+        CallError::Trapped { tool, reason } => CallError::Trapped { tool, reason: r(reason) },
+        CallError::Tool { tool, kind, message } => CallError::Tool { tool, kind, message: r(message) },
+        CallError::BadOutput { tool, reason } => CallError::BadOutput { tool, reason: r(reason) },
+        CallError::Denied { tool, stage, reason } => {
+            CallError::Denied { tool, stage, reason: r(reason) }
         }
-        CallError::BadOutput { tool, reason } => {
-            CallError::BadOutput { tool, reason: secrets.redact(&reason) }
+        CallError::Declined { tool, stage, reason } => {
+            CallError::Declined { tool, stage, reason: r(reason) }
         }
-        other => other,
+        CallError::RollbackFailed { cause, problems } => CallError::RollbackFailed {
+            cause: Box::new(redact(*cause, secrets)),
+            problems: r(problems),
+        },
+        CallError::Host { tool, reason } => CallError::Host { tool, reason: r(reason) },
+        CallError::Loop { tool, reason } => CallError::Loop { tool, reason: r(reason) },
+        CallError::Audit { tool, reason } => CallError::Audit { tool, reason: r(reason) },
+        // Numbers and names from the configuration only.
+        other @ (CallError::Budget(_) | CallError::TaskBudget { .. } | CallError::Breaker(_)) => {
+            other
+        }
     }
 }

@@ -271,6 +271,68 @@ fn a_rewrite_replaces_the_output_and_a_rewrite_that_is_not_json_denies() {
 }
 
 #[test]
+fn a_rewrite_is_an_output_held_to_the_tools_output_budget_and_the_guards() {
+    let toml = "[tools.fs_write.budgets]\noutput = \"64KiB\"\n\
+                [policies.10-scripted.budgets]\noutput = \"1MiB\"\nmemory = \"64MiB\"\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let host = sandbox.host();
+    // Within both budgets: the rewrite is the output.
+    let small = host.call("fs_write", &write(json!({"result": "bloat:65536"}))).unwrap();
+    assert_eq!(small.output.len(), 65536);
+    // One byte over the tool's 64 KiB: denied, naming both budgets; the write is undone.
+    let (stage, reason) =
+        refused(host.call("fs_write", &write(json!({"result": "bloat:65537"}))));
+    assert_eq!(stage, AfterCall);
+    assert_eq!(
+        reason,
+        "policy `10-scripted`: its rewrite of the output is 64.0 KiB (65537 bytes), over the \
+         output budgets (the tool's 64 KiB (65536 bytes), the guard's 1 MiB (1048576 bytes))"
+    );
+    assert_eq!(sandbox.keep(), "precious", "the write was rolled back");
+    // Seven megabytes: over both.
+    let (_, reason) = refused(host.call("fs_write", &write(json!({"result": "bloat:7340032"}))));
+    assert!(reason.contains("is 7 MiB (7340032 bytes)"), "{reason}");
+
+    // A tool with a large budget is still held to the guard's.
+    let toml = "[tools.fs_write.budgets]\noutput = \"16MiB\"\n\
+                [policies.10-scripted.budgets]\noutput = \"1MiB\"\nmemory = \"64MiB\"\n";
+    let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], toml);
+    let (_, reason) =
+        refused(sandbox.host().call("fs_write", &write(json!({"result": "bloat:1048577"}))));
+    assert!(reason.contains("the guard's 1 MiB (1048576 bytes)"), "{reason}");
+}
+
+/// A gate of the embedder's own, rewriting every output to `size` bytes.
+struct Bloat(usize);
+
+impl moat::Gate for Bloat {
+    fn check_result(&self, _: &moat::effect::CallView, _: &str) -> moat::Verdict {
+        moat::Verdict::Rewrite(format!("\"{}\"", "x".repeat(self.0 - 2)))
+    }
+}
+
+#[test]
+fn a_rewrite_by_any_gate_is_held_to_the_tools_output_budget() {
+    let sandbox = Sandbox::new(&[], "[tools.fs_write.budgets]\noutput = \"4KiB\"\n");
+    let mut config = Config::load(&sandbox.path().join("moat.toml")).unwrap();
+    crate::support::without_controls(&mut config);
+    config.plugins.tools = vec![built("tests")];
+    config.state_dir = sandbox.path().join("state-gate");
+    for (size, ok) in [(4096, true), (4097, false)] {
+        let (host, _) = Host::with_gate(config.clone(), Arc::new(Bloat(size))).unwrap();
+        match host.call("fs_write", &write(json!({}))) {
+            Ok(response) if ok => assert_eq!(response.output.len(), size),
+            Err(CallError::Denied { stage: AfterCall, reason, .. }) if !ok => assert_eq!(
+                reason,
+                "its rewrite of the output is 4.0 KiB (4097 bytes), over the output budgets \
+                 (the tool's 4 KiB (4096 bytes))"
+            ),
+            other => panic!("a rewrite of {size} bytes under a 4 KiB budget: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn rewrites_apply_in_file_name_order() {
     let args = write(json!({"result": "rewrite:\"scripted\""}));
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted"), ("20-stamp.wasm", "stamp")], "");
@@ -473,8 +535,10 @@ fn policies_reload_for_the_next_call_and_a_broken_file_keeps_the_old_one() {
     assert!(host.policies().current().is_empty());
 }
 
-/// The spans opened while `f` ran on this thread: name, and each field as text.
-fn spans_of(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>)> {
+/// The spans opened in this process: name, and each field as text. Installs a global
+/// subscriber, so it may run only in a process of its own (`support::alone`), where no other
+/// test registers callsites at the same time.
+fn recorded_spans() -> impl Fn() -> Vec<(String, Vec<(String, String)>)> {
     use tracing_subscriber::layer::{Context, SubscriberExt};
     type Spans = Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>;
     struct Fields<'a>(&'a mut Vec<(String, String)>);
@@ -511,19 +575,21 @@ fn spans_of(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>)> {
     }
     let spans = Spans::default();
     let subscriber = tracing_subscriber::registry().with(Recorder(spans.clone()));
-    tracing::subscriber::with_default(subscriber, f);
-    let spans = spans.lock().unwrap().clone();
-    spans
+    tracing::subscriber::set_global_default(subscriber).expect("no other subscriber is set");
+    move || spans.lock().unwrap().clone()
 }
 
 #[test]
 fn each_call_is_an_execute_tool_span_and_counted_in_the_metrics_with_its_guards_denials() {
+    if !crate::support::alone(module_path!(), "each_call_is_an_execute_tool_span_and_counted_in_the_metrics_with_its_guards_denials") {
+        return; // it passed in a process of its own
+    }
+    let spans = recorded_spans();
     let sandbox = Sandbox::new(&[("10-scripted.wasm", "scripted")], "");
     let host = sandbox.host();
-    let spans = spans_of(|| {
-        host.call("fs_write", &write(json!({}))).unwrap();
-        host.call("fs_write", &write(json!({"call": "deny"}))).unwrap_err();
-    });
+    host.call("fs_write", &write(json!({}))).unwrap();
+    host.call("fs_write", &write(json!({"call": "deny"}))).unwrap_err();
+    let spans = spans();
     let tools: Vec<_> = spans.iter().filter(|(name, _)| name == "execute_tool").collect();
     assert_eq!(tools.len(), 2, "{spans:?}");
     for (_, fields) in &tools {

@@ -17,6 +17,7 @@ mod guards;
 mod hostile;
 mod http_capability;
 mod javascript;
+mod kv_capability;
 mod loading;
 mod mcp;
 mod mcp_client;

@@ -147,3 +147,32 @@ pub fn fuzz_runner(cases: u32) -> proptest::test_runner::TestRunner {
         proptest::test_runner::Config { cases, failure_persistence: None, ..Default::default() };
     proptest::test_runner::TestRunner::new(config)
 }
+
+/// Runs the test `name` (as libtest names it: `module::test`) again, alone, in a child
+/// process of this test binary, and returns false once it passed there; in that child,
+/// returns true, and the test does its work. For tests of process-wide state that other
+/// tests running at once would disturb: tracing, for one, caches each callsite's interest
+/// for the whole process, so spans collected while other threads make calls are racy.
+/// The child must report exactly one test passed: a name that matches nothing fails.
+pub fn alone(module: &str, name: &str) -> bool {
+    const CHILD: &str = "MOAT_TEST_ALONE";
+    let module = module.split_once("::").map_or(module, |(_crate, rest)| rest);
+    let test = format!("{module}::{name}");
+    if std::env::var(CHILD).as_deref() == Ok(test.as_str()) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let output = std::process::Command::new(exe)
+        .args([test.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, &test)
+        .output()
+        .expect("the test binary starts again");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "`{test}`, run alone in a process of its own, did not pass ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    false
+}

@@ -189,6 +189,9 @@ pub(crate) struct CallCaps {
     pub deadline: Instant,
     /// Time spent waiting for a person's decision: not charged to the call's wall time.
     pub waited: Duration,
+    /// Where changes made in place (files) are recorded, with their undo, before they
+    /// happen: the audit log, unless it is off.
+    pub journal: Option<Arc<crate::audit::staged::Journal>>,
     /// This call's counts per meter key, added to the task's on commit.
     counts: HashMap<String, u64>,
     /// The effects that happened (staged), in order.
@@ -230,6 +233,7 @@ impl CallCaps {
             shared,
             deadline,
             waited: Duration::ZERO,
+            journal: None,
             counts: HashMap::new(),
             effects: Vec::new(),
             touched: Vec::new(),
@@ -263,6 +267,14 @@ impl CallCaps {
         Ok(())
     }
 
+    /// Gives back `amount` charged to `key` by this call, for an operation refused after its
+    /// charge (by the gate, say): a refusal changes nothing, meters included.
+    pub fn uncharge(&mut self, key: &str, amount: u64) {
+        if let Some(used) = self.counts.get_mut(key) {
+            *used = used.saturating_sub(amount);
+        }
+    }
+
     /// Checks that the tool declared `effect`'s kind, then asks the gate; an allowed effect
     /// is recorded as staged.
     pub fn admit(&mut self, effect: Effect) -> Result<(), String> {
@@ -282,7 +294,8 @@ impl CallCaps {
                 return Err(reason);
             }
             Verdict::Escalate(reason) => {
-                let reason = format!("{what}: {reason}");
+                // A person (or an MCP client) is shown it: no secret value in it.
+                let reason = self.secrets.redact(&format!("{what}: {reason}"));
                 let asked = Instant::now();
                 let decision =
                     escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason);
@@ -301,9 +314,17 @@ impl CallCaps {
     }
 
     /// Makes every staged effect final and adds the call's counts to its task.
+    /// kv first: its commit may still refuse (the namespace's quota, counted again with what
+    /// other calls committed); if the sql commit then fails, the kv changes are put back.
     pub fn commit(&mut self) -> Result<(), String> {
-        self.sql.commit()?;
-        self.kv.commit(&self.shared.kv, &self.plugin)?;
+        let (store, namespace) = (&self.shared.kv, &*self.plugin);
+        self.kv.commit(store, namespace, self.grants.kv.as_ref(), self.deadline)?;
+        if let Err(problem) = self.sql.commit() {
+            return match self.kv.revert(store, namespace, self.deadline) {
+                Ok(()) => Err(problem),
+                Err(also) => Err(format!("{problem}; {also}")),
+            };
+        }
         self.fs.commit();
         self.shared.add_to_task(&self.task, &self.counts);
         Ok(())

@@ -204,6 +204,10 @@ impl Policies {
                 }
                 Verdict::Rewrite(text) => {
                     if let Point::Result(_) = point {
+                        let guard = Some(policy.budgets.output);
+                        if let Some(over) = oversized_rewrite(&text, call.output_budget, guard) {
+                            return Verdict::Deny(format!("policy `{}`: {over}", policy.name));
+                        }
                         output = Some(text);
                     }
                 }
@@ -215,6 +219,27 @@ impl Policies {
             (None, None) => Verdict::Allow,
         }
     }
+}
+
+/// Why a rewrite of the output is too large, if it is: it is an output, held to the tool's
+/// output budget and to the output budget of the guard that made it; the reason names both.
+pub(crate) fn oversized_rewrite(
+    text: &str,
+    tool: Option<ByteSize>,
+    guard: Option<ByteSize>,
+) -> Option<String> {
+    let size = ByteSize(text.len() as u64);
+    let limit = [tool, guard].into_iter().flatten().min()?;
+    if size <= limit {
+        return None;
+    }
+    let tool = tool.map_or("none".to_owned(), |b| format!("{b} ({} bytes)", b.0));
+    let guard = guard.map_or(String::new(), |b| format!(", the guard's {b} ({} bytes)", b.0));
+    Some(format!(
+        "its rewrite of the output is {size} ({} bytes), over the output budgets (the tool's \
+         {tool}{guard})",
+        size.0
+    ))
 }
 
 fn describe(verdict: &Verdict) -> String {

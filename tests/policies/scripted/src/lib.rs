@@ -1,6 +1,6 @@
 //! `scripted`: a test policy that does what the call's arguments tell it. The arguments may
 //! hold `"_guard": {"call": V, "effect": V, "result": V}` where V is one of `allow`, `deny`,
-//! `escalate`, `rewrite:<json>`, `trap`, `spin` (loop forever), `hog` (allocate without end),
+//! `escalate`, `rewrite:<json>`, `bloat:<n>` (a rewrite: a JSON string of n bytes), `trap`, `spin` (loop forever), `hog` (allocate without end),
 //! `not-json` (a rewrite that is not JSON), or `fresh` (allow if this instance never checked
 //! anything before, else deny). Missing means allow.
 //!
@@ -37,9 +37,13 @@ fn script(call: &Call, point: &str) -> Verdict {
         "not-json" => Verdict::Rewrite("this is not json".into()),
         "fresh" if before == 0 => Verdict::Allow,
         "fresh" => Verdict::Deny(format!("this instance checked {before} times before {point}")),
-        other => match other.strip_prefix("rewrite:") {
-            Some(json) => Verdict::Rewrite(json.to_owned()),
-            None => Verdict::Deny(format!("scripted: unknown order `{other}`")),
+        other => match (other.strip_prefix("rewrite:"), other.strip_prefix("bloat:")) {
+            (Some(json), _) => Verdict::Rewrite(json.to_owned()),
+            (_, Some(bytes)) => {
+                let bytes = bytes.parse::<usize>().unwrap_or(0).max(2);
+                Verdict::Rewrite(format!("\"{}\"", "x".repeat(bytes - 2)))
+            }
+            _ => Verdict::Deny(format!("scripted: unknown order `{other}`")),
         },
     }
 }
