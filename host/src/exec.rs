@@ -66,7 +66,7 @@ fn new_store(
 ) -> Store<CallState> {
     let mut table = ResourceTable::new();
     table.set_max_capacity(MAX_HANDLES);
-    let log = CallLog::new(plugin.clone(), &caps.tool);
+    let log = CallLog::new(plugin.clone(), &caps.tool).redacting(caps.secrets.clone());
     let state = CallState { limiter: Limiter::new(budgets), log, table, caps, wasi: None };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);

@@ -1,7 +1,8 @@
 //! The records of one call, built by the pipeline: the call as admitted, then every verdict
 //! and escalation, every committed effect (with how to undo it), budgets hit, and the result.
-//! Secret values a call revealed are redacted from all of it, and an undo image holding one
-//! is not kept.
+//! Every secret value known is redacted from all of it, in every form redaction looks for
+//! (whether or not this call asked for the secret), and an undo holding one, in an image or
+//! in a path, key or table it names, is not kept.
 
 use super::{Audit, AuditError, Event};
 use crate::budget::Usage;
@@ -170,7 +171,7 @@ fn committed(
         capability: effect.capability.to_owned(),
         kind: format!("{:?}", effect.kind).to_lowercase(),
         target: secrets.redact(&effect.target),
-        detail: redact_json(&effect.detail, secrets),
+        detail: secrets.redact_json(&effect.detail),
         before,
         after,
         rows: effect.detail.get("rows").and_then(|rows| rows.as_u64()),
@@ -178,48 +179,38 @@ fn committed(
     })
 }
 
-/// Stores the images of `undo` as blobs. An image holding a revealed secret is not stored:
-/// the effect is then recorded as irreversible.
+/// Stores the images of `undo` as blobs. An undo holding a secret value (in an image, or in
+/// a path, key, table or column it names, which a record would show) is not stored: the
+/// effect is then recorded as irreversible.
 fn stored(
     audit: &Audit,
     undo: &Undo<Bytes>,
     secrets: &Revealed,
 ) -> Result<Undo<BlobRef>, AuditError> {
-    let mut images = Vec::new();
-    collect_images(undo, &mut images);
-    if images.iter().any(|image| secrets.appears_in(image)) {
+    if holds_secret(undo, secrets) {
         return Ok(Undo::Irreversible {
-            reason: "its before-image holds a secret value, which is never kept in the audit log"
+            reason: "its undo holds a secret value, which is never kept in the audit log"
                 .to_owned(),
         });
     }
     undo.clone().store(|bytes| audit.blob(&bytes))
 }
 
-fn collect_images<'a>(undo: &'a Undo<Bytes>, images: &mut Vec<&'a Bytes>) {
-    match undo {
-        Undo::File { before, .. } | Undo::Key { before, .. } => images.extend(before),
-        Undo::Rows { rows, .. } => images.push(rows),
-        Undo::Parts { parts } => parts.iter().for_each(|part| collect_images(part, images)),
-        Undo::Rename { .. } | Undo::Irreversible { .. } => {}
-    }
-}
-
-fn redact_json(value: &serde_json::Value, secrets: &Revealed) -> serde_json::Value {
-    use serde_json::Value;
+/// Whether any image or name of `undo` holds a secret value, in any form: its images as
+/// `store` hands them out, and its names as its record would show them (whatever its kind).
+pub(crate) fn holds_secret(undo: &Undo<Bytes>, secrets: &Revealed) -> bool {
     if secrets.is_empty() {
-        return value.clone();
+        return false;
     }
-    match value {
-        Value::String(text) => Value::String(secrets.redact(text)),
-        Value::Array(items) => {
-            Value::Array(items.iter().map(|v| redact_json(v, secrets)).collect())
-        }
-        Value::Object(fields) => Value::Object(
-            fields.iter().map(|(k, v)| (k.clone(), redact_json(v, secrets))).collect(),
-        ),
-        other => other.clone(),
-    }
+    let mut held = false;
+    let named = undo.clone().store(|image| {
+        held |= secrets.appears_in(&image);
+        Ok::<_, std::convert::Infallible>(BlobRef::new())
+    });
+    held || named.map_or(true, |named| match serde_json::to_vec(&named) {
+        Ok(record) => secrets.appears_in(&record),
+        Err(_) => true,
+    })
 }
 
 /// The error's kind, as the audit log names it.

@@ -1,7 +1,9 @@
-//! `log`: messages from plugins into the host's tracing, bounded in number and size per call.
+//! `log`: messages from plugins into the host's tracing, bounded in number and size per call,
+//! and redacted of every secret value known (what a WASI guest prints comes this way too).
 
 use crate::bindings::moat::plugin::log::{Host, Level};
 use crate::bindings::moat::plugin::types;
+use crate::capability::secrets::Revealed;
 use crate::exec::CallState;
 use std::sync::Arc;
 
@@ -9,6 +11,20 @@ use std::sync::Arc;
 pub const MAX_MESSAGES: u32 = 100;
 /// Bytes of one message; longer ones are cut.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Bytes of one message that redaction looks through before it is cut: far more than a
+/// message keeps, so that a value's spelling running past the cut is still found whole.
+const REDACTED_BYTES: usize = 16 * MAX_MESSAGE_BYTES;
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+}
 
 /// The log of one call: where messages go and what was kept for error reports.
 #[derive(Debug)]
@@ -20,11 +36,19 @@ pub struct CallLog {
     /// The last warning or error, quoted when the call traps (a Rust guest's panic message
     /// arrives this way).
     last_problem: Option<String>,
+    /// Applied to every message before it goes anywhere.
+    secrets: Revealed,
 }
 
 impl CallLog {
     pub(crate) fn new(plugin: Arc<str>, tool: &str) -> CallLog {
-        CallLog { plugin, tool: tool.to_owned(), written: 0, dropped: 0, last_problem: None }
+        let (tool, secrets) = (tool.to_owned(), Revealed::default());
+        CallLog { plugin, tool, written: 0, dropped: 0, last_problem: None, secrets }
+    }
+
+    /// The same log, redacting `secrets` from every message.
+    pub(crate) fn redacting(self, secrets: Revealed) -> CallLog {
+        CallLog { secrets, ..self }
     }
 
     pub(crate) fn last_problem(&self) -> Option<&str> {
@@ -41,12 +65,14 @@ impl CallLog {
             return;
         }
         self.written += 1;
+        // Redacted before it is cut to size, so that a value across the cut is found too;
+        // what redaction looks through is bounded as well.
+        if !self.secrets.is_empty() {
+            cut(&mut message, REDACTED_BYTES);
+            message = self.secrets.redact(&message);
+        }
         if message.len() > MAX_MESSAGE_BYTES {
-            let mut end = MAX_MESSAGE_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
+            cut(&mut message, MAX_MESSAGE_BYTES);
             message.push('…');
         }
         let (plugin, tool) = (&*self.plugin, self.tool.as_str());
@@ -66,8 +92,6 @@ impl CallLog {
 
 impl Host for CallState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let message =
-            if self.caps.secrets.is_empty() { message } else { self.caps.secrets.redact(&message) };
         self.log.record(level, message);
         Ok(())
     }
