@@ -278,7 +278,8 @@ fn a_rewrite_is_an_output_held_to_the_tools_output_budget_and_the_guards() {
     let host = sandbox.host();
     // Within both budgets: the rewrite is the output.
     let small = host.call("fs_write", &write(json!({"result": "bloat:65536"}))).unwrap();
-    assert_eq!(small.output.len(), 65536);
+    let whole = small.window.map_or(small.output.len() as u64, |window| window.total_bytes);
+    assert_eq!(whole, 65536, "the output (in token windows) is the rewrite");
     // One byte over the tool's 64 KiB: denied, naming both budgets; the write is undone.
     let (stage, reason) =
         refused(host.call("fs_write", &write(json!({"result": "bloat:65537"}))));
@@ -321,7 +322,10 @@ fn a_rewrite_by_any_gate_is_held_to_the_tools_output_budget() {
     for (size, ok) in [(4096, true), (4097, false)] {
         let (host, _) = Host::with_gate(config.clone(), Arc::new(Bloat(size))).unwrap();
         match host.call("fs_write", &write(json!({}))) {
-            Ok(response) if ok => assert_eq!(response.output.len(), size),
+            Ok(response) if ok => assert_eq!(
+                response.window.map_or(response.output.len() as u64, |w| w.total_bytes),
+                size as u64
+            ),
             Err(CallError::Denied { stage: AfterCall, reason, .. }) if !ok => assert_eq!(
                 reason,
                 "its rewrite of the output is 4.0 KiB (4097 bytes), over the output budgets \

@@ -24,6 +24,7 @@ pub fn built(kind: &str) -> PathBuf {
             "js" => "text-tools.wasm",
             "js-policies" => "safe-arguments.wasm",
             "tests-js" => "escape.wasm",
+            "test-policies" => "scripted.wasm",
             _ => "misbehave.wasm",
         })
         .is_file(),

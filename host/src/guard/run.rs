@@ -53,6 +53,8 @@ pub(crate) struct GuardState {
     pub limiter: Limiter,
     pub log: CallLog,
     pub facts: Arc<Facts>,
+    /// When the check's wall time ends: `facts` queries end by then too.
+    pub deadline: std::time::Instant,
     /// Handles a WASI guest holds, with a capacity limit.
     table: ResourceTable,
     /// Restricted WASI, made at the first use (a Rust guard imports none).
@@ -105,7 +107,7 @@ pub struct Policy {
     pub description: String,
     pub mode: Mode,
     tools: Option<Vec<String>>,
-    budgets: Budgets,
+    pub(crate) budgets: Budgets,
     pre: GuardPluginPre<GuardState>,
     ahead: Ahead,
 }
@@ -229,6 +231,8 @@ impl GuardRuntime {
             Some(Ready { mut store, guard }) => {
                 // Its fuel and memory are as instantiation left them, as for a new one.
                 store.set_epoch_deadline(engine::ticks_for(policy.budgets.wall_time.duration()));
+                store.data_mut().deadline =
+                    std::time::Instant::now() + policy.budgets.wall_time.duration();
                 (store, Ok(guard))
             }
             None => {
@@ -310,6 +314,7 @@ fn new_store(
         limiter: Limiter::new(budgets),
         log: CallLog::new(Arc::from(name), "guard"),
         facts: facts.clone(),
+        deadline: std::time::Instant::now() + budgets.wall_time.duration(),
         table,
         wasi: None,
     };
