@@ -281,6 +281,7 @@ fn a_rewrite_is_an_output_held_to_the_tools_output_budget_and_the_guards() {
     let whole = small.window.map_or(small.output.len() as u64, |window| window.total_bytes);
     assert_eq!(whole, 65536, "the output (in token windows) is the rewrite");
     // One byte over the tool's 64 KiB: denied, naming both budgets; the write is undone.
+    std::fs::write(sandbox.path().join("data/keep.txt"), "precious").unwrap();
     let (stage, reason) =
         refused(host.call("fs_write", &write(json!({"result": "bloat:65537"}))));
     assert_eq!(stage, AfterCall);
