@@ -49,7 +49,7 @@ pub struct FilterArgs {
     /// Only verdicts of this kind: allow, deny, escalate, rewrite
     #[arg(long)]
     verdict: Option<String>,
-    /// Only records of this event: call, verdict, escalation, effect, result, budget,
+    /// Only records of this event: call, verdict, escalation, effect, staged, result, budget,
     /// task_start, task_end, rollback, opened, recovery, load_refused
     #[arg(long)]
     event: Option<String>,

@@ -113,10 +113,22 @@ impl Facts {
         self.sources.get(name).ok_or_else(|| format!("no facts source `{name}`"))
     }
 
-    /// Runs a read-only statement over the database source `name`.
+    /// Runs a read-only statement over the database source `name`, within [`DEADLINE`].
     pub fn query(&self, name: &str, statement: &str, params: Vec<Value>) -> Result<Rows, String> {
+        self.query_by(name, statement, params, None)
+    }
+
+    /// [`Facts::query`], ending by `until` too (the deadline of the check asking), whichever
+    /// comes first: the statement, and any wait for a database another process holds locked.
+    pub fn query_by(
+        &self,
+        name: &str,
+        statement: &str,
+        params: Vec<Value>,
+        until: Option<Instant>,
+    ) -> Result<Rows, String> {
         match self.source(name)? {
-            Source::Sql(path) => query(path, statement, params)
+            Source::Sql(path) => query(path, statement, params, Deadline::new(until))
                 .map_err(|why| format!("facts source `{name}`: {why}")),
             Source::Documents { .. } => {
                 Err(format!("facts source `{name}` is a document set: use search, not query"))
@@ -127,6 +139,18 @@ impl Facts {
     /// Full-text search over the document source `name`: at most `limit` passages (capped
     /// at [`MAX_PASSAGES`]), best first.
     pub fn search(&self, name: &str, text: &str, limit: u32) -> Result<Vec<Passage>, String> {
+        self.search_by(name, text, limit, None)
+    }
+
+    /// [`Facts::search`], ending by `until` too, whichever comes first.
+    pub fn search_by(
+        &self,
+        name: &str,
+        text: &str,
+        limit: u32,
+        until: Option<Instant>,
+    ) -> Result<Vec<Passage>, String> {
+        let deadline = Deadline::new(until);
         let Source::Documents { dir, extensions, index } = self.source(name)? else {
             return Err(format!("facts source `{name}` is a database: use query, not search"));
         };
@@ -142,7 +166,7 @@ impl Facts {
             *index = Some(build_index(dir, extensions).map_err(fail)?);
         }
         let Some(conn) = index.as_ref() else { return Ok(Vec::new()) };
-        search(conn, name, &expression, limit).map_err(fail)
+        search(conn, name, &expression, limit, deadline).map_err(fail)
     }
 }
 
@@ -157,7 +181,7 @@ impl Host for GuardState {
         statement: String,
         params: Vec<Value>,
     ) -> wasmtime::Result<Result<Rows, String>> {
-        Ok(self.facts.query(&source, &statement, params))
+        Ok(self.facts.query_by(&source, &statement, params, Some(self.deadline)))
     }
 
     fn search(
@@ -166,13 +190,35 @@ impl Host for GuardState {
         text: String,
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<Passage>, String>> {
-        Ok(self.facts.search(&source, &text, limit))
+        Ok(self.facts.search_by(&source, &text, limit, Some(self.deadline)))
     }
 }
 
-/// Stops statements of `conn` once `DEADLINE` has passed; the flag says whether it did.
-fn arm_deadline(conn: &Connection) -> Arc<Mutex<bool>> {
-    let deadline = Instant::now() + DEADLINE;
+/// When a query or search must end: [`DEADLINE`] after it starts, or the check's own
+/// deadline if that comes first.
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    /// How long that is from the start, for messages.
+    millis: u128,
+}
+
+impl Deadline {
+    fn new(check: Option<Instant>) -> Deadline {
+        let start = Instant::now();
+        let fixed = start + DEADLINE;
+        let at = check.map_or(fixed, |check| check.min(fixed));
+        Deadline { at, millis: at.saturating_duration_since(start).as_millis() }
+    }
+
+    fn left(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Stops statements of `conn` once `deadline` has passed; the flag says whether it did.
+fn arm_deadline(conn: &Connection, deadline: Deadline) -> Arc<Mutex<bool>> {
+    let deadline = deadline.at;
     let stopped = Arc::new(Mutex::new(false));
     let flag = stopped.clone();
     conn.progress_handler(
@@ -205,7 +251,12 @@ fn describe(action: &AuthAction<'_>) -> String {
     }
 }
 
-fn query(path: &Path, statement: &str, params: Vec<Value>) -> Result<Rows, String> {
+fn query(
+    path: &Path,
+    statement: &str,
+    params: Vec<Value>,
+    deadline: Deadline,
+) -> Result<Rows, String> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
@@ -227,10 +278,16 @@ fn query(path: &Path, statement: &str, params: Vec<Value>) -> Result<Rows, Strin
             Authorization::Deny
         }
     }));
-    let stopped = arm_deadline(&conn);
+    // A database another process holds locked is waited for until the deadline, no longer.
+    conn.busy_timeout(deadline.left()).map_err(setup)?;
+    let stopped = arm_deadline(&conn, deadline);
+    let ms = deadline.millis;
     let explain = |e: rusqlite::Error| match (lock(&refused).take(), *lock(&stopped)) {
         (Some(action), _) => format!("the statement would {action}; facts are read-only"),
-        (None, true) => format!("the query ran past its deadline of {} ms", DEADLINE.as_millis()),
+        (None, true) => format!("the query ran past its deadline of {ms} ms"),
+        (None, false) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            format!("the database is locked by another process past the query's deadline of {ms} ms")
+        }
         (None, false) => e.to_string(),
     };
 
@@ -303,10 +360,11 @@ fn search(
     name: &str,
     expression: &str,
     limit: u32,
+    deadline: Deadline,
 ) -> Result<Vec<Passage>, String> {
-    let stopped = arm_deadline(conn);
+    let stopped = arm_deadline(conn, deadline);
     let explain = |e: rusqlite::Error| match *lock(&stopped) {
-        true => format!("the search ran past its deadline of {} ms", DEADLINE.as_millis()),
+        true => format!("the search ran past its deadline of {} ms", deadline.millis),
         false => format!("search failed: {e}"),
     };
     let sql = "SELECT id, text, rank FROM passages WHERE passages MATCH ?1 ORDER BY rank LIMIT ?2";
@@ -534,6 +592,44 @@ mod tests {
         let error = facts.query("shop", endless, vec![]).unwrap_err();
         assert!(error.contains("ran past its deadline of 1000 ms"), "{error}");
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_query_ends_by_the_deadline_of_the_check_when_the_database_is_locked() {
+        let (dir, facts) = shop();
+        // Another process (here, another connection) holds the database locked.
+        let holder = Connection::open(dir.path().join("shop.db")).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE; UPDATE orders SET status = status").unwrap();
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let check = Some(Instant::now() + Duration::from_millis(200));
+            let _ = done.send(facts.query_by("shop", "SELECT count(*) FROM orders", vec![], check));
+        });
+        // Bounded, so that a hang fails the test: far above the deadline.
+        let error = ended.recv_timeout(Duration::from_secs(30)).expect("the query ends").unwrap_err();
+        assert!(
+            error.starts_with(
+                "facts source `shop`: the database is locked by another process past the \
+                 query's deadline of "
+            ),
+            "{error}"
+        );
+        holder.execute_batch("ROLLBACK").unwrap();
+    }
+
+    #[test]
+    fn a_long_query_ends_by_the_deadline_of_the_check() {
+        let (_dir, facts) = shop();
+        let (done, ended) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+                           SELECT count(*) FROM n";
+            let check = Some(Instant::now() + Duration::from_millis(150));
+            let _ = done.send(facts.query_by("shop", endless, vec![], check));
+        });
+        let error = ended.recv_timeout(Duration::from_secs(30)).expect("the query ends").unwrap_err();
+        assert!(error.starts_with("facts source `shop`: the query ran past its deadline of "), "{error}");
+        assert!(!error.contains("of 1000 ms"), "the check's deadline came first: {error}");
     }
 
     #[test]

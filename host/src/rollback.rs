@@ -5,7 +5,12 @@
 //! effects (unless told to skip them), loads every record and blob, opens every database in
 //! a transaction, then simulates the whole rollback over the current state before touching
 //! anything. Rows and keys change inside one transaction per database, committed last;
-//! files change on disk, and are put back if anything fails before the commits.
+//! files change on disk, each replaced whole (a new file renamed over it), and are put back
+//! if anything fails before the commits.
+//!
+//! A pending change ([`Undo::Pending`], from a call that never finished) may or may not have
+//! happened: each part is undone if what it left is there, left alone if what was there
+//! before still is, and a conflict otherwise; the staging file it may have left is removed.
 
 use crate::undo::{self, BlobRef, RowChange, RowOp, SqlValue, Undo};
 use rusqlite::config::DbConfig;
@@ -124,7 +129,7 @@ pub fn apply(
     }
     let mut report = Report { skipped: problems, ..Report::default() };
     let mut stores = Stores::default();
-    let mut parts = Vec::new();
+    let mut parts: Vec<(usize, &Step, Action<'_>, bool)> = Vec::new();
     for step in steps.iter().rev() {
         if step.undo.irreversible().is_some() {
             continue; // skipped whole, as reported
@@ -135,24 +140,32 @@ pub fn apply(
             target: step.target.clone(),
             done: Vec::new(),
         });
+        let at = report.undone.len() - 1;
+        let pending = step.undo.pending();
+        if let Some(Some(scratch)) = pending {
+            parts.push((at, step, Action::Scratch { path: scratch }, true));
+        }
         for undo in step.undo.flatten().into_iter().rev() {
             let action = load(undo, blob, &mut stores).map_err(|problem| {
                 let (seq, tool, target) = (step.seq, step.tool.clone(), step.target.clone());
                 RollbackError::Record { seq, tool, target, problem }
             })?;
-            parts.extend(action.map(|action| (report.undone.len() - 1, step, action)));
+            parts.extend(action.map(|action| (at, step, action, pending.is_some())));
         }
     }
     stores.open()?;
     let mut state = State::default();
-    for (_, step, action) in &parts {
-        state.check(action, &mut stores).map_err(|problem| {
+    let mut to_run = Vec::new();
+    for (_, step, action, pending) in &parts {
+        let runs = state.check(action, *pending, &mut stores).map_err(|problem| {
             let (seq, tool, target) = (step.seq, step.tool.clone(), step.target.clone());
             RollbackError::Conflict { seq, tool, target, problem }
         })?;
+        to_run.push(runs);
     }
     let mut journal = Vec::new();
-    for (at, step, action) in &parts {
+    let parts = parts.iter().zip(to_run).filter(|(_, runs)| *runs).map(|(part, _)| part);
+    for (at, step, action, _) in parts {
         if let Err(problem) = run(action, &mut stores, &mut journal) {
             let (seq, tool, target) = (step.seq, step.tool.clone(), step.target.clone());
             return Err(match put_back(journal) {
@@ -194,6 +207,7 @@ impl Report {
                 self.keys += 1;
                 format!("put back key `{key}` of `{namespace}`")
             }
+            Action::Scratch { path } => format!("removed the staging file {}", path.display()),
         };
         if let Some(undone) = self.undone.get_mut(at) {
             undone.done.push(what);
@@ -224,6 +238,10 @@ enum Action<'a> {
         key: &'a str,
         before: Option<(Vec<u8>, &'a str)>,
         after: Option<&'a str>,
+    },
+    /// A staging file moat may have left: removed if it is there.
+    Scratch {
+        path: &'a Path,
     },
 }
 
@@ -274,7 +292,7 @@ fn load<'a>(
             before: before.as_ref().map(read).transpose()?,
             after: after.as_deref(),
         },
-        Undo::Irreversible { .. } | Undo::Parts { .. } => return Ok(None),
+        Undo::Irreversible { .. } | Undo::Parts { .. } | Undo::Pending { .. } => return Ok(None),
     }))
 }
 
@@ -465,11 +483,48 @@ enum File {
 }
 
 impl State {
-    /// Checks that `action` can be undone from the simulated state, and simulates it.
-    fn check(&mut self, action: &Action<'_>, stores: &mut Stores) -> Result<(), String> {
+    /// Checks that `action` can be undone from the simulated state, and simulates it. True
+    /// if it is to be run; false for a `pending` change that never happened (what was there
+    /// before still is), which is left alone.
+    fn check(
+        &mut self,
+        action: &Action<'_>,
+        pending: bool,
+        stores: &mut Stores,
+    ) -> Result<bool, String> {
         match action {
+            Action::Scratch { path } => {
+                return match std::fs::symlink_metadata(path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(format!("{}: {e}", path.display())),
+                    Ok(meta) if meta.is_file() => {
+                        self.files.insert(path.to_path_buf(), File::Absent);
+                        Ok(true)
+                    }
+                    Ok(_) => Err(format!(
+                        "{} is not a regular file, so it is not the staging file moat left",
+                        path.display()
+                    )),
+                };
+            }
             Action::File { path, before, after } => {
                 let now = self.hash_of(path)?;
+                let happened = match (after, &now) {
+                    (Some(left), Some(now)) => left == now,
+                    (None, None) => true,
+                    _ => false,
+                };
+                if pending && !happened {
+                    let was = before.as_ref().map(|(_, hash)| *hash);
+                    if now.as_deref() == was {
+                        return Ok(false);
+                    }
+                    return Err(format!(
+                        "{} holds neither what the unfinished change would have left nor what \
+                         was there before it",
+                        path.display()
+                    ));
+                }
                 match (after, &now) {
                     (Some(left), Some(now)) if left == now => {}
                     (Some(_), Some(_)) => return Err(format!("{} changed since", path.display())),
@@ -483,6 +538,17 @@ impl State {
                 self.files.insert(path.to_path_buf(), then);
             }
             Action::Rename { from, to } => {
+                let moved = self.hash_of(to)?.is_some() && self.hash_of(from)?.is_none();
+                if pending && !moved {
+                    if self.hash_of(from)?.is_some() {
+                        return Ok(false);
+                    }
+                    return Err(format!(
+                        "neither {} nor {} holds the file the unfinished move was moving",
+                        from.display(),
+                        to.display()
+                    ));
+                }
                 if self.hash_of(to)?.is_none() {
                     return Err(format!("{} is gone (it was moved there)", to.display()));
                 }
@@ -556,7 +622,7 @@ impl State {
                 self.keys.insert(slot, before.as_ref().map(|(_, h)| h.to_string()));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn current(&self, path: &Path) -> File {
@@ -625,7 +691,7 @@ fn run(action: &Action<'_>, stores: &mut Stores, journal: &mut Vec<Done>) -> Res
                         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
                     }
                     journal.push(Done::Wrote { path: path.to_path_buf(), previous });
-                    std::fs::write(path, bytes).map_err(|e| io(path, e))?;
+                    write_whole(path, bytes).map_err(|e| io(path, e))?;
                 }
                 None => {
                     if previous.is_some() {
@@ -675,6 +741,10 @@ fn run(action: &Action<'_>, stores: &mut Stores, journal: &mut Vec<Done>) -> Res
                 }
             }
         }
+        Action::Scratch { path } => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(path, e)),
+            _ => {}
+        },
         Action::Key { store, namespace, key, before, .. } => {
             let conn = Stores::conn(&stores.kv, *store)?;
             let done = match before {
@@ -700,7 +770,7 @@ fn put_back(journal: Vec<Done>) -> Result<(), String> {
     for done in journal.into_iter().rev() {
         let (path, outcome) = match done {
             Done::Wrote { path, previous: Some(bytes) } => {
-                let outcome = std::fs::write(&path, bytes);
+                let outcome = write_whole(&path, &bytes);
                 (path, outcome)
             }
             Done::Wrote { path, previous: None } => {
@@ -720,4 +790,25 @@ fn put_back(journal: Vec<Done>) -> Result<(), String> {
         true => Ok(()),
         false => Err(left.join(", ")),
     }
+}
+
+/// Replaces `path` with `bytes` whole: written to a new staging file beside it (with the
+/// permissions of the file it replaces), synced, renamed over it. A crash leaves the old
+/// content or the new, and at worst a staging file.
+fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let scratch = path.with_file_name(crate::capability::fs::scratch_name());
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&scratch)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            file.set_permissions(meta.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&scratch, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&scratch);
+    }
+    written
 }

@@ -36,6 +36,12 @@ pub enum Undo<B = BlobRef> {
     /// that replaced a file is the replaced file's removal ([`Undo::File`] with `after:
     /// None`), then the move ([`Undo::Rename`]).
     Parts { parts: Vec<Undo<B>> },
+    /// A change recorded before it happened (a `staged` record), whose call did not finish:
+    /// it may or may not have happened. Each part of `change` is undone if what it left is
+    /// there, and left alone if what was there before still is (anything else is a
+    /// conflict). `scratch`, the staging file the change (or its undoing) writes through, is
+    /// removed if it is there.
+    Pending { scratch: Option<PathBuf>, change: Box<Undo<B>> },
 }
 
 /// One row changed by a statement (or a trigger it fired), with its images.
@@ -109,16 +115,30 @@ impl Undo<Bytes> {
                     .map(|part| part.store_with(put))
                     .collect::<Result<_, E>>()?,
             },
+            Undo::Pending { scratch, change } => {
+                Undo::Pending { scratch, change: Box::new(change.store_with(put)?) }
+            }
         })
     }
 }
 
 impl<B> Undo<B> {
-    /// The single undos of this one, in the order they happened (parts flattened).
+    /// The single undos of this one, in the order they happened (parts flattened, and a
+    /// pending change's parts).
     pub fn flatten(&self) -> Vec<&Undo<B>> {
         match self {
             Undo::Parts { parts } => parts.iter().flat_map(Undo::flatten).collect(),
+            Undo::Pending { change, .. } => change.flatten(),
             single => vec![single],
+        }
+    }
+
+    /// Whether this is a change that may or may not have happened, and the staging file it
+    /// may have left.
+    pub fn pending(&self) -> Option<Option<&std::path::Path>> {
+        match self {
+            Undo::Pending { scratch, .. } => Some(scratch.as_deref()),
+            _ => None,
         }
     }
 

@@ -9,6 +9,7 @@ mod blobs;
 pub mod checkpoint;
 pub mod read;
 pub mod record;
+pub(crate) mod staged;
 pub mod task;
 pub(crate) mod trail;
 pub mod verify;

@@ -94,6 +94,7 @@ impl Matcher {
                 (matched, matched)
             }
             Event::Effect { call, .. }
+            | Event::Staged { call, .. }
             | Event::Result { call, .. }
             | Event::Budget { call, .. }
             | Event::Loop { call, .. } => {
@@ -177,6 +178,10 @@ pub fn describe(record: &Record) -> String {
                 Some(_) => "",
                 None => " [no undo]",
             }
+        ),
+        Event::Staged { call, capability, kind, target, undo, .. } => format!(
+            "call #{call} {capability} {kind} {target} about to happen{}",
+            if undo.irreversible().is_some() { " [irreversible]" } else { "" }
         ),
         Event::Result {
             call, tool, ok, error, output_bytes, tokens, fuel, peak_memory, wall_us, ..

@@ -107,6 +107,20 @@ pub enum Event {
         rows: Option<u64>,
         undo: Option<Undo<BlobRef>>,
     },
+    /// A change about to happen, recorded (and, when durable, synced) before it happens,
+    /// with how to undo it whether or not it then happened (`undo` is
+    /// [`Undo::Pending`]): after a crash mid-call, `moat task rollback` finds it here. A
+    /// call that finishes records its committed changes again as `effect` records, which
+    /// supersede these.
+    Staged {
+        call: u64,
+        task: String,
+        tool: String,
+        capability: String,
+        kind: String,
+        target: String,
+        undo: Undo<BlobRef>,
+    },
     /// How a call ended.
     Result {
         call: u64,
@@ -166,6 +180,7 @@ impl Event {
             Event::Verdict { .. } => "verdict",
             Event::Escalation { .. } => "escalation",
             Event::Effect { .. } => "effect",
+            Event::Staged { .. } => "staged",
             Event::Result { .. } => "result",
             Event::Budget { .. } => "budget",
             Event::Breaker { .. } => "breaker",
@@ -193,6 +208,7 @@ impl Event {
                     undo_blobs(undo, &mut blobs);
                 }
             }
+            Event::Staged { undo, .. } => undo_blobs(undo, &mut blobs),
             Event::Result { output, .. } => blobs.extend(output.as_ref().and_then(Text::blob)),
             _ => {}
         }
@@ -207,6 +223,7 @@ fn undo_blobs<'a>(undo: &'a Undo<BlobRef>, blobs: &mut Vec<&'a str>) {
         Undo::File { before, .. } | Undo::Key { before, .. } => blobs.extend(before.as_deref()),
         Undo::Rows { rows, .. } => blobs.push(rows),
         Undo::Parts { parts } => parts.iter().for_each(|part| undo_blobs(part, blobs)),
+        Undo::Pending { change, .. } => undo_blobs(change, blobs),
         Undo::Rename { .. } | Undo::Irreversible { .. } => {}
     }
 }

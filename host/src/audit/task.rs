@@ -1,5 +1,6 @@
-//! `moat task rollback`: a task's committed effects, read back from a log that verifies,
-//! undone newest first from their before-images, and the rollback itself recorded.
+//! `moat task rollback`: a task's committed effects, and the staged changes of its calls
+//! that never finished, read back from a log that verifies, undone newest first from their
+//! before-images, and the rollback itself recorded.
 
 use super::checkpoint::parse_public;
 use super::read::{lines, Line};
@@ -31,10 +32,17 @@ pub struct RolledBack {
     pub seq: u64,
 }
 
-/// The effect records of `task` that no earlier rollback undid, in log order.
+/// The effect records of `task` that no earlier rollback undid, in log order, with the
+/// `staged` records of its calls that did not finish (no `result`, as after a crash) or whose
+/// own undoing failed: those changes may or may not be on disk, and are undone if they are.
+/// A call that finished otherwise either committed (its `effect` records say what it left)
+/// or undid its changes itself.
 pub fn steps_of(dir: &Path, task: &str) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
+    let mut staged = Vec::new();
     let mut undone = HashSet::new();
+    // Calls of the task that ended with every change either committed or undone.
+    let mut settled = HashSet::new();
     let lines = lines(&log_path(dir)).map_err(|e| format!("cannot read the audit log: {e}"))?;
     for line in lines {
         let line = line.map_err(|e| format!("cannot read the audit log: {e}"))?;
@@ -46,10 +54,20 @@ pub fn steps_of(dir: &Path, task: &str) -> Result<Vec<Step>, String> {
                 });
                 steps.push(Step { seq: record.seq, tool, target, undo });
             }
+            Event::Staged { call, task: t, tool, target, undo, .. } if t == task => {
+                staged.push((call, Step { seq: record.seq, tool, target, undo }));
+            }
+            Event::Result { call, task: t, error_kind, .. } if t == task => {
+                if error_kind.as_deref() != Some("rollback_failed") {
+                    settled.insert(call);
+                }
+            }
             Event::Rollback { task: t, undone: seqs, .. } if t == task => undone.extend(seqs),
             _ => {}
         }
     }
+    steps.extend(staged.into_iter().filter(|(call, _)| !settled.contains(call)).map(|(_, s)| s));
+    steps.sort_by_key(|step| step.seq);
     steps.retain(|step| !undone.contains(&step.seq));
     Ok(steps)
 }

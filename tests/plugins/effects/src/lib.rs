@@ -14,7 +14,9 @@
 //!   one it already dropped: each must trap the call, never reach a grant;
 //! - `write_then_fail` writes a file and then fails, which must undo the write;
 //! - `sql_try` goes on after a refused statement, so the call commits the others;
-//! - `undeclared_write` writes without declaring the `write` effect and must be denied.
+//! - `undeclared_write` writes without declaring the `write` effect and must be denied;
+//! - `fs_ops` runs file operations in order on one grant (FIFOs, hard links, overwrites, the
+//!   crash test's churn), failing at the first refusal.
 
 use moat_guest::Effect::{Delete, Network, Read, Write};
 use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
@@ -260,6 +262,61 @@ fn secret_in_error(a: SecretArgs) -> Result<String, ToolError> {
     Err(ToolError::Failed(format!("could not use {value}")))
 }
 
+/// One file operation of `fs_ops`: `write` (`text`, `times` copies of it), `read`, `stat`,
+/// `list`, `remove` or `rename` (to `to`).
+#[derive(Deserialize, JsonSchema)]
+struct FsOp {
+    op: String,
+    path: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    times: Option<usize>,
+    #[serde(default)]
+    to: String,
+}
+
+/// File operations run in order in one call, on one grant; the first refusal fails the call.
+#[derive(Deserialize, JsonSchema)]
+struct FsOps {
+    grant: String,
+    ops: Vec<FsOp>,
+}
+
+/// Each operation's outcome: `ok`, what was read, or what `stat`/`list` saw.
+fn fs_ops(a: FsOps) -> Result<Vec<String>, ToolError> {
+    let dir = fs::open(&a.grant).map_err(fail)?;
+    let mut said = Vec::new();
+    for op in a.ops {
+        said.push(match op.op.as_str() {
+            "write" => {
+                let text = op.text.repeat(op.times.unwrap_or(1));
+                dir.write(&op.path, text.as_bytes()).map_err(fail)?;
+                "ok".to_owned()
+            }
+            "read" => String::from_utf8_lossy(&dir.read(&op.path).map_err(fail)?).into_owned(),
+            "stat" => {
+                let entry = dir.stat(&op.path).map_err(fail)?;
+                format!("{} dir={} size={}", entry.name, entry.is_dir, entry.size)
+            }
+            "list" => {
+                let entries = dir.list_dir(&op.path).map_err(fail)?;
+                entries.into_iter().map(|e| e.name).collect::<Vec<_>>().join(",")
+            }
+            "remove" => {
+                dir.remove(&op.path).map_err(fail)?;
+                "ok".to_owned()
+            }
+            "rename" => {
+                dir.rename(&op.path, &op.to).map_err(fail)?;
+                "ok".to_owned()
+            }
+            other => return Err(ToolError::InvalidInput(format!("no operation `{other}`"))),
+        });
+    }
+    Ok(said)
+}
+
 export_tools!(
     Tool::new("fs_read", "Reads a file.", fs_read).effects(&[Read]),
     Tool::new("fs_write", "Writes a file.", fs_write).effects(&[Write]),
@@ -281,4 +338,5 @@ export_tools!(
     Tool::new("secret_echo", "Returns a secret (which must be redacted).", secret_echo),
     Tool::new("secret_in_error", "Fails with a secret in the message.", secret_in_error),
     Tool::new("undeclared_write", "Writes a file without declaring it.", fs_write),
+    Tool::new("fs_ops", "Runs file operations in order.", fs_ops).effects(&[Read, Write, Delete]),
 );

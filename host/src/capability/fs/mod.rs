@@ -1,10 +1,18 @@
 //! `fs`: files inside granted directories (or single granted files), resolved with cap-std
-//! so that `..`, absolute paths and symbolic links cannot escape. Writes, removals and renames
-//! keep a before-image so the pipeline can undo them, and each staged effect says how to undo
-//! it once committed (absolute paths, before-image, hash of what it left); bytes and
-//! deletions are metered.
+//! so that `..`, absolute paths and symbolic links cannot escape. Only regular files are read
+//! or changed, checked on the opened handle (`file.rs`): a FIFO, socket or device is refused,
+//! never waited on. A write replaces a file whole (a new file renamed over it), so no other
+//! name of the old inode sees the change; overwriting a file's content counts as a deletion.
+//! Each change is recorded, with its undo, before it happens (the call's journal, when the
+//! audit log is on), keeps a before-image so the pipeline can undo it, and says how to undo it
+//! once committed (absolute paths, before-image, hash of what it left); bytes and deletions are
+//! metered.
 
-use super::{CallCaps, Over};
+mod file;
+
+pub use file::{scratch_name, SCRATCH_PREFIX};
+
+use super::Over;
 use crate::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
 use crate::effect::Effect;
 use crate::exec::CallState;
@@ -12,8 +20,8 @@ use crate::plugin::EffectKind;
 use crate::undo;
 use crate::units::ByteSize;
 use cap_std::fs::Dir;
+use file::{io_error, Follow, Found};
 use serde::Deserialize;
-use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::component::Resource;
@@ -38,7 +46,8 @@ pub struct FsGrant {
     #[serde(default = "default_deletes_task")]
     pub deletes_per_task: u64,
     /// The largest file a change may replace or remove: its before-image is kept in memory
-    /// until the call commits, and a change that could not be undone is refused.
+    /// until the call commits (and in the audit log), and a change that could not be undone
+    /// is refused.
     #[serde(default = "default_undo")]
     pub max_before_image: ByteSize,
 }
@@ -82,9 +91,10 @@ pub struct DirHandle {
 }
 
 /// One step to undo, newest last.
-enum Undo {
-    /// Put `before` back at `path` (or remove `path` if it did not exist).
-    Restore { dir: Arc<Dir>, path: String, before: Option<Vec<u8>> },
+enum Step {
+    /// Put `before` back at `path` through the staging file `scratch` (or remove `path` if
+    /// there was no file).
+    Restore { dir: Arc<Dir>, path: String, scratch: String, before: Option<Found> },
     /// Move `from` back to `to`.
     Rename { dir: Arc<Dir>, from: String, to: String },
 }
@@ -92,7 +102,7 @@ enum Undo {
 /// The file effects one call has staged.
 #[derive(Default)]
 pub struct FsCall {
-    undo: Vec<Undo>,
+    undo: Vec<Step>,
 }
 
 impl FsCall {
@@ -105,12 +115,14 @@ impl FsCall {
         let mut failed = Vec::new();
         while let Some(step) = self.undo.pop() {
             let outcome = match &step {
-                Undo::Restore { dir, path, before } => put_back(dir, path, before.as_deref()),
-                Undo::Rename { dir, from, to } => dir.rename(from, dir, to),
+                Step::Restore { dir, path, scratch, before } => {
+                    file::put_back(dir, path, scratch, before.as_ref())
+                }
+                Step::Rename { dir, from, to } => dir.rename(from, dir, to),
             };
             if let Err(error) = outcome {
                 let path = match &step {
-                    Undo::Restore { path, .. } | Undo::Rename { from: path, .. } => path,
+                    Step::Restore { path, .. } | Step::Rename { from: path, .. } => path,
                 };
                 failed.push(format!("cannot undo the change to `{path}`: {error}"));
             }
@@ -121,6 +133,12 @@ impl FsCall {
             Err(failed.join("; "))
         }
     }
+}
+
+/// Whether writing `new` over `old` replaces content: the old file was not empty and the new
+/// one does not begin with it. An append, or a write of the same bytes, loses nothing.
+fn replaces(old: &[u8], new: &[u8]) -> bool {
+    !old.is_empty() && !new.starts_with(old)
 }
 
 impl Host for CallState {
@@ -163,17 +181,17 @@ impl HostDir for CallState {
         path: String,
     ) -> wasmtime::Result<Result<Vec<u8>, FsError>> {
         let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
-        let config = &self.caps.grants.fs[&grant];
-        let size = match dir.metadata(&path) {
-            Ok(meta) => meta.len(),
-            Err(e) => return Ok(Err(io_error(&grant, &path, e))),
+        let Some((opened, meta)) = refuse!(file::open_regular(&dir, &grant, &path, Follow::Yes))
+        else {
+            return Ok(Err(FsError::NotFound(format!("`{path}` in fs grant `{grant}`"))));
         };
-        let limit = config.read_per_call.0;
+        let size = meta.len();
+        let limit = self.caps.grants.fs[&grant].read_per_call.0;
         if let Err(over) = self.caps.charge(&format!("fs:{grant}:read"), size, limit, u64::MAX) {
             return Ok(Err(limit_error(&grant, &path, "read", size, &over)));
         }
         self.caps.touched.push((EffectKind::Read, format!("{grant}:{path}")));
-        Ok(dir.read(&path).map_err(|e| io_error(&grant, &path, e)))
+        Ok(file::read_exactly(opened, size, &grant, &path))
     }
 
     fn write(
@@ -184,17 +202,23 @@ impl HostDir for CallState {
     ) -> wasmtime::Result<Result<(), FsError>> {
         let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
         refuse!(self.writable(&grant));
-        let before = refuse!(before_image(&dir, &grant, &path, &self.caps));
+        let config = &self.caps.grants.fs[&grant];
+        let before = refuse!(file::before_image(&dir, &grant, &path, config.max_before_image));
+        let size = data.len() as u64;
+        // Overwriting content is a deletion of it: counted before the bytes, so that a
+        // write refused for either limit is refused before anything is charged for bytes.
+        if before.as_ref().is_some_and(|found| replaces(&found.bytes, &data)) {
+            refuse!(self.charge_deletion(&grant, &path, "replace"));
+        }
         let config = &self.caps.grants.fs[&grant];
         let (per_call, per_task) = (config.write_per_call.0, config.write_per_task.0);
-        let size = data.len() as u64;
         if let Err(over) =
             self.caps.charge(&format!("fs:{grant}:written"), size, per_call, per_task)
         {
             return Ok(Err(limit_error(&grant, &path, "write", size, &over)));
         }
-        let detail =
-            serde_json::json!({ "bytes": size, "replaces": before.as_ref().map(Vec::len) });
+        let replaced = before.as_ref().map(|found| found.bytes.len());
+        let detail = serde_json::json!({ "bytes": size, "replaces": replaced });
         let staged = self.caps.effects.len();
         if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &path, detail)) {
             return Ok(Err(FsError::Denied(reason)));
@@ -203,17 +227,22 @@ impl HostDir for CallState {
             self.caps.effects.truncate(staged);
             return Ok(Err(refusal));
         }
-        if let Err(e) = dir.write(&path, &data) {
-            // A write can fail halfway: put the file back now, and again if the call fails.
-            let _ = put_back(&dir, &path, before.as_deref());
-            self.caps.fs.undo.push(Undo::Restore { dir, path: path.clone(), before });
+        let scratch = file::scratch_beside(&path);
+        let absolute = self.absolute(&handle, &path)?;
+        let image = before.as_ref().map(|found| found.bytes.clone());
+        let how = undo::Undo::File { path: absolute, before: image, after: Some(undo::hash(&data)) };
+        if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
+            self.caps.effects.truncate(staged);
+            return Ok(Err(refusal));
+        }
+        let permissions = before.as_ref().map(|found| &found.permissions);
+        if let Err(e) = file::replace(&dir, &path, &scratch, &data, permissions) {
+            // Nothing changed: the file is replaced by a rename, or not at all.
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
-        let (absolute, after) = (self.absolute(&handle, &path)?, Some(undo::hash(&data)));
-        let how = undo::Undo::File { path: absolute, before: before.clone(), after };
         undo::attach(&mut self.caps.effects, staged, how);
-        self.caps.fs.undo.push(Undo::Restore { dir, path, before });
+        self.caps.fs.undo.push(Step::Restore { dir, path, scratch, before });
         Ok(Ok(()))
     }
 
@@ -235,6 +264,9 @@ impl HostDir for CallState {
                 Err(e) => return Ok(Err(io_error(&grant, &path, e))),
             };
             let name = item.file_name().to_string_lossy().into_owned();
+            if file::is_scratch(&name) {
+                continue;
+            }
             let meta = item.metadata().ok();
             entries.push(Entry {
                 name,
@@ -252,6 +284,7 @@ impl HostDir for CallState {
         path: String,
     ) -> wasmtime::Result<Result<Entry, FsError>> {
         let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
+        // `stat` opens nothing: it cannot block on what the path is.
         Ok(dir
             .metadata(if path.is_empty() { "." } else { path.as_str() })
             .map(|meta| Entry {
@@ -269,31 +302,30 @@ impl HostDir for CallState {
     ) -> wasmtime::Result<Result<(), FsError>> {
         let (dir, grant) = refuse!(self.scoped(&handle, &path)?);
         refuse!(self.writable(&grant));
-        let before = match before_image(&dir, &grant, &path, &self.caps) {
-            Ok(Some(before)) => before,
-            Ok(None) => {
-                return Ok(Err(FsError::NotFound(format!("`{path}` in fs grant `{grant}`"))))
-            }
-            Err(e) => return Ok(Err(e)),
+        let limit = self.caps.grants.fs[&grant].max_before_image;
+        let Some(before) = refuse!(file::before_image(&dir, &grant, &path, limit)) else {
+            return Ok(Err(FsError::NotFound(format!("`{path}` in fs grant `{grant}`"))));
         };
-        let config = &self.caps.grants.fs[&grant];
-        let (per_call, per_task) = (config.deletes_per_call, config.deletes_per_task);
-        if let Err(over) = self.caps.charge(&format!("fs:{grant}:deleted"), 1, per_call, per_task) {
-            return Ok(Err(limit_error(&grant, &path, "delete", 1, &over)));
-        }
-        let detail = serde_json::json!({ "bytes": before.len() });
+        refuse!(self.charge_deletion(&grant, &path, "delete"));
+        let detail = serde_json::json!({ "bytes": before.bytes.len() });
         let staged = self.caps.effects.len();
         if let Err(reason) = self.caps.admit(effect(EffectKind::Delete, &grant, &path, detail)) {
             return Ok(Err(FsError::Denied(reason)));
+        }
+        let scratch = file::scratch_beside(&path);
+        let absolute = self.absolute(&handle, &path)?;
+        let image = Some(before.bytes.clone());
+        let how = undo::Undo::File { path: absolute, before: image, after: None };
+        if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
+            self.caps.effects.truncate(staged);
+            return Ok(Err(refusal));
         }
         if let Err(e) = dir.remove_file(&path) {
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
-        let absolute = self.absolute(&handle, &path)?;
-        let how = undo::Undo::File { path: absolute, before: Some(before.clone()), after: None };
         undo::attach(&mut self.caps.effects, staged, how);
-        self.caps.fs.undo.push(Undo::Restore { dir, path, before: Some(before) });
+        self.caps.fs.undo.push(Step::Restore { dir, path, scratch, before: Some(before) });
         Ok(Ok(()))
     }
 
@@ -308,52 +340,60 @@ impl HostDir for CallState {
             return Ok(Err(refusal));
         }
         refuse!(self.writable(&grant));
-        if let Err(e) = dir.metadata(&source) {
-            return Ok(Err(io_error(&grant, &source, e)));
+        // Only a regular file moves (not a directory, a link or a FIFO): what a rollback can
+        // check and move back.
+        if refuse!(file::open_regular(&dir, &grant, &source, Follow::No)).is_none() {
+            return Ok(Err(FsError::NotFound(format!("`{source}` in fs grant `{grant}`"))));
         }
-        let replaced = refuse!(before_image(&dir, &grant, &destination, &self.caps));
-        if replaced.is_some() {
-            let config = &self.caps.grants.fs[&grant];
-            let (per_call, per_task) = (config.deletes_per_call, config.deletes_per_task);
-            if let Err(over) =
-                self.caps.charge(&format!("fs:{grant}:deleted"), 1, per_call, per_task)
-            {
-                return Ok(Err(limit_error(&grant, &destination, "replace", 1, &over)));
-            }
+        let limit = self.caps.grants.fs[&grant].max_before_image;
+        let replaced = refuse!(file::before_image(&dir, &grant, &destination, limit));
+        let (from, to) = (self.absolute(&handle, &source)?, self.absolute(&handle, &destination)?);
+        if from != to && replaced.as_ref().is_some_and(|found| !found.bytes.is_empty()) {
+            refuse!(self.charge_deletion(&grant, &destination, "replace"));
         }
-        let detail =
-            serde_json::json!({ "to": destination, "replaces": replaced.as_ref().map(Vec::len) });
+        let replaces = replaced.as_ref().map(|found| found.bytes.len());
+        let detail = serde_json::json!({ "to": destination, "replaces": replaces });
         let staged = self.caps.effects.len();
         if let Err(reason) = self.caps.admit(effect(EffectKind::Write, &grant, &source, detail)) {
             return Ok(Err(FsError::Denied(reason)));
         }
-        let moved = create_parents(&dir, &grant, &destination).and_then(|()| {
-            dir.rename(&source, &dir, &destination).map_err(|e| io_error(&grant, &source, e))
-        });
-        if let Err(refusal) = moved {
+        if let Err(refusal) = create_parents(&dir, &grant, &destination) {
             self.caps.effects.truncate(staged);
             return Ok(Err(refusal));
         }
-        let (from, to) = (self.absolute(&handle, &source)?, self.absolute(&handle, &destination)?);
         let how = match &replaced {
             // Moved onto itself: nothing changed.
             _ if from == to => undo::Undo::Parts { parts: Vec::new() },
             None => undo::Undo::Rename { from, to },
-            Some(bytes) => undo::Undo::Parts {
+            Some(found) => undo::Undo::Parts {
                 parts: vec![
-                    undo::Undo::File { path: to.clone(), before: Some(bytes.clone()), after: None },
+                    undo::Undo::File {
+                        path: to.clone(),
+                        before: Some(found.bytes.clone()),
+                        after: None,
+                    },
                     undo::Undo::Rename { from, to },
                 ],
             },
         };
+        let scratch = file::scratch_beside(&destination);
+        if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
+            self.caps.effects.truncate(staged);
+            return Ok(Err(refusal));
+        }
+        if let Err(e) = dir.rename(&source, &dir, &destination) {
+            self.caps.effects.truncate(staged);
+            return Ok(Err(io_error(&grant, &source, e)));
+        }
         undo::attach(&mut self.caps.effects, staged, how);
         // Undone newest first: move the file back, then restore what it replaced.
-        self.caps.fs.undo.push(Undo::Restore {
+        self.caps.fs.undo.push(Step::Restore {
             dir: dir.clone(),
             path: destination.clone(),
+            scratch,
             before: replaced,
         });
-        self.caps.fs.undo.push(Undo::Rename { dir, from: destination, to: source });
+        self.caps.fs.undo.push(Step::Rename { dir, from: destination, to: source });
         Ok(Ok(()))
     }
 
@@ -398,6 +438,9 @@ impl CallState {
             match part {
                 "" | "." => {}
                 ".." => depth -= 1,
+                _ if file::is_scratch(part) => {
+                    return Ok(refuse("names a staging file of moat's, reserved in"))
+                }
                 _ => depth += 1,
             }
             if depth < 0 {
@@ -427,16 +470,36 @@ impl CallState {
             Mode::ReadOnly => Err(FsError::ReadOnly(format!("fs grant `{grant}` is read-only"))),
         }
     }
-}
 
-/// Puts `before` back at `path`, or removes `path` if there was no file.
-fn put_back(dir: &Dir, path: &str, before: Option<&[u8]>) -> std::io::Result<()> {
-    match before {
-        Some(bytes) => dir.write(path, bytes),
-        None => match dir.remove_file(path) {
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            other => other,
-        },
+    /// Counts one file removed, or whose content is replaced, against `deletes_per_call` and
+    /// `deletes_per_task`.
+    fn charge_deletion(&mut self, grant: &str, path: &str, what: &str) -> Result<(), FsError> {
+        let config = &self.caps.grants.fs[grant];
+        let (per_call, per_task) = (config.deletes_per_call, config.deletes_per_task);
+        self.caps
+            .charge(&format!("fs:{grant}:deleted"), 1, per_call, per_task)
+            .map_err(|over| limit_error(grant, path, what, 1, &over))
+    }
+
+    /// Records the change about to happen (the effect staged at `staged`), with how to undo
+    /// it and the staging file it may leave, before it happens: a crash after this point
+    /// leaves a change that `moat task rollback` can undo, or no change.
+    fn journal(
+        &mut self,
+        staged: usize,
+        how: &undo::Undo<undo::Bytes>,
+        scratch: Option<PathBuf>,
+    ) -> Result<(), FsError> {
+        let (Some(journal), Some(effect)) = (&self.caps.journal, self.caps.effects.get(staged))
+        else {
+            return Ok(());
+        };
+        journal.stage(&self.caps.call, &self.caps.secrets, effect, how, scratch).map_err(|e| {
+            FsError::Io(format!(
+                "`{}` was not changed: the change cannot be recorded in the audit log: {e}",
+                effect.target
+            ))
+        })
     }
 }
 
@@ -451,44 +514,8 @@ fn create_parents(dir: &Dir, grant: &str, path: &str) -> Result<(), FsError> {
     }
 }
 
-/// The current content of `path`, kept to undo a change; `None` if there is no such file.
-fn before_image(
-    dir: &Dir,
-    grant: &str,
-    path: &str,
-    caps: &CallCaps,
-) -> Result<Option<Vec<u8>>, FsError> {
-    let meta = match dir.metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(grant, path, e)),
-    };
-    if meta.is_dir() {
-        return Err(FsError::Io(format!("`{path}` in fs grant `{grant}` is a directory")));
-    }
-    let limit = caps.grants.fs[grant].max_before_image;
-    if meta.len() > limit.0 {
-        return Err(FsError::LimitExceeded(format!(
-            "`{path}` in fs grant `{grant}` is {}, over the {limit} that can be kept to undo a change",
-            ByteSize(meta.len())
-        )));
-    }
-    dir.read(path).map(Some).map_err(|e| io_error(grant, path, e))
-}
-
 fn effect(kind: EffectKind, grant: &str, path: &str, detail: serde_json::Value) -> Effect {
     Effect { capability: "fs", kind, target: format!("{grant}:{path}"), detail, undo: None }
-}
-
-fn io_error(grant: &str, path: &str, error: std::io::Error) -> FsError {
-    let at = format!("`{path}` in fs grant `{grant}`");
-    match error.kind() {
-        ErrorKind::NotFound => FsError::NotFound(at),
-        ErrorKind::PermissionDenied if error.to_string().contains("outside of the filesystem") => {
-            FsError::OutOfScope(format!("{at} leads outside the grant"))
-        }
-        _ => FsError::Io(format!("{at}: {error}")),
-    }
 }
 
 fn limit_error(grant: &str, path: &str, what: &str, amount: u64, over: &Over) -> FsError {
