@@ -29,6 +29,7 @@ mod policies;
 mod python;
 mod reliability;
 mod rollback;
+mod secrets;
 mod sql_capability;
 mod support;
 mod tools;

@@ -17,8 +17,13 @@
 //! - `undeclared_write` writes without declaring the `write` effect and must be denied;
 //! - `fs_ops` runs file operations in order on one grant (FIFOs, hard links, overwrites, the
 //!   crash test's churn), failing at the first refusal.
+//! - `raw_output` returns JSON text as given, and `secret_shaped` a secret in JSON text of
+//!   its own writing (escaped, encoded): the host must redact the secret however it is
+//!   written; `secret_stash` puts a secret in a file, a kv value or key, a row or a log
+//!   message, which later calls read back without asking for it: redacted too.
 
 use moat_guest::Effect::{Delete, Network, Read, Write};
+use moat_guest::serde_json::value::RawValue;
 use moat_guest::{export_tools, fs, http, kv, secrets, sql, Deserialize, JsonSchema, Tool, ToolError};
 
 /// `FsError::LimitExceeded("..")` becomes `LimitExceeded("..")`.
@@ -245,6 +250,51 @@ fn kv_get(a: KvArgs) -> Result<Option<String>, ToolError> {
     Ok(kv::get(&a.key).map_err(fail)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
 }
 
+/// One kv operation of a script: `set` (`key`, `value`, `times` copies of `value`), `delete`,
+/// `get` or `list` (`key` is the prefix).
+#[derive(Deserialize, JsonSchema)]
+struct KvOp {
+    op: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    times: Option<usize>,
+}
+
+/// Operations run in order, in one call; the first refusal fails the call, unless
+/// `go_on`, in which case each refusal is reported in the output and the call goes on.
+#[derive(Deserialize, JsonSchema)]
+struct KvScript {
+    ops: Vec<KvOp>,
+    #[serde(default)]
+    go_on: bool,
+}
+
+fn kv_script(a: KvScript) -> Result<Vec<String>, ToolError> {
+    let mut said = Vec::new();
+    for op in a.ops {
+        let outcome = match op.op.as_str() {
+            "set" => {
+                let value = op.value.repeat(op.times.unwrap_or(1));
+                kv::set(&op.key, value.as_bytes()).map(|()| "ok".to_owned())
+            }
+            "delete" => kv::delete(&op.key).map(|existed| existed.to_string()),
+            "get" => kv::get(&op.key)
+                .map(|v| v.map_or("none".to_owned(), |v| String::from_utf8_lossy(&v).into_owned())),
+            "list" => kv::list_keys(&op.key, u32::MAX).map(|keys| keys.join(",")),
+            other => return Err(ToolError::InvalidInput(format!("no kv op `{other}`"))),
+        };
+        match outcome {
+            Ok(text) => said.push(text),
+            Err(error) if a.go_on => said.push(format!("{:?}", fail(error))),
+            Err(error) => return Err(fail(error)),
+        }
+    }
+    Ok(said)
+}
+
 /// A secret's name.
 #[derive(Deserialize, JsonSchema)]
 struct SecretArgs {
@@ -317,6 +367,139 @@ fn fs_ops(a: FsOps) -> Result<Vec<String>, ToolError> {
     Ok(said)
 }
 
+/// JSON text to return exactly as given (escapes and all), not serialized again.
+#[derive(Deserialize, JsonSchema)]
+struct RawArgs {
+    text: String,
+}
+
+fn raw_output(a: RawArgs) -> Result<Box<RawValue>, ToolError> {
+    RawValue::from_string(a.text).map_err(|e| ToolError::InvalidInput(e.to_string()))
+}
+
+/// A secret, with `prefix` and `suffix` around it, in the form `shape` names: `plain`,
+/// `escaped` (every character a `\u` escape), `base64`, `base64url` (unpadded), `hex`,
+/// `HEX`, `percent` (every byte `%XX`) or `percent_lower` (what is not a letter or digit,
+/// `%xx`).
+#[derive(Deserialize, JsonSchema)]
+struct Shaped {
+    name: String,
+    shape: String,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    suffix: String,
+}
+
+/// `text` in the form `shape` names (see [`Shaped`]); `escaped` is a JSON string literal.
+fn shaped(text: &str, shape: &str) -> Result<String, ToolError> {
+    const STD: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let base64 = |alphabet: &[u8], pad: bool| {
+        let mut out = String::new();
+        for chunk in text.as_bytes().chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(alphabet[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+            if pad {
+                out.push_str(&"=".repeat(3 - chunk.len()));
+            }
+        }
+        out
+    };
+    let url: Vec<u8> = STD.iter().map(|c| match c { b'+' => b'-', b'/' => b'_', c => *c }).collect();
+    Ok(match shape {
+        "plain" => text.to_owned(),
+        "escaped" => {
+            let mut out = String::from("\"");
+            for unit in text.encode_utf16() {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+            out.push('"');
+            out
+        }
+        "base64" => base64(STD, true),
+        "base64url" => base64(&url[..], false),
+        "hex" => text.bytes().map(|b| format!("{b:02x}")).collect(),
+        "HEX" => text.bytes().map(|b| format!("{b:02X}")).collect(),
+        "percent" => text.bytes().map(|b| format!("%{b:02X}")).collect(),
+        "percent_lower" => text
+            .bytes()
+            .map(|b| match b.is_ascii_alphanumeric() {
+                true => (b as char).to_string(),
+                false => format!("%{b:02x}"),
+            })
+            .collect(),
+        other => return Err(ToolError::InvalidInput(format!("no shape `{other}`"))),
+    })
+}
+
+/// The secret in that shape, as JSON text the tool writes itself: `{"value": ...}`, and for
+/// `escaped` the escaped string as a key too.
+fn secret_shaped(a: Shaped) -> Result<Box<RawValue>, ToolError> {
+    let value = secrets::get(&a.name).map_err(fail)?;
+    let text = format!("{}{value}{}", a.prefix, a.suffix);
+    let json = match a.shape.as_str() {
+        "escaped" => {
+            let escaped = shaped(&text, "escaped")?;
+            format!("{{\"value\": {escaped}, {escaped}: [{escaped}]}}")
+        }
+        shape => {
+            let text = shaped(&text, shape)?;
+            let quoted = moat_guest::serde_json::to_string(&text).map_err(fail)?;
+            format!("{{\"value\": {quoted}}}")
+        }
+    };
+    RawValue::from_string(json).map_err(fail)
+}
+
+/// Where `secret_stash` puts a secret (in the shape `shape`, see [`Shaped`], `escaped`
+/// excepted): a file (`grant`, `path`), a kv value (`kv_value` is its key), a kv key
+/// (`kv_key` is its prefix), a row of an SQL table whose statement holds it (`sql_grant`,
+/// `sql_table`, one text column), a log message (`log`).
+#[derive(Deserialize, JsonSchema)]
+struct Stash {
+    name: String,
+    #[serde(default)]
+    shape: Option<String>,
+    #[serde(default)]
+    grant: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    kv_value: Option<String>,
+    #[serde(default)]
+    kv_key: Option<String>,
+    #[serde(default)]
+    sql_grant: Option<String>,
+    #[serde(default)]
+    sql_table: Option<String>,
+    #[serde(default)]
+    log: bool,
+}
+
+fn secret_stash(a: Stash) -> Result<String, ToolError> {
+    let value = secrets::get(&a.name).map_err(fail)?;
+    let text = shaped(&value, a.shape.as_deref().unwrap_or("plain"))?;
+    if let (Some(grant), Some(path)) = (&a.grant, &a.path) {
+        fs::open(grant).map_err(fail)?.write(path, text.as_bytes()).map_err(fail)?;
+    }
+    if let Some(key) = &a.kv_value {
+        kv::set(key, text.as_bytes()).map_err(fail)?;
+    }
+    if let Some(prefix) = &a.kv_key {
+        kv::set(&format!("{prefix}{text}"), b"x").map_err(fail)?;
+    }
+    if let (Some(grant), Some(table)) = (&a.sql_grant, &a.sql_table) {
+        let statement = format!("INSERT INTO {table} VALUES ('{}')", text.replace('\'', "''"));
+        sql::open(grant).map_err(fail)?.execute(&statement, &[]).map_err(fail)?;
+    }
+    if a.log {
+        moat_guest::log::info(&format!("stashing {text}"));
+    }
+    Ok("stashed".to_owned())
+}
+
 export_tools!(
     Tool::new("fs_read", "Reads a file.", fs_read).effects(&[Read]),
     Tool::new("fs_write", "Writes a file.", fs_write).effects(&[Write]),
@@ -335,8 +518,13 @@ export_tools!(
     Tool::new("http_send", "Sends a request.", http_send).effects(&[Network]),
     Tool::new("kv_set", "Sets a key.", kv_set).effects(&[Write]),
     Tool::new("kv_get", "Gets a key.", kv_get),
+    Tool::new("kv_script", "Runs kv operations in order.", kv_script).effects(&[Write, Delete]),
     Tool::new("secret_echo", "Returns a secret (which must be redacted).", secret_echo),
     Tool::new("secret_in_error", "Fails with a secret in the message.", secret_in_error),
     Tool::new("undeclared_write", "Writes a file without declaring it.", fs_write),
     Tool::new("fs_ops", "Runs file operations in order.", fs_ops).effects(&[Read, Write, Delete]),
+    Tool::new("raw_output", "Returns JSON text exactly as given.", raw_output),
+    Tool::new("secret_shaped", "Returns a secret in a shape of its own writing.", secret_shaped),
+    Tool::new("secret_stash", "Puts a secret where a later call finds it.", secret_stash)
+        .effects(&[Write]),
 );
