@@ -31,6 +31,7 @@ mod reliability;
 mod rollback;
 mod secrets;
 mod sql_capability;
+mod sql_limits;
 mod support;
 mod tools;
 mod trust;

@@ -359,20 +359,20 @@ fn serve(dir: &Path, calls: &[(&str, Value)]) -> Vec<Value> {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "moat-tests", "version": "0"}}}));
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    for (id, (tool, args)) in calls.iter().enumerate() {
-        let params = json!({"name": tool, "arguments": args});
-        send(json!({"jsonrpc": "2.0", "id": id + 1, "method": "tools/call", "params": params}));
-    }
+    // One call at a time, each answered before the next is sent: later calls read back what
+    // earlier ones stashed, and calls sent at once would run at once.
     let mut results = vec![Value::Null; calls.len()];
-    let mut answered = 0;
-    // Bounded in lines and in time: moat answers each request once.
-    for _ in 0..10 * (calls.len() + 1) {
-        let line = lines.recv_timeout(std::time::Duration::from_secs(60)).expect("moat answers");
-        let message: Value = serde_json::from_str(&line).unwrap();
-        if let Some(id) = message["id"].as_u64().filter(|id| *id > 0) {
-            results[id as usize - 1] = message["result"].clone();
-            answered += 1;
-            if answered == calls.len() {
+    for (index, (tool, args)) in calls.iter().enumerate() {
+        let id = index as u64 + 1;
+        let params = json!({"name": tool, "arguments": args});
+        send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
+        // Bounded in lines and in time: moat answers each request once.
+        for _ in 0..100 {
+            let line =
+                lines.recv_timeout(std::time::Duration::from_secs(60)).expect("moat answers");
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"].as_u64() == Some(id) {
+                results[index] = message["result"].clone();
                 break;
             }
         }

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 /// A directory holding `shop.db`: `orders` with `rows` rows (id 1..=rows) and `customers`
 /// with three.
-fn shop(rows: i64) -> TempDir {
+pub(crate) fn shop(rows: i64) -> TempDir {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = Connection::open(dir.path().join("shop.db")).expect("the database opens");
     db.execute_batch(
@@ -37,7 +37,7 @@ fn shop(rows: i64) -> TempDir {
 
 /// `moat.toml` in `dir` with `grants` (TOML text; relative paths are relative to `dir`), over
 /// the test plugins, behind `gate`.
-fn host_with(dir: &Path, grants: &str, gate: Arc<dyn Gate>) -> Host {
+pub(crate) fn host_with(dir: &Path, grants: &str, gate: Arc<dyn Gate>) -> Host {
     let path = dir.join("moat.toml");
     std::fs::write(&path, grants).expect("moat.toml is written");
     let mut config = Config::load(&path).expect("moat.toml is valid");
@@ -49,31 +49,31 @@ fn host_with(dir: &Path, grants: &str, gate: Arc<dyn Gate>) -> Host {
     host
 }
 
-fn host(dir: &Path, grants: &str) -> Host {
+pub(crate) fn host(dir: &Path, grants: &str) -> Host {
     host_with(dir, grants, Arc::new(moat::effect::AllowAll))
 }
 
 /// A grant `shop` on `shop.db` for `tool`, with extra keys.
-fn grant(tool: &str, keys: &str) -> String {
+pub(crate) fn grant(tool: &str, keys: &str) -> String {
     format!("[tools.{tool}.grants.sql.shop]\npath = \"shop.db\"\n{keys}\n")
 }
 
-fn count(dir: &Path, table: &str) -> i64 {
+pub(crate) fn count(dir: &Path, table: &str) -> i64 {
     let db = Connection::open(dir.join("shop.db")).expect("the database opens");
     db.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
         .expect("the table is counted")
 }
 
-fn args(statement: &str) -> String {
+pub(crate) fn args(statement: &str) -> String {
     serde_json::json!({ "grant": "shop", "statement": statement }).to_string()
 }
 
-fn script(statements: &[&str]) -> String {
+pub(crate) fn script(statements: &[&str]) -> String {
     serde_json::json!({ "grant": "shop", "statements": statements }).to_string()
 }
 
 /// The message of a capability error (the tool's `failed`, the Debug form of the WIT error).
-fn failure(result: Result<moat::CallResponse, CallError>) -> String {
+pub(crate) fn failure(result: Result<moat::CallResponse, CallError>) -> String {
     match result {
         Err(CallError::Tool { kind: ToolErrorKind::Failed, message, .. }) => message,
         other => panic!("expected the tool to fail with a capability error, got {other:?}"),
@@ -206,18 +206,30 @@ fn an_update_of_too_many_rows_is_refused_and_changes_nothing() {
 }
 
 #[test]
-fn an_insert_is_limited_by_rows_only() {
+fn an_insert_is_limited_by_rows_and_by_max_percent_of_the_table_or_of_max_rows() {
     let dir = shop(10);
-    let keys = "tables = [\"orders\"]\noperations = [\"insert\"]\nmax_rows = 5";
-    let host = host(dir.path(), &grant("sql_execute", keys));
+    let keys = "tables = [\"orders\"]\noperations = [\"insert\"]\nmax_rows = 5\nmax_percent = 100.0";
+    let first = host(dir.path(), &grant("sql_execute", keys));
     let few = "INSERT INTO orders (item) VALUES ('a'), ('b'), ('c')";
-    assert_eq!(host.call("sql_execute", &args(few)).expect("3 inserts fit").output, "3");
+    assert_eq!(first.call("sql_execute", &args(few)).expect("3 inserts fit").output, "3");
     let many = "INSERT INTO orders (item) SELECT item FROM orders";
     assert_eq!(
-        failure(host.call("sql_execute", &args(many))),
+        failure(first.call("sql_execute", &args(many))),
         "LimitExceeded(\"would insert 13 rows into `orders`; limit 5 rows\")"
     );
     assert_eq!(count(dir.path(), "orders"), 13);
+    drop(first); // one audit log, one writer
+    // 10% of a table of 13 rows (it has more than max_rows) is 1.3 rows: one insert, not two.
+    let keys = "tables = [\"orders\"]\noperations = [\"insert\"]\nmax_rows = 5\nmax_percent = 10.0";
+    let host = host(dir.path(), &grant("sql_execute", keys));
+    let two = "INSERT INTO orders (item) VALUES ('d'), ('e')";
+    assert_eq!(
+        failure(host.call("sql_execute", &args(two))),
+        "LimitExceeded(\"would insert 2 rows into `orders` of 13 rows; limit 5 rows or 10% of 13 \
+         rows\")"
+    );
+    let one = "INSERT INTO orders (item) VALUES ('d')";
+    assert_eq!(host.call("sql_execute", &args(one)).expect("1 insert fits").output, "1");
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! `sql`: embedded SQLite databases, limited to granted tables and operations by SQLite's
 //! authorizer. Each call's statements run in one transaction that the pipeline commits or
-//! rolls back; each changing statement runs in a savepoint, its rows are counted per table
-//! (update hook), checked against the grant's limits and the gate, and undone at once when
-//! refused. The progress handler stops a statement at the call's deadline. Every row a
-//! released statement changed is recorded exactly (`undo.rs`), so that each committed effect
-//! says how to put its rows back.
+//! rolls back; each changing statement runs in a savepoint, every row it changes is counted
+//! and checked where SQLite changes it (`count.rs`, the preupdate hook), its effects go to
+//! the gate, and it is undone at once when refused. The progress handler stops a statement
+//! past a limit or at the call's deadline; every wait for a lock (busy timeout), statements
+//! and the commit alike, ends by the deadline. Only SQLite's own functions of their arguments
+//! may be called (`functions.rs`). Every row a released statement changed is recorded exactly
+//! (`undo.rs`), so that each committed effect says how to put its rows back.
 
 use crate::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
 use crate::effect::Effect;
@@ -12,21 +14,23 @@ use crate::exec::CallState;
 use crate::plugin::EffectKind;
 use crate::units::ByteSize;
 use rusqlite::config::DbConfig;
-use rusqlite::hooks::{Action, AuthContext, Authorization};
+use rusqlite::hooks::{AuthContext, Authorization, PreUpdateCase};
 use rusqlite::limits::Limit;
 use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde::Deserialize;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use wasmtime::component::Resource;
 
+mod count;
+mod functions;
 mod scope;
 mod undo;
 
+use count::{Before, Change, Count, Limits, Refusal, Shapes};
 use scope::{allowed, schema_write, written, Scope};
 use undo::{capture_access, Capture};
 
@@ -45,11 +49,16 @@ pub struct SqlGrant {
     /// without it.
     #[serde(default = "default_operations")]
     pub operations: Vec<Operation>,
-    /// Rows one statement may change, and all statements of one call together.
+    /// Rows one statement may change, and all statements of one call together: every row,
+    /// whatever changed it (the statement, a `REPLACE` or upsert, a trigger, a foreign key's
+    /// cascade).
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
     /// Rows one call may update or delete in a table, as a percentage of the rows the table
-    /// had before the call's first change to it. Inserts are limited by `max_rows` only.
+    /// had before the call's first change to it (an overwrite by `REPLACE` is an update).
+    /// Inserts too: rows one call may insert into a table, as a percentage of the rows it had
+    /// or of `max_rows`, whichever is more (so that an empty or small table takes
+    /// `max_percent` of `max_rows` rows per call, and a large one grows by `max_percent`).
     #[serde(default = "default_max_percent")]
     pub max_percent: f64,
     /// Rows all calls of one task may change together.
@@ -128,8 +137,13 @@ impl SqlCall {
                     "the transaction of sql grant `{grant}` ended early ({why}), so none of \
                      the call's changes to it remain"
                 )),
-                None => internal(&db.conn, &db.watch, |c| c.execute_batch("COMMIT"))
-                    .map_err(|e| format!("sql grant `{grant}`: {e}")),
+                None => db.commit().map_err(|e| match busy(&e) {
+                    true => format!(
+                        "sql grant `{grant}`: the database is locked by another connection, and \
+                         it stayed locked until the call's deadline ({e})"
+                    ),
+                    false => format!("sql grant `{grant}`: {e}"),
+                }),
             };
             if let Err(mut problem) = outcome {
                 if !committed.is_empty() {
@@ -168,45 +182,6 @@ impl SqlCall {
     }
 }
 
-/// Rows changed in one table by one statement, from the update hook.
-#[derive(Clone, Copy, Debug, Default)]
-struct Change {
-    inserted: u64,
-    updated: u64,
-    deleted: u64,
-}
-
-impl Change {
-    fn total(&self) -> u64 {
-        self.inserted + self.updated + self.deleted
-    }
-
-    /// Rows that existed before: the ones `max_percent` is about.
-    fn destroyed(&self) -> u64 {
-        self.updated + self.deleted
-    }
-
-    fn add(&mut self, operation: Operation, rows: u64) {
-        match operation {
-            Operation::Insert => self.inserted += rows,
-            Operation::Update => self.updated += rows,
-            Operation::Delete => self.deleted += rows,
-            Operation::Select => {}
-        }
-    }
-
-    /// The operation that changed the most rows, for messages.
-    fn verb(&self) -> Operation {
-        if self.deleted >= self.updated && self.deleted >= self.inserted {
-            Operation::Delete
-        } else if self.updated >= self.inserted {
-            Operation::Update
-        } else {
-            Operation::Insert
-        }
-    }
-}
-
 /// What the hooks observe, shared between them and the [`Database`].
 #[derive(Default)]
 struct Watch {
@@ -215,12 +190,16 @@ struct Watch {
     /// The first thing the authorizer refused in the statement being prepared, and whether
     /// that refusal is provisional (see [`schema_write`]).
     refusal: Option<(String, bool)>,
-    /// The table and operation of the statement itself (not of the triggers it fires).
-    target: Option<(String, Operation)>,
     /// Every table the statement may change, triggers included.
     writes: Vec<String>,
-    /// Rows changed per table since the statement began.
-    changed: BTreeMap<String, Change>,
+    /// The tables (lowercase) the statement may delete from, triggers included.
+    deletes: Vec<String>,
+    /// What the statement running may do, while it runs.
+    limits: Option<Limits>,
+    /// Its rows changed so far, and the first refusal.
+    count: Count,
+    /// When the call's wall time ends: statements, and waits for locks, end by then.
+    deadline: Option<Instant>,
     /// The progress handler stopped a statement at the call's deadline.
     interrupted: bool,
 }
@@ -243,12 +222,11 @@ fn internal<T>(
 
 /// The rows one statement changed in one table, with what the limits need to know.
 struct TableChange {
+    /// As the database spells it.
     table: String,
     change: Change,
-    /// Rows in the table before the call's first change to it.
-    before: u64,
-    /// Rows the call updated or deleted in it before this statement.
-    earlier: u64,
+    /// The table before the statement.
+    before: Before,
 }
 
 /// A statement that ran inside its savepoint, not yet released.
@@ -256,6 +234,8 @@ struct Ran {
     /// Rows the statement itself changed (SQLite's `changes()`).
     rows: u64,
     tables: Vec<TableChange>,
+    /// What it was held to.
+    limits: Limits,
 }
 
 /// Why a statement did not run: SQLite's error, the authorizer, or the host's limits.
@@ -275,10 +255,9 @@ impl From<rusqlite::Error> for Fail {
 struct Database {
     conn: Connection,
     watch: Arc<Mutex<Watch>>,
-    /// Rows per table before the call's first change to it.
-    before: HashMap<String, u64>,
-    /// Rows updated or deleted per table by the call so far.
-    destroyed: HashMap<String, u64>,
+    /// Per table (lowercase): its rows before the call's first change to it, and the rows
+    /// the call's released statements changed in it.
+    tables: HashMap<String, Before>,
     /// Why SQLite ended the transaction early, if it did: nothing more may run.
     lost: Option<String>,
     /// The record of changed rows, when the grant allows changes.
@@ -315,15 +294,15 @@ impl Database {
         let longest = i32::try_from(grant.max_result_bytes.0).unwrap_or(i32::MAX).max(1024);
         conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, longest).map_err(cannot)?;
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0).map_err(cannot)?;
-        let wait =
-            deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-        conn.busy_timeout(wait).map_err(cannot)?;
+        // A database another process holds locked is waited for until the deadline only.
+        conn.busy_timeout(deadline.saturating_duration_since(Instant::now())).map_err(cannot)?;
 
         let known = conn
             .prepare("SELECT lower(name) FROM main.sqlite_schema WHERE type IN ('table', 'view')")
             .and_then(|mut names| names.query_map([], |row| row.get(0))?.collect())
             .map_err(cannot)?;
-        let watch = Arc::new(Mutex::new(Watch::default()));
+        let shapes = Shapes::read(&conn).map_err(cannot)?;
+        let watch = Arc::new(Mutex::new(Watch { deadline: Some(deadline), ..Watch::default() }));
         let scope = Scope {
             grant: name.to_owned(),
             tables: grant.tables.clone(),
@@ -347,11 +326,12 @@ impl Database {
             match verdict {
                 Ok(verdict) => {
                     if let Some((table, operation)) = written(&context.action) {
-                        if !watch.writes.iter().any(|t| t == table) {
-                            watch.writes.push(table.to_owned());
+                        let table = table.to_ascii_lowercase();
+                        if operation == Operation::Delete && !watch.deletes.contains(&table) {
+                            watch.deletes.push(table.clone());
                         }
-                        if context.accessor.is_none() && watch.target.is_none() {
-                            watch.target = Some((table.to_owned(), operation));
+                        if !watch.writes.contains(&table) {
+                            watch.writes.push(table);
                         }
                     }
                     verdict
@@ -369,23 +349,30 @@ impl Database {
             }
         }));
         let seen = watch.clone();
-        conn.update_hook(Some(move |action: Action, database: &str, table: &str, _: i64| {
-            if database != "main" {
-                return; // moat's own records, in the temporary schema
+        conn.preupdate_hook(Some(move |_, database: &str, table: &str, case: &PreUpdateCase| {
+            let mut watch = lock(&seen);
+            if watch.internal || database != "main" {
+                return; // the host's own statements, and moat's records in the temp schema
             }
-            let operation = match action {
-                Action::SQLITE_INSERT => Operation::Insert,
-                Action::SQLITE_UPDATE => Operation::Update,
-                _ => Operation::Delete,
-            };
-            lock(&seen).changed.entry(table.to_owned()).or_default().add(operation, 1);
+            let Watch { limits, count, .. } = &mut *watch;
+            match (limits.as_ref(), shapes.key(table, case)) {
+                (Some(limits), Some((operation, key))) => count.row(limits, table, operation, key),
+                // A change outside a tool's statement, or one SQLite does not name: refused.
+                _ => {
+                    let what = format!("change `{table}` outside a statement moat counts");
+                    count.refusal.get_or_insert(Refusal::Denied(what));
+                }
+            }
         }));
         let seen = watch.clone();
         conn.progress_handler(
             1_000,
             Some(move || {
                 let mut watch = lock(&seen);
-                if watch.internal || Instant::now() < deadline {
+                if watch.internal {
+                    return false;
+                }
+                if watch.deadline.is_some_and(|deadline| Instant::now() < deadline) {
                     return false;
                 }
                 watch.interrupted = true;
@@ -402,14 +389,22 @@ impl Database {
             })
             .transpose()
             .map_err(cannot)?;
-        let (before, destroyed) = (HashMap::new(), HashMap::new());
-        Ok(Database { conn, watch, before, destroyed, lost: None, capture })
+        Ok(Database { conn, watch, tables: HashMap::new(), lost: None, capture })
+    }
+
+    /// Commits the call's transaction, waiting for readers to let go until the deadline only.
+    fn commit(&self) -> rusqlite::Result<()> {
+        let deadline = lock(&self.watch).deadline;
+        let wait = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+        self.conn.busy_timeout(wait)?;
+        internal(&self.conn, &self.watch, |c| c.execute_batch("COMMIT"))
     }
 
     /// Runs `work` on a fresh watch, unless the transaction is lost, and explains failures.
+    /// `deadline` is the call's, as it is now (a person's decision moves it later).
     fn guarded<T>(
         &mut self,
-        (tool, grant): (&str, &str),
+        (tool, grant, deadline): (&str, &str, Instant),
         work: impl FnOnce(&mut Database) -> Result<T, Fail>,
     ) -> Result<T, SqlError> {
         if let Some(why) = &self.lost {
@@ -418,60 +413,87 @@ impl Database {
                  run in this call"
             )));
         }
-        *lock(&self.watch) = Watch::default();
+        *lock(&self.watch) = Watch { deadline: Some(deadline), ..Watch::default() };
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self.conn.busy_timeout(wait) {
+            return Err(SqlError::Invalid(format!("sql grant `{grant}`: {e}")));
+        }
         work(self).map_err(|fail| self.failure(tool, grant, fail))
     }
 
     /// Runs a changing statement inside a savepoint, which the caller releases or undoes.
-    fn run(&mut self, statement: &str, params: Vec<Value>) -> Result<Ran, Fail> {
+    /// Every row it changes is counted and checked as it changes (`count.rs`): the first
+    /// row outside the grant or past `limits` stops it, and it is undone.
+    fn run(
+        &mut self,
+        statement: &str,
+        params: Vec<Value>,
+        mut limits: Limits,
+    ) -> Result<Ran, Fail> {
         let (conn, watch) = (&self.conn, &*self.watch);
         let mut prepared = conn.prepare(statement)?;
         if lock(watch).refusal.is_some() {
             return Err(Fail::Authorizer);
         }
-        let writes = std::mem::take(&mut lock(watch).writes);
+        let (writes, deletes) = {
+            let mut watch = lock(watch);
+            (std::mem::take(&mut watch.writes), std::mem::take(&mut watch.deletes))
+        };
         for table in writes {
-            if let Entry::Vacant(slot) = self.before.entry(table) {
-                let quoted = slot.key().replace('"', "\"\"");
+            if !self.tables.contains_key(&table) {
+                let quoted = table.replace('"', "\"\"");
                 let count = format!("SELECT count(*) FROM main.\"{quoted}\"");
                 let rows: i64 = internal(conn, watch, |c| c.query_row(&count, [], |r| r.get(0)))?;
-                slot.insert(rows.max(0) as u64);
+                self.tables.insert(table, Before { rows: rows.max(0) as u64, ..Before::default() });
             }
         }
+        limits.before = self.tables.clone();
+        limits.deletable = deletes;
         internal(conn, watch, |c| c.execute_batch(&format!("SAVEPOINT {SAVEPOINT}")))?;
-        lock(watch).changed.clear();
-        let rows = match prepared.execute(params_from_iter(params.into_iter().map(to_sql))) {
-            Ok(rows) => rows as u64,
-            Err(error) => {
-                drop(prepared);
+        {
+            let mut watch = lock(watch);
+            watch.count = Count::default();
+            watch.limits = Some(limits);
+        }
+        let outcome = prepared.execute(params_from_iter(params.into_iter().map(to_sql)));
+        drop(prepared);
+        let (count, limits) = {
+            let mut watch = lock(watch);
+            (std::mem::take(&mut watch.count), watch.limits.take())
+        };
+        let refused = match &count.refusal {
+            Some(Refusal::Denied(reason)) => Some(SqlError::Denied(format!(
+                "tool `{}` may not {reason}",
+                limits.as_ref().map_or("?", |l| l.tool.as_str())
+            ))),
+            None => None,
+        };
+        let (rows, limits) = match (outcome, refused, limits) {
+            (Ok(rows), None, Some(limits)) => (rows as u64, limits),
+            (outcome, refused, _) => {
                 if !self.conn.is_autocommit() {
                     self.undo_statement();
                 }
-                return Err(Fail::Sqlite(error));
+                return Err(match (refused, outcome) {
+                    (Some(refusal), _) => Fail::Refused(refusal),
+                    (None, Err(error)) => Fail::Sqlite(error),
+                    (None, Ok(_)) => Fail::Refused(SqlError::Invalid(
+                        "a statement ran without its limits".to_owned(),
+                    )),
+                });
             }
         };
-        let (mut changed, target) = {
-            let mut watch = lock(watch);
-            (std::mem::take(&mut watch.changed), watch.target.take())
-        };
-        // The update hook misses WITHOUT ROWID tables; the statement's own count does not.
-        if let Some((table, operation)) = target {
-            let entry = changed.entry(table).or_default();
-            if rows > entry.total() {
-                entry.add(operation, rows - entry.total());
-            }
-        }
-        let tables = changed
+        let tables = count
+            .changed
             .into_iter()
-            .filter(|(_, change)| change.total() > 0)
-            .map(|(table, change)| TableChange {
-                before: self.before.get(&table).copied().unwrap_or(0),
-                earlier: self.destroyed.get(&table).copied().unwrap_or(0),
+            .filter(|(_, (_, change))| change.total() > 0)
+            .map(|(lower, (table, change))| TableChange {
+                before: self.tables.get(&lower).copied().unwrap_or_default(),
                 table,
                 change,
             })
             .collect();
-        Ok(Ran { rows, tables })
+        Ok(Ran { rows, tables, limits })
     }
 
     /// How to undo what the statement just released did to each of `tables`, in order.
@@ -495,7 +517,9 @@ impl Database {
             return Err(SqlError::Invalid(format!("sql grant `{grant}`: {e}")));
         }
         for change in &ran.tables {
-            *self.destroyed.entry(change.table.clone()).or_insert(0) += change.change.destroyed();
+            let table = self.tables.entry(change.table.to_ascii_lowercase()).or_default();
+            table.destroyed += change.change.destroyed();
+            table.inserted += change.change.inserted;
         }
         Ok(())
     }
@@ -578,6 +602,10 @@ impl Database {
                 "a statement of tool `{tool}` in sql grant `{grant}` ran past the call's \
                  deadline and was stopped"
             )),
+            (Fail::Sqlite(e), None) if busy(&e) => SqlError::Invalid(format!(
+                "sql grant `{grant}`: the database is locked by another connection, and it stayed \
+                 locked until the call's deadline ({e})"
+            )),
             (Fail::Sqlite(rusqlite::Error::ExecuteReturnedResults), None) => SqlError::Invalid(
                 format!("the statement returns rows (sql grant `{grant}`); use query"),
             ),
@@ -591,6 +619,12 @@ impl Database {
         }
         error
     }
+}
+
+/// Whether SQLite gave up waiting for a lock another connection holds.
+fn busy(error: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    matches!(error.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked))
 }
 
 fn to_sql(value: Value) -> rusqlite::types::Value {
@@ -650,8 +684,11 @@ impl HostConnection for CallState {
                 allowed(&grant, &config.operations)
             ))));
         }
+        let deadline = self.caps.deadline;
         let db = self.caps.sql.database(&grant)?;
-        Ok(db.guarded((&tool, &grant), |db| db.query((&grant, &config), &statement, params)))
+        let grant = grant.as_str();
+        Ok(db
+            .guarded((&tool, grant, deadline), |db| db.query((grant, &config), &statement, params)))
     }
 
     fn execute(
@@ -662,8 +699,11 @@ impl HostConnection for CallState {
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let (grant, config) = self.sql_grant_of(&handle)?;
         let tool = self.caps.tool.clone();
+        let limits = self.sql_limits(&grant, &config);
+        let deadline = self.caps.deadline;
         let db = self.caps.sql.database(&grant)?;
-        let ran = refuse!(db.guarded((&tool, &grant), |db| db.run(&statement, params)));
+        let ran =
+            refuse!(db.guarded((&tool, &grant, deadline), |db| db.run(&statement, params, limits)));
         let staged = self.caps.effects.len();
         let verdict = self.sql_admit(&grant, &config, &statement, &ran);
         let db = self.caps.sql.database(&grant)?;
@@ -708,8 +748,28 @@ impl CallState {
         Ok((grant, config))
     }
 
-    /// Checks a statement that ran against the limits and the gate, then charges its rows.
-    /// On a refusal the caller undoes the statement and drops the effects it staged.
+    /// What a statement of `grant` may do, with what the call and its task used so far.
+    fn sql_limits(&self, grant: &str, config: &SqlGrant) -> Limits {
+        let key = format!("sql:{grant}:rows");
+        let call_used = self.caps.counts.get(&key).copied().unwrap_or(0);
+        Limits {
+            tool: self.caps.tool.clone(),
+            grant: grant.to_owned(),
+            tables: config.tables.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            operations: config.operations.clone(),
+            max_rows: config.max_rows,
+            max_percent: config.max_percent,
+            max_rows_per_task: config.max_rows_per_task,
+            call_used,
+            task_used: self.caps.shared.task_total(&self.caps.task, &key),
+            before: HashMap::new(),
+            deletable: Vec::new(),
+        }
+    }
+
+    /// Checks a statement that ran against the limits (again: the preupdate hook checked each
+    /// row) and the gate, then charges its rows. On a refusal the caller undoes the
+    /// statement and drops the effects it staged.
     fn sql_admit(
         &mut self,
         grant: &str,
@@ -717,15 +777,16 @@ impl CallState {
         statement: &str,
         ran: &Ran,
     ) -> Result<(), SqlError> {
+        let total: u64 = ran.tables.iter().map(|t| t.change.total()).sum();
         for t in &ran.tables {
-            let (rows, destroyed) = (t.change.total(), t.change.destroyed());
-            let in_call = t.earlier + destroyed;
-            let over_rows = rows > config.max_rows;
-            // Written so that a NaN limit refuses.
-            let within = in_call as f64 * 100.0 <= config.max_percent * t.before as f64;
-            if over_rows || (destroyed > 0 && !within) {
-                return Err(SqlError::LimitExceeded(magnitude(t, config, over_rows)));
+            if let Some(message) = count::over_table(&ran.limits, &t.table, &t.before, &t.change) {
+                return Err(SqlError::LimitExceeded(message));
             }
+        }
+        let changes: Vec<(&str, Change)> =
+            ran.tables.iter().map(|t| (t.table.as_str(), t.change)).collect();
+        if let Some(message) = count::over_total(&ran.limits, &changes) {
+            return Err(SqlError::LimitExceeded(message));
         }
         for t in &ran.tables {
             let kind = if t.change.deleted > 0 { EffectKind::Delete } else { EffectKind::Write };
@@ -735,14 +796,13 @@ impl CallState {
                 "inserted": t.change.inserted,
                 "updated": t.change.updated,
                 "deleted": t.change.deleted,
-                "table_rows": t.before,
+                "table_rows": t.before.rows,
                 "statement": statement,
             });
             let target = format!("{grant}:{}", t.table);
             let effect = Effect { capability: "sql", kind, target, detail, undo: None };
             self.caps.admit(effect).map_err(SqlError::Denied)?;
         }
-        let total: u64 = ran.tables.iter().map(|t| t.change.total()).sum();
         if total == 0 {
             return Ok(());
         }
@@ -761,28 +821,4 @@ impl CallState {
         }
         Ok(())
     }
-}
-
-/// "would delete 5000 of 10000 rows in `orders`; limit 100 rows or 5%".
-fn magnitude(t: &TableChange, config: &SqlGrant, over_rows: bool) -> String {
-    let (change, table, limit, percent) =
-        (&t.change, &t.table, config.max_rows, config.max_percent);
-    if over_rows && change.verb() == Operation::Insert {
-        return format!("would insert {} rows into `{table}`; limit {limit} rows", change.total());
-    }
-    let (verb, rows) = match over_rows {
-        true => (change.verb(), change.total()),
-        false if change.deleted >= change.updated => (Operation::Delete, change.destroyed()),
-        false => (Operation::Update, change.destroyed()),
-    };
-    let in_call = t.earlier + change.destroyed();
-    let earlier = match t.earlier {
-        0 => String::new(),
-        _ => format!(" ({in_call} in this call)"),
-    };
-    format!(
-        "would {} {rows} of {} rows in `{table}`{earlier}; limit {limit} rows or {percent}%",
-        verb.name(),
-        t.before
-    )
 }

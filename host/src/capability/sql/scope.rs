@@ -19,9 +19,14 @@ impl Scope {
         let schema =
             |what: String| Err(format!("{what}: sql grant `{grant}` allows no schema changes"));
         match *action {
-            AuthAction::Select | AuthAction::Recursive | AuthAction::Function { .. } => {
+            AuthAction::Select | AuthAction::Recursive => Ok(Authorization::Allow),
+            AuthAction::Function { function_name } if super::functions::allowed(function_name) => {
                 Ok(Authorization::Allow)
             }
+            AuthAction::Function { function_name } => Err(format!(
+                "call function `{function_name}`: sql grant `{grant}` allows only SQLite's own \
+                 functions of their arguments (scalar, aggregate, window, date, JSON, math)"
+            )),
             // A table named but not read from (`count(*)`) comes without a column, and so
             // does a CTE or a subquery: those are not tables of the database. `json_each`
             // and `json_tree` are functions of their arguments.
@@ -35,7 +40,7 @@ impl Scope {
             AuthAction::Insert { table_name } => self.write(Operation::Insert, table_name),
             AuthAction::Update { table_name, .. } => self.write(Operation::Update, table_name),
             // `Ignore` still deletes, but row by row: SQLite's truncate optimization would
-            // empty the table without telling the update hook.
+            // empty the table without telling the preupdate hook.
             AuthAction::Delete { table_name } => {
                 self.write(Operation::Delete, table_name).map(|_| Authorization::Ignore)
             }
