@@ -286,7 +286,9 @@ fn query(
         (Some(action), _) => format!("the statement would {action}; facts are read-only"),
         (None, true) => format!("the query ran past its deadline of {ms} ms"),
         (None, false) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
-            format!("the database is locked by another process past the query's deadline of {ms} ms")
+            format!(
+                "the database is locked by another process past the query's deadline of {ms} ms"
+            )
         }
         (None, false) => e.to_string(),
     };
@@ -606,7 +608,8 @@ mod tests {
             let _ = done.send(facts.query_by("shop", "SELECT count(*) FROM orders", vec![], check));
         });
         // Bounded, so that a hang fails the test: far above the deadline.
-        let error = ended.recv_timeout(Duration::from_secs(30)).expect("the query ends").unwrap_err();
+        let error =
+            ended.recv_timeout(Duration::from_secs(30)).expect("the query ends").unwrap_err();
         assert!(
             error.starts_with(
                 "facts source `shop`: the database is locked by another process past the \
@@ -627,8 +630,12 @@ mod tests {
             let check = Some(Instant::now() + Duration::from_millis(150));
             let _ = done.send(facts.query_by("shop", endless, vec![], check));
         });
-        let error = ended.recv_timeout(Duration::from_secs(30)).expect("the query ends").unwrap_err();
-        assert!(error.starts_with("facts source `shop`: the query ran past its deadline of "), "{error}");
+        let error =
+            ended.recv_timeout(Duration::from_secs(30)).expect("the query ends").unwrap_err();
+        assert!(
+            error.starts_with("facts source `shop`: the query ran past its deadline of "),
+            "{error}"
+        );
         assert!(!error.contains("of 1000 ms"), "the check's deadline came first: {error}");
     }
 

@@ -334,7 +334,8 @@ impl Host {
         let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
         span.record("gen_ai.tool.call.id", id);
         let mut spent = Spent { call: id, ..Spent::default() };
-        let outcome = self.pipeline(request, &call, found, &mut spent)
+        let outcome = self
+            .pipeline(request, &call, found, &mut spent)
             .map_err(|error| redact(error, &spent.secrets));
         // 8. What the call teaches the task's ledger, the breakers and the loop detector.
         let redact = |text: &str| spent.secrets.redact(text);
@@ -567,7 +568,9 @@ impl Host {
             reasoning: request.reasoning.clone(),
             effects: spec.map(|spec| spec.effects.clone()).unwrap_or_default(),
             history,
-            output_budget: Some(self.config.budgets_for(&request.tool).with(&request.budgets).output),
+            output_budget: Some(
+                self.config.budgets_for(&request.tool).with(&request.budgets).output,
+            ),
             shadow: Mutex::default(),
             notes: Mutex::default(),
             escalator: Override::default(),
@@ -630,14 +633,12 @@ impl Host {
             Verdict::Allow => Ok(output),
             // Held to the tool's output budget whichever gate rewrote it (policies already
             // hold each rewrite to theirs as well, naming both).
-            Verdict::Rewrite(rewritten) => match crate::guard::oversized_rewrite(
-                &rewritten,
-                call.output_budget,
-                None,
-            ) {
-                Some(reason) => Err(refused(call, Stage::AfterCall, reason)),
-                None => Ok(rewritten),
-            },
+            Verdict::Rewrite(rewritten) => {
+                match crate::guard::oversized_rewrite(&rewritten, call.output_budget, None) {
+                    Some(reason) => Err(refused(call, Stage::AfterCall, reason)),
+                    None => Ok(rewritten),
+                }
+            }
             Verdict::Deny(reason) => Err(refused(call, Stage::AfterCall, reason)),
             Verdict::Escalate(reason) => {
                 escalate(self.runtime.shared.escalator.as_ref(), call, "check-result", &reason)
@@ -716,7 +717,9 @@ fn redact(error: CallError, secrets: &Revealed) -> CallError {
             CallError::InvalidArguments { tool, reason: r(reason) }
         }
         CallError::Trapped { tool, reason } => CallError::Trapped { tool, reason: r(reason) },
-        CallError::Tool { tool, kind, message } => CallError::Tool { tool, kind, message: r(message) },
+        CallError::Tool { tool, kind, message } => {
+            CallError::Tool { tool, kind, message: r(message) }
+        }
         CallError::BadOutput { tool, reason } => CallError::BadOutput { tool, reason: r(reason) },
         CallError::Denied { tool, stage, reason } => {
             CallError::Denied { tool, stage, reason: r(reason) }

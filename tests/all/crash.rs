@@ -82,11 +82,14 @@ fn churn(round: u64, files: &BTreeMap<String, Vec<u8>>) -> Value {
         let name = names[pick].clone();
         match rng.below(6) {
             0 => ops.push(json!({"op": "write", "path": name, "text": "", })),
-            1 => ops.push(json!({"op": "write", "path": name, "text": "ab", "times": rng.below(5000)})),
+            1 => ops
+                .push(json!({"op": "write", "path": name, "text": "ab", "times": rng.below(5000)})),
             2 => {
                 fresh += 1;
                 let new = format!("new/n{fresh}");
-                ops.push(json!({"op": "write", "path": new, "text": "new", "times": rng.below(3000)}));
+                ops.push(
+                    json!({"op": "write", "path": new, "text": "new", "times": rng.below(3000)}),
+                );
                 names.push(new);
             }
             3 if names.len() > 3 => {
@@ -130,7 +133,8 @@ fn recorded(dir: &Path, task: &str) -> (HashSet<PathBuf>, bool) {
     for line in lines(&audit::log_path(&dir.join("state/audit"))).unwrap() {
         let Line::Record { record, .. } = line.unwrap() else { continue };
         match record.event {
-            Event::Staged { task: t, undo, .. } | Event::Effect { task: t, undo: Some(undo), .. }
+            Event::Staged { task: t, undo, .. }
+            | Event::Effect { task: t, undo: Some(undo), .. }
                 if t == task =>
             {
                 paths(&undo, &mut named)
@@ -214,11 +218,19 @@ fn a_call_killed_at_any_moment_leaves_every_change_recorded_and_undone_by_rollba
             other => panic!("round {round}: rollback exited {other:?}: {said}"),
         }
         let restored = tree(&work);
-        let differ: Vec<&String> =
-            original.keys().chain(restored.keys()).filter(|p| original.get(*p) != restored.get(*p)).collect();
+        let differ: Vec<&String> = original
+            .keys()
+            .chain(restored.keys())
+            .filter(|p| original.get(*p) != restored.get(*p))
+            .collect();
         assert!(differ.is_empty(), "round {round} (finished: {finished}): {differ:?} not put back");
         let out = moat(dir.path(), &["audit", "verify"]);
-        assert_eq!(out.status.code(), Some(0), "round {round}: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     eprintln!(
         "{ROUNDS} rounds, one whole call took {whole:?}; {unfinished} calls were killed before \

@@ -30,8 +30,7 @@ impl Server {
         let stopping = stop.clone();
         std::thread::spawn(move || {
             let started = Instant::now();
-            while !stopping.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30)
-            {
+            while !stopping.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(30) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let stopping = stopping.clone();

@@ -67,8 +67,9 @@ fn kind_error(path: &str, grant: &str, what: &str) -> String {
 
 #[test]
 fn a_fifo_a_socket_or_a_device_in_a_grant_is_refused_never_waited_on() {
-    let toml = [grant("data", "data", ""), "[tools.fs_ops.grants.fs.dev]\npath = \"/dev\"\n".into()]
-        .concat();
+    let toml =
+        [grant("data", "data", ""), "[tools.fs_ops.grants.fs.dev]\npath = \"/dev\"\n".into()]
+            .concat();
     let (host, dir) = host(&toml);
     let data = dir.path().join("data");
     mkfifo(&data.join("pipe"));
@@ -85,7 +86,10 @@ fn a_fifo_a_socket_or_a_device_in_a_grant_is_refused_never_waited_on() {
     }
     // A link inside the grant leads a read to the pipe, which is refused as a pipe; a change
     // through a link is refused as a link.
-    assert_eq!(ops(&host, "data", "t", one("read", "to-pipe")), Err(kind_error("to-pipe", "data", fifo)));
+    assert_eq!(
+        ops(&host, "data", "t", one("read", "to-pipe")),
+        Err(kind_error("to-pipe", "data", fifo))
+    );
     for op in ["write", "remove", "rename"] {
         let refused = kind_error("to-pipe", "data", "a symbolic link");
         assert_eq!(ops(&host, "data", "t", one(op, "to-pipe")), Err(refused), "{op}");
@@ -121,8 +125,8 @@ fn a_grant_whose_path_is_a_fifo_is_refused_when_opened() {
 
 #[test]
 fn writing_a_hard_link_leaves_every_other_name_of_the_file_as_it_was() {
-    let toml = [grant("data", "data", ""), "[tools.fs_ops.grants.fs.ro]\npath = \"ro\"\n".into()]
-        .concat();
+    let toml =
+        [grant("data", "data", ""), "[tools.fs_ops.grants.fs.ro]\npath = \"ro\"\n".into()].concat();
     let (host, dir) = host(&toml);
     let (root, data) = (dir.path(), dir.path().join("data"));
     std::fs::write(root.join("outside.txt"), "outside").unwrap();
@@ -146,9 +150,11 @@ fn writing_a_hard_link_leaves_every_other_name_of_the_file_as_it_was() {
     assert_eq!(std::fs::read_to_string(data.join("link.txt")).unwrap(), "changed");
     assert_eq!(std::fs::read_to_string(data.join("shared.txt")).unwrap(), "changed");
     assert_eq!(std::fs::read_to_string(data.join("link2.txt")).unwrap(), "precious");
-    for (path, content) in
-        [("outside.txt", "outside"), ("outside2.txt", "outside two"), ("ro/shared.txt", "read-only")]
-    {
+    for (path, content) in [
+        ("outside.txt", "outside"),
+        ("outside2.txt", "outside two"),
+        ("ro/shared.txt", "read-only"),
+    ] {
         assert_eq!(std::fs::read_to_string(root.join(path)).unwrap(), content, "{path}");
         assert_eq!(std::fs::metadata(root.join(path)).unwrap().nlink(), 1, "{path}");
     }
@@ -266,7 +272,8 @@ fn a_write_is_counted_as_a_deletion_exactly_when_it_loses_content() {
             }
             let loses =
                 old.as_ref().is_some_and(|old| !old.is_empty() && !new.starts_with(old.as_str()));
-            let written = ops(&host, "data", "t", json!([{"op": "write", "path": "f", "text": new}]));
+            let written =
+                ops(&host, "data", "t", json!([{"op": "write", "path": "f", "text": new}]));
             prop_assert_eq!(written.is_err(), loses, "{:?} -> {:?}: {:?}", old, new, written);
             let now = std::fs::read_to_string(&file).ok();
             let expected = if loses { old.clone() } else { Some(new.clone()) };
@@ -280,8 +287,7 @@ fn a_write_is_counted_as_a_deletion_exactly_when_it_loses_content() {
 /// (hard links) keep their content.
 #[test]
 fn no_operation_changes_a_file_outside_through_a_hard_link() {
-    let strategy =
-        proptest::collection::vec((0..3usize, 0..4usize, 0..4usize, "[xy]{0,3}"), 1..8);
+    let strategy = proptest::collection::vec((0..3usize, 0..4usize, 0..4usize, "[xy]{0,3}"), 1..8);
     crate::support::fuzz_runner(24)
         .run(&strategy, |steps| {
             let (host, dir) = host(&grant("data", "data", ""));

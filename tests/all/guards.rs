@@ -282,8 +282,7 @@ fn a_rewrite_is_an_output_held_to_the_tools_output_budget_and_the_guards() {
     assert_eq!(whole, 65536, "the output (in token windows) is the rewrite");
     // One byte over the tool's 64 KiB: denied, naming both budgets; the write is undone.
     std::fs::write(sandbox.path().join("data/keep.txt"), "precious").unwrap();
-    let (stage, reason) =
-        refused(host.call("fs_write", &write(json!({"result": "bloat:65537"}))));
+    let (stage, reason) = refused(host.call("fs_write", &write(json!({"result": "bloat:65537"}))));
     assert_eq!(stage, AfterCall);
     assert_eq!(
         reason,
@@ -586,7 +585,10 @@ fn recorded_spans() -> impl Fn() -> Vec<(String, Vec<(String, String)>)> {
 
 #[test]
 fn each_call_is_an_execute_tool_span_and_counted_in_the_metrics_with_its_guards_denials() {
-    if !crate::support::alone(module_path!(), "each_call_is_an_execute_tool_span_and_counted_in_the_metrics_with_its_guards_denials") {
+    if !crate::support::alone(
+        module_path!(),
+        "each_call_is_an_execute_tool_span_and_counted_in_the_metrics_with_its_guards_denials",
+    ) {
         return; // it passed in a process of its own
     }
     let spans = recorded_spans();

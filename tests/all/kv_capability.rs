@@ -76,7 +76,10 @@ fn bytes_written_are_charged_per_call_and_per_task_and_a_refused_call_writes_not
     let fifty = "x".repeat(48);
     assert_eq!(run(&host, "t", &[set("k1", &fifty), set("k2", &fifty)]).unwrap(), ["ok", "ok"]);
     let message = refusal(run(&host, "t2", &[set("k3", &fifty), set("k4", &fifty), set("k5", "")]));
-    assert_eq!(message, "LimitExceeded(\"would write 2 B to `k5`; limit 100 B per call (100 B used)\")");
+    assert_eq!(
+        message,
+        "LimitExceeded(\"would write 2 B to `k5`; limit 100 B per call (100 B used)\")"
+    );
     // The task has used 100 of 150: one more key of 50 bytes, not two.
     run(&host, "t", &[set("k6", &fifty)]).unwrap();
     let message = refusal(run(&host, "t", &[set("k7", &fifty)]));
@@ -112,7 +115,10 @@ fn the_namespace_quota_counts_staged_keys_freed_ones_and_bytes() {
     let host = host_in(dir.path(), "max_keys = 3\nmax_bytes = 40");
     run(&host, "t", &[set("a", "1"), set("b", "2"), set("c", "3")]).unwrap();
     let message = refusal(run(&host, "t", &[set("d", "4")]));
-    assert_eq!(message, "LimitExceeded(\"cannot set `d`: the namespace would hold 4 keys; limit 3 (max_keys)\")");
+    assert_eq!(
+        message,
+        "LimitExceeded(\"cannot set `d`: the namespace would hold 4 keys; limit 3 (max_keys)\")"
+    );
     // Freeing a key in the same call makes room for another.
     run(&host, "t", &[delete("a"), set("d", "4")]).unwrap();
     // Bytes: keys b, c, d of one byte, values of one byte: 6. A value of 36 bytes for `b`
@@ -262,7 +268,10 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![(0u8..6, 0usize..20).prop_map(|(k, n)| Op::Set(k, n)), (0u8..6).prop_map(Op::Delete)]
+    prop_oneof![
+        (0u8..6, 0usize..20).prop_map(|(k, n)| Op::Set(k, n)),
+        (0u8..6).prop_map(Op::Delete)
+    ]
 }
 
 #[test]

@@ -94,7 +94,8 @@ fn forms(secret: &str) -> Vec<String> {
     for engine in [STANDARD_NO_PAD, URL_SAFE_NO_PAD] {
         for offset in 0..3 {
             let encoded = engine.encode([vec![0u8; offset], bytes.to_vec()].concat());
-            forms.push(encoded[(8 * offset).div_ceil(6)..8 * (offset + bytes.len()) / 6].to_owned());
+            forms
+                .push(encoded[(8 * offset).div_ceil(6)..8 * (offset + bytes.len()) / 6].to_owned());
         }
     }
     for upper in [false, true] {
@@ -176,7 +177,10 @@ fn a_secret_a_tool_writes_with_unicode_escapes_is_redacted_in_values_and_keys() 
     let output = output.unwrap();
     assert_clean(&output, SECRET);
     let value: Value = serde_json::from_str(&output).unwrap();
-    assert_eq!(value, json!({"value": "[redacted:TOKEN]", "[redacted:TOKEN]": ["[redacted:TOKEN]"]}));
+    assert_eq!(
+        value,
+        json!({"value": "[redacted:TOKEN]", "[redacted:TOKEN]": ["[redacted:TOKEN]"]})
+    );
 }
 
 #[test]
@@ -251,7 +255,10 @@ fn read_back(host: &Host, secret: &str) {
         ("fs_ops", json!({"grant": "data", "ops": [{"op": "read", "path": "stash.txt"}]})),
         ("kv_get", json!({"key": "v"})),
         ("kv_script", json!({"ops": [{"op": "list", "key": "k-"}, {"op": "get", "key": "v"}]})),
-        ("sql_query", json!({"grant": "db", "statement": "SELECT v FROM t WHERE v NOT LIKE 'row %'"})),
+        (
+            "sql_query",
+            json!({"grant": "db", "statement": "SELECT v FROM t WHERE v NOT LIKE 'row %'"}),
+        ),
     ];
     for (tool, args) in reads {
         let output = call(host, tool, args).unwrap_or_else(|e| panic!("{tool}: {e}"));
@@ -300,13 +307,14 @@ fn no_audit_record_or_blob_holds_a_secret_in_any_form() {
         call(&host, "fs_write", overwrite).unwrap();
         call(&host, "kv_script", json!({"ops": [{"op": "set", "key": "v", "value": "x"}]}))
             .unwrap();
-        let update = json!({"grant": "db", "statement": "UPDATE t SET v = 'gone' WHERE v NOT LIKE 'row %'"});
+        let update =
+            json!({"grant": "db", "statement": "UPDATE t SET v = 'gone' WHERE v NOT LIKE 'row %'"});
         assert_eq!(call(&host, "sql_execute", update).unwrap(), "2");
     }
     assert_no_file_holds(&dir.path().join("state/audit"), SECRET);
     // What was redacted is recorded so: the statement's text, the key.
-    let log = std::fs::read_to_string(moat::audit::log_path(&dir.path().join("state/audit")))
-        .unwrap();
+    let log =
+        std::fs::read_to_string(moat::audit::log_path(&dir.path().join("state/audit"))).unwrap();
     assert!(log.contains("INSERT INTO t VALUES ('[redacted:TOKEN]')"), "{log}");
     assert!(log.contains("k-[redacted:TOKEN]"), "{log}");
     assert!(log.contains("its undo holds a secret value"), "{log}");
@@ -384,7 +392,10 @@ fn serve(dir: &Path, calls: &[(&str, Value)]) -> Vec<Value> {
 
 #[test]
 fn through_moat_serve_the_text_and_the_structured_content_are_redacted() {
-    let dir = sandbox(SECRET, &format!("[plugins]\ntools = [{:?}]\npolicies = \"none\"\n", built("tests")));
+    let dir = sandbox(
+        SECRET,
+        &format!("[plugins]\ntools = [{:?}]\npolicies = \"none\"\n", built("tests")),
+    );
     let stash = json!({"name": "TOKEN", "grant": "data", "path": "stash.txt", "kv_key": "k-"});
     let results = serve(
         dir.path(),
@@ -467,7 +478,8 @@ enum Doc {
 
 fn doc() -> impl Strategy<Value = Doc> {
     // Plain text may read like a marker, so that redacted keys collide with it.
-    let piece = ("[a-z \\[\\]:]{0,5}|\\[redacted:S0\\]", prop::option::of((0usize..3, any::<u8>())));
+    let piece =
+        ("[a-z \\[\\]:]{0,5}|\\[redacted:S0\\]", prop::option::of((0usize..3, any::<u8>())));
     let string = prop::collection::vec(piece, 0..4).prop_map(Doc::Str).boxed();
     let leaf = prop_oneof![
         4 => string.clone(),
@@ -583,7 +595,8 @@ fn check(secrets: &[String], json: &str, redacted: &str) -> Result<(), TestCaseE
 #[test]
 fn any_json_with_any_secret_in_it_comes_back_valid_with_no_form_of_the_secret_in_any_string() {
     let mut runner = crate::support::fuzz_runner(256);
-    let strategy = (prop::collection::vec(secret(), 1..4), doc(), prop::collection::vec(any::<u8>(), 1..16));
+    let strategy =
+        (prop::collection::vec(secret(), 1..4), doc(), prop::collection::vec(any::<u8>(), 1..16));
     runner
         .run(&strategy, |(secrets, doc, escape)| {
             let values: Vec<(String, String)> =

@@ -208,7 +208,8 @@ fn an_update_of_too_many_rows_is_refused_and_changes_nothing() {
 #[test]
 fn an_insert_is_limited_by_rows_and_by_max_percent_of_the_table_or_of_max_rows() {
     let dir = shop(10);
-    let keys = "tables = [\"orders\"]\noperations = [\"insert\"]\nmax_rows = 5\nmax_percent = 100.0";
+    let keys =
+        "tables = [\"orders\"]\noperations = [\"insert\"]\nmax_rows = 5\nmax_percent = 100.0";
     let first = host(dir.path(), &grant("sql_execute", keys));
     let few = "INSERT INTO orders (item) VALUES ('a'), ('b'), ('c')";
     assert_eq!(first.call("sql_execute", &args(few)).expect("3 inserts fit").output, "3");
@@ -219,7 +220,7 @@ fn an_insert_is_limited_by_rows_and_by_max_percent_of_the_table_or_of_max_rows()
     );
     assert_eq!(count(dir.path(), "orders"), 13);
     drop(first); // one audit log, one writer
-    // 10% of a table of 13 rows (it has more than max_rows) is 1.3 rows: one insert, not two.
+                 // 10% of a table of 13 rows (it has more than max_rows) is 1.3 rows: one insert, not two.
     let keys = "tables = [\"orders\"]\noperations = [\"insert\"]\nmax_rows = 5\nmax_percent = 10.0";
     let host = host(dir.path(), &grant("sql_execute", keys));
     let two = "INSERT INTO orders (item) VALUES ('d'), ('e')";

@@ -84,7 +84,7 @@ fn a_replace_deleting_other_rows_through_a_unique_conflict_counts_them_as_deleti
         .unwrap();
     assert_eq!((count(dir.path(), "codes"), moved), (200, 0));
     drop(first); // one audit log, one writer
-    // UPDATE OR REPLACE deletes the row whose code it takes.
+                 // UPDATE OR REPLACE deletes the row whose code it takes.
     let keys = format!("tables = [\"codes\"]\n{ALL}\nmax_rows = 100\nmax_percent = 100.0");
     let host = crate::sql_capability::host(dir.path(), &grant("sql_execute", &keys));
     let update = "UPDATE OR REPLACE codes SET code = 'c2' WHERE id = 1";

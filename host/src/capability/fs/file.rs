@@ -160,7 +160,12 @@ pub fn replace(
 
 /// Puts `before` back at `path` (atomically, through `scratch`), or removes `path` if
 /// there was no file.
-pub fn put_back(dir: &Dir, path: &str, scratch: &str, before: Option<&Found>) -> std::io::Result<()> {
+pub fn put_back(
+    dir: &Dir,
+    path: &str,
+    scratch: &str,
+    before: Option<&Found>,
+) -> std::io::Result<()> {
     match before {
         Some(found) => replace(dir, path, scratch, &found.bytes, Some(&found.permissions)),
         None => match dir.remove_file(path) {

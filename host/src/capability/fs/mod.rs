@@ -230,7 +230,8 @@ impl HostDir for CallState {
         let scratch = file::scratch_beside(&path);
         let absolute = self.absolute(&handle, &path)?;
         let image = before.as_ref().map(|found| found.bytes.clone());
-        let how = undo::Undo::File { path: absolute, before: image, after: Some(undo::hash(&data)) };
+        let how =
+            undo::Undo::File { path: absolute, before: image, after: Some(undo::hash(&data)) };
         if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
             self.caps.effects.truncate(staged);
             return Ok(Err(refusal));

@@ -94,10 +94,7 @@ fn number_colliding_keys(
 /// Calls `each(start, end, key_of)` for every string of `json` (its byte range, quotes
 /// included, and the object it is a key of). `None` if the text is not JSON as expected,
 /// or if `each` said so.
-fn scan(
-    json: &str,
-    mut each: impl FnMut(usize, usize, Option<usize>) -> Option<()>,
-) -> Option<()> {
+fn scan(json: &str, mut each: impl FnMut(usize, usize, Option<usize>) -> Option<()>) -> Option<()> {
     let bytes = json.as_bytes();
     // The open containers: `Some(object number)` or `None` for an array.
     let mut open: Vec<Option<usize>> = Vec::new();

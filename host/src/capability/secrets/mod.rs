@@ -251,10 +251,7 @@ mod tests {
         std::fs::remove_file(&file).unwrap();
         // Neither granted nor loadable now: both values are still redacted.
         let later = store.for_call(&["TOKEN".to_owned()]);
-        assert_eq!(
-            later.redact("first-value second-value"),
-            "[redacted:TOKEN] [redacted:TOKEN]"
-        );
+        assert_eq!(later.redact("first-value second-value"), "[redacted:TOKEN] [redacted:TOKEN]");
         assert_eq!(store.for_call(&[]).redact("second-value"), "[redacted:TOKEN]");
         assert!(format!("{later:?}").contains("TOKEN") && !format!("{later:?}").contains("value"));
     }

@@ -207,8 +207,7 @@ impl Redactor {
             }
             // Forms are whole characters, so these are character boundaries; if not, the
             // text is not kept at all.
-            let (Some(before), true) = (text.get(copied..start), text.is_char_boundary(end))
-            else {
+            let (Some(before), true) = (text.get(copied..start), text.is_char_boundary(end)) else {
                 return Some(self.unnamed.to_owned());
             };
             out.push_str(before);
