@@ -8,8 +8,12 @@ moat := "target/debug/moat"
 default:
     @just --list
 
+# Install what the host's build needs beyond Rust (libclang, for SQLite's bindings), if missing
+deps:
+    host/deps.sh
+
 # Build the host: the moat library and binary
-build:
+build: deps
     cargo build --workspace --locked
 
 # Build every guest (example tools and guards, test plugins; Rust, Python and JavaScript) into target/wasm/, installing the toolchains if needed
@@ -31,7 +35,7 @@ bench: plugins
     cargo bench --locked -p moat --bench moat
 
 # Check formatting and lints
-lint:
+lint: deps
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -222,6 +222,57 @@ fn checkpoints_re_signed_with_another_key_are_refused() {
     assert!(reason.contains("not by the trusted key"), "{reason}");
 }
 
+/// Rewrites the checkpoints file line by line with `edit`.
+fn edit_checkpoints(log: &Log, edit: impl Fn(&str) -> String) {
+    let path = audit::checkpoints_path(&log.dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited: String = text.lines().map(|line| format!("{}\n", edit(line))).collect();
+    assert_ne!(edited, text, "the edit changes something");
+    std::fs::write(&path, edited).unwrap();
+}
+
+#[test]
+fn a_checkpoints_time_is_signed_so_changing_it_is_found() {
+    let log = Log::new().with_calls(3);
+    edit_checkpoints(&log, |line| {
+        let checkpoint: serde_json::Value = serde_json::from_str(line).unwrap();
+        let time = checkpoint["time_us"].as_u64().unwrap();
+        line.replace(&format!("\"time_us\":{time}"), &format!("\"time_us\":{}", time - 1))
+    });
+    let (_, reason) = problem(&log.verify());
+    assert!(reason.contains("invalid signature"), "{reason}");
+}
+
+#[test]
+fn a_checkpoint_spelt_otherwise_with_the_same_values_is_an_edit_and_found() {
+    let respellings: [fn(&str) -> String; 5] = [
+        |line| {
+            let (before, signature) = line.split_once("\"signature\":").unwrap();
+            format!("{before}\"signature\":{}", signature.to_uppercase())
+        },
+        |line| line.replacen(',', ", ", 1),
+        |line| format!("{line} "),
+        |line| format!("{line}\r"),
+        |line| format!("{line}\n"),
+    ];
+    for respell in respellings {
+        let log = Log::new().with_calls(3);
+        edit_checkpoints(&log, respell);
+        let (_, reason) = problem(&log.verify());
+        assert!(reason.contains("checkpoint"), "{reason}");
+    }
+}
+
+#[test]
+fn a_checkpoints_file_cut_mid_line_is_found() {
+    let log = Log::new().with_calls(3);
+    let path = audit::checkpoints_path(&log.dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, &text[..text.len() - 1]).unwrap();
+    let (_, reason) = problem(&log.verify());
+    assert!(reason.contains("does not end in a newline"), "{reason}");
+}
+
 #[test]
 fn a_log_without_checkpoints_cannot_be_authenticated() {
     let log = Log::new().with_calls(3);

@@ -1,6 +1,7 @@
-//! Signed checkpoints: ed25519 signatures over (sequence number, head hash), one JSON line
-//! each in `checkpoints`, so that verification detects a log cut short or rewritten whole, not
-//! only edited. The signing key is created once (`moat init`, or the first audited run) with
+//! Signed checkpoints: ed25519 signatures over (sequence number, time, head hash), one JSON
+//! line each in `checkpoints`, so that verification detects a log cut short or rewritten
+//! whole, not only edited. Every byte of a line counts: a line must be exactly what moat
+//! writes (lowercase hex, no extra whitespace), so no edit can leave the meaning as it was. The signing key is created once (`moat init`, or the first audited run) with
 //! owner-only permissions.
 
 use super::AuditError;
@@ -10,8 +11,11 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// What a checkpoint signs, so a signature can never be mistaken for another message.
-const DOMAIN: &[u8] = b"moat audit checkpoint v1\0";
+/// What a checkpoint signs, so a signature can never be mistaken for another message. v2
+/// signs the time as well; v1 (seq and head only) is still accepted for checkpoints written
+/// before, whose time is therefore not authenticated.
+const DOMAIN: &[u8] = b"moat audit checkpoint v2\0";
+const DOMAIN_V1: &[u8] = b"moat audit checkpoint v1\0";
 
 /// One line of `checkpoints`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,8 +31,16 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
-fn message(seq: u64, head: &str) -> Vec<u8> {
+fn message(seq: u64, time_us: u64, head: &str) -> Vec<u8> {
     let mut message = DOMAIN.to_vec();
+    message.extend_from_slice(&seq.to_le_bytes());
+    message.extend_from_slice(&time_us.to_le_bytes());
+    message.extend_from_slice(head.as_bytes());
+    message
+}
+
+fn message_v1(seq: u64, head: &str) -> Vec<u8> {
+    let mut message = DOMAIN_V1.to_vec();
     message.extend_from_slice(&seq.to_le_bytes());
     message.extend_from_slice(head.as_bytes());
     message
@@ -36,11 +48,12 @@ fn message(seq: u64, head: &str) -> Vec<u8> {
 
 impl Checkpoint {
     pub fn sign(key: &SigningKey, seq: u64, head: &str) -> Checkpoint {
-        let signature = key.sign(&message(seq, head));
+        let time_us = super::record::now_us();
+        let signature = key.sign(&message(seq, time_us, head));
         Checkpoint {
             seq,
             head: head.to_owned(),
-            time_us: super::record::now_us(),
+            time_us,
             key: hex::encode(key.verifying_key().as_bytes()),
             signature: hex::encode(signature.to_bytes()),
         }
@@ -60,27 +73,49 @@ impl Checkpoint {
             hex::decode(&self.signature).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
                 format!("checkpoint of record {} has a malformed signature", self.seq)
             })?;
-        trusted
-            .verify(&message(self.seq, &self.head), &Signature::from_bytes(&bytes))
+        if hex::encode(bytes) != self.signature {
+            return Err(format!(
+                "checkpoint of record {} has its signature spelt otherwise than moat writes it \
+                 (lowercase hex): it was edited",
+                self.seq
+            ));
+        }
+        let signature = Signature::from_bytes(&bytes);
+        let v2 = trusted.verify(&message(self.seq, self.time_us, &self.head), &signature);
+        v2.or_else(|_| trusted.verify(&message_v1(self.seq, &self.head), &signature))
             .map_err(|_| format!("checkpoint of record {} has an invalid signature", self.seq))
     }
 }
 
-/// Reads every checkpoint; a malformed line is an error naming it.
+/// Reads every checkpoint; a malformed line, or one that is not byte for byte what moat
+/// writes (another spelling of the same values is an edit too), is an error naming it.
 pub fn read_all(path: &Path) -> Result<Vec<Checkpoint>, String> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
+    let text = match fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map_err(|e| format!("{} is not UTF-8 text: {e}", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{} cannot be read: {e}", path.display())),
     };
     let mut checkpoints = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    let mut rest = text.as_str();
+    let mut n = 0;
+    while !rest.is_empty() {
+        n += 1;
+        let Some((line, after)) = rest.split_once('\n') else {
+            return Err(format!(
+                "{} line {n} does not end in a newline: it was cut short or edited",
+                path.display()
+            ));
+        };
+        rest = after;
+        let checkpoint: Checkpoint = serde_json::from_str(line)
+            .map_err(|e| format!("{} line {n} is not a valid checkpoint: {e}", path.display()))?;
+        if serde_json::to_string(&checkpoint).ok().as_deref() != Some(line) {
+            return Err(format!(
+                "{} line {n} is not written as moat writes a checkpoint: it was edited",
+                path.display()
+            ));
         }
-        let checkpoint: Checkpoint = serde_json::from_str(line).map_err(|e| {
-            format!("{} line {} is not a valid checkpoint: {e}", path.display(), n + 1)
-        })?;
         checkpoints.push(checkpoint);
     }
     Ok(checkpoints)
