@@ -11,6 +11,11 @@ const MOAT_TOML: &str = r#"# The demo's configuration: everything not set here i
 [plugins]
 tools = ["../wasm/tools", "../wasm/tests"]
 
+# A person sits at this demo's client and answers its questions: the operator lets the
+# client's user decide escalations (the default, "never", keeps them on moat's own channel).
+[escalation]
+client = "allowed"
+
 # db_query may read orders; db_execute may also change them, within limits.
 [tools.db_query.grants.sql.main]
 path = "shop.db"
@@ -71,6 +76,11 @@ const GUARDED_TOML: &str = r#"# The demo with guard policies: everything not set
 [plugins]
 tools = ["../wasm/tools", "../wasm/tests"]
 policies = "../wasm/policies"
+
+# A person sits at this demo's client and answers its questions: the operator lets the
+# client's user decide escalations (the default, "never", keeps them on moat's own channel).
+[escalation]
+client = "allowed"
 
 [facts.orders]
 kind = "sql"

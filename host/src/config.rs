@@ -235,6 +235,26 @@ pub struct PluginDirs {
     /// A component file larger than this is refused before it is read or compiled.
     #[serde(default = "default_max_component_size")]
     pub max_component_size: ByteSize,
+    /// What a policy that cannot be in force as configured (a missing policies directory, a
+    /// policy that fails to load, one removed while serving) does to calls.
+    #[serde(default)]
+    pub on_policy_error: OnPolicyError,
+    /// Whether `policies` was named in `moat.toml` (set by [`Config::parse`]): then a missing
+    /// directory is an error, not "no policies".
+    #[serde(skip)]
+    pub policies_named: bool,
+}
+
+/// `[plugins] on_policy_error`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPolicyError {
+    /// Every call is refused, with the error naming the file, until it is fixed.
+    #[default]
+    Deny,
+    /// A policy that was in force stays in force in its previous version, and that is
+    /// audited. A policy that never loaded (at start, or new) still refuses every call.
+    KeepLast,
 }
 
 impl Default for PluginDirs {
@@ -246,6 +266,8 @@ impl Default for PluginDirs {
             lockfile: default_lockfile(),
             trusted_keys: Vec::new(),
             max_component_size: default_max_component_size(),
+            on_policy_error: OnPolicyError::Deny,
+            policies_named: false,
         }
     }
 }
@@ -289,6 +311,8 @@ impl Config {
             path: origin.to_owned(),
             message: crate::error::one_line(&e),
         })?;
+        config.plugins.policies_named = toml::from_str::<toml::Table>(text)
+            .is_ok_and(|table| table.get("plugins").and_then(|p| p.get("policies")).is_some());
         let base = origin.parent().unwrap_or(Path::new(""));
         for dir in &mut config.plugins.tools {
             *dir = resolve(base, dir);

@@ -36,6 +36,7 @@ pub struct WindowInfo {
 }
 
 pub(crate) struct Controls {
+    state: Arc<StateDb>,
     breakers: Breakers,
     loops: Loops,
     ledger: TaskLedger,
@@ -64,6 +65,7 @@ impl Controls {
     pub fn new(config: &Config) -> wasmtime::Result<Controls> {
         let state = Arc::new(StateDb::open(&config.state_dir)?);
         Ok(Controls {
+            state: state.clone(),
             breakers: Breakers::new(state.clone(), config.breakers.clone())?,
             loops: Loops::new(config.loops.clone()),
             ledger: TaskLedger::new(state, config.task.clone())?,
@@ -76,6 +78,11 @@ impl Controls {
             told: Mutex::new(HashSet::new()),
             config: config.clone(),
         })
+    }
+
+    /// The state database the controls (and the task meters) keep their state in.
+    pub fn state(&self) -> Arc<StateDb> {
+        self.state.clone()
     }
 
     /// Admission: the task's budgets are not used up, and neither the tool's breaker nor the

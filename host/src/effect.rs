@@ -72,6 +72,8 @@ pub enum Note {
         channel: String,
         reason: String,
         decision: crate::escalation::Decision,
+        /// Whether moat verified who decided (false: the MCP client reported it).
+        verified: bool,
     },
 }
 

@@ -57,6 +57,15 @@ pub enum LoadProblem {
     ReservedTool(String),
     #[error("cannot list the directory: {0}")]
     Directory(String),
+    /// A directory `moat.toml` names that is not there.
+    #[error("the directory does not exist (is its name in moat.toml misspelt?)")]
+    MissingDirectory,
+    /// A policy in force that disappeared while serving.
+    #[error("was in force and has been removed; restore it, or restart moat to go on without it")]
+    Removed,
+    /// A policy problem under `on_policy_error = "keep-last"`: the previous version stays.
+    #[error("{0}; its previous version stays in force (on_policy_error = \"keep-last\")")]
+    KeptLast(Box<LoadProblem>),
     /// Plugins are locked and this file is neither pinned as it is nor signed by a trusted
     /// publisher.
     #[error("refused, plugins are locked: {0}")]

@@ -150,23 +150,25 @@ impl HostBuilder {
         let max_component_size = config.plugins.max_component_size.0;
         let compiler = Compiler::new(engine, cache, trust, max_component_size);
         let facts = Arc::new(Facts::new(config.facts.clone()));
-        let (policies, mut errors) = Policies::load(
-            &compiler,
-            Some(&config.plugins.policies),
-            config.policies.clone(),
-            facts,
-        )?;
+        let source = crate::guard::PolicySource {
+            dir: config.plugins.policies.clone(),
+            required: config.plugins.policies_named,
+            on_error: config.plugins.on_policy_error,
+        };
+        let (policies, mut errors) =
+            Policies::load(&compiler, Some(source), config.policies.clone(), facts)?;
         let policies = Arc::new(policies);
         let mut gates: Vec<Arc<dyn Gate>> = vec![policies.clone()];
         gates.extend(self.gate);
+        // Started before the components compile: it builds its tokenizer meanwhile.
+        let controls = Controls::new(&config)?;
         let shared = Shared::new(
             SecretStore::new(config.secrets.clone()),
             KvStore::new(config.state_dir.join("kv.sqlite")),
             Arc::new(Chain(gates)),
             self.escalator,
+            crate::capability::meters::TaskMeters::new(controls.state())?,
         );
-        // Started before the components compile: it builds its tokenizer meanwhile.
-        let controls = Controls::new(&config)?;
         let runtime = Runtime::new(compiler, shared)?;
         let (registry, tool_errors) =
             Registry::load(&runtime, &config.plugins.tools, &config.budgets);
@@ -379,8 +381,10 @@ impl Host {
         if let Some(tokens) = request.model_tokens {
             self.controls.add_model_tokens(&call.task, tokens)?;
         }
-        // Reading on in a windowed output: its whole passed every check when it was made.
+        // Reading on in a windowed output: its whole passed every check when it was made,
+        // but reading on is a call: admitted (task budgets, breakers) like any other.
         if tool == READ_MORE {
+            self.controls.admit(call, &mut spent.passage)?;
             let (output, window) = self.controls.read_more(&request.args, &mut spent.passage)?;
             let usage = Usage { output_bytes: output.len() as u64, ..Usage::default() };
             return Ok(CallResponse {

@@ -1,7 +1,8 @@
 //! Which component files may be loaded. Locked (`[plugins] locked = true`, or `--locked`),
 //! a tool or policy loads only if the lockfile pins its exact bytes (blake3, by path), or if
-//! a publisher key listed in `[plugins] trusted_keys` signed it (`FILE.wasm.sig`). Unlocked,
-//! everything that is a valid component loads, as before.
+//! a publisher key listed in `[plugins] trusted_keys` signed it (`FILE.wasm.sig`) and the
+//! lockfile does not pin its path: a pin always wins over a signature. A pinned file that is
+//! missing stops a locked moat at start. Unlocked, everything that is a valid component loads.
 //!
 //! The check runs on the very bytes that are then compiled, so a file swapped between the
 //! check and the compile cannot slip through.
@@ -58,6 +59,13 @@ pub enum TrustError {
     Lockfile { path: PathBuf, reason: String },
     #[error("[plugins] trusted_keys: `{key}`: {reason}")]
     Key { key: String, reason: String },
+    #[error(
+        "{}: pinned by {}, but not there: a locked moat loads exactly what it pins (restore \
+         the file, or run `moat lock` again to pin the plugins as they are)",
+        path.display(),
+        lockfile.display()
+    )]
+    PinnedMissing { path: PathBuf, lockfile: PathBuf },
 }
 
 impl Lockfile {
@@ -152,11 +160,17 @@ impl Trust {
         }
         let lock = Lockfile::read(&plugins.lockfile)?;
         let base = directory_of(&plugins.lockfile);
-        let pins = lock
+        let pins: HashMap<PathBuf, blake3::Hash> = lock
             .plugins
             .iter()
             .filter_map(|pin| Some((absolute(&base.join(&pin.path)), parse_hash(&pin.blake3)?)))
             .collect();
+        let mut paths: Vec<&PathBuf> = pins.keys().collect();
+        paths.sort();
+        if let Some(missing) = paths.into_iter().find(|path| !path.exists()) {
+            let lockfile = plugins.lockfile.clone();
+            return Err(TrustError::PinnedMissing { path: missing.clone(), lockfile });
+        }
         Ok(Trust { pins: Some(pins), lockfile: plugins.lockfile.clone(), keys })
     }
 
@@ -173,14 +187,16 @@ impl Trust {
             return Ok(());
         }
         let lockfile = self.lockfile.display();
-        let unpinned = match pinned {
-            Some(pinned) => format!(
-                "it changed since it was locked ({lockfile} pins blake3 {}, the file is {})",
+        // A pin names the bytes for its path: no signature overrides it.
+        if let Some(pinned) = pinned {
+            return Err(format!(
+                "it changed since it was locked ({lockfile} pins blake3 {}, the file is {}); \
+                 a pin wins over any signature",
                 short(pinned),
                 short(&hash)
-            ),
-            None => format!("{lockfile} does not pin it"),
-        };
+            ));
+        }
+        let unpinned = format!("{lockfile} does not pin it");
         match self.signature(path, &hash) {
             Signed::ByTrusted => Ok(()),
             Signed::No => Err(format!(

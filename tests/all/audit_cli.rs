@@ -18,7 +18,7 @@ fn sandbox(extra: &str) -> tempfile::TempDir {
     let tools = built("tests").display().to_string();
     let echo = built("tools").display().to_string();
     let toml = format!(
-        "state_dir = \"state\"\n[plugins]\ntools = [{echo:?}, {tools:?}]\npolicies = \"none\"\n\
+        "state_dir = \"state\"\n[plugins]\ntools = [{echo:?}, {tools:?}]\n\
          [confidence]\nhigh = 0\n{extra}"
     );
     std::fs::write(dir.path().join("moat.toml"), toml).unwrap();

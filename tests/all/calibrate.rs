@@ -72,6 +72,7 @@ impl Log {
                 reason: "confidence below 0.8".into(),
                 decision: decision.into(),
                 by: Some("carol".into()),
+                reported_by: None,
             }]);
         }
         let ran = matches!(

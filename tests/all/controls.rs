@@ -16,7 +16,7 @@ fn host_in(dir: &Path, toml: &str) -> Host {
     let path = dir.join("moat.toml");
     let tests = built("tests").display().to_string();
     let text = format!(
-        "state_dir = \"state\"\n[plugins]\ntools = [{tests:?}]\npolicies = \"none\"\n\
+        "state_dir = \"state\"\n[plugins]\ntools = [{tests:?}]\n\
          [confidence]\nhigh = 0\n{toml}"
     );
     std::fs::write(&path, text).unwrap();
@@ -261,6 +261,48 @@ fn a_ten_megabyte_output_is_windowed_and_reading_on_returns_every_byte_exactly_o
     let forged = CallRequest::new("read_more", r#"{"cursor": "0000-1"}"#);
     let error = host.run(&forged).unwrap_err().to_string();
     assert!(error.contains("was not given out by this moat process"), "{error}");
+}
+
+/// A windowed output of `lines` in `task`, and the cursor to read on.
+fn windowed(host: &Host, task: &str) -> String {
+    let request =
+        CallRequest { task: Some(task.into()), ..CallRequest::new("lines", r#"{"count": 2000}"#) };
+    let first = host.run(&request).unwrap();
+    first.window.and_then(|w| w.cursor).expect("the output is over the window")
+}
+
+fn read_more(host: &Host, cursor: &str, task: &str) -> Result<String, CallError> {
+    call(host, "read_more", &serde_json::json!({ "cursor": cursor }).to_string(), task)
+}
+
+#[test]
+fn reading_on_is_a_call_counted_and_refused_once_the_tasks_budget_is_used_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = host_in(dir.path(), "[task]\ncalls = 2\n[window]\ntokens = 200\n");
+    let cursor = windowed(&host, "t");
+    read_more(&host, &cursor, "t").unwrap();
+    match read_more(&host, &cursor, "t") {
+        Err(CallError::TaskBudget { budget, limit, used, .. }) => {
+            assert_eq!((budget, limit.as_str()), ("calls", "2"));
+            assert_eq!(used, "2 (this would be call 3)");
+        }
+        other => panic!("expected the task's call budget, got {other:?}"),
+    }
+}
+
+#[test]
+fn reading_on_is_refused_while_the_tasks_breaker_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[window]\ntokens = 200\n[breakers]\nfailures = 0\ntask_failures = 2\n\
+                cool_down = \"60min\"\n[loops]\nretries = 0\nrepeats = 0\nsame_error = 0\n";
+    let host = host_in(dir.path(), toml);
+    let cursor = windowed(&host, "t");
+    for _ in 0..2 {
+        call(&host, "flaky", FAIL, "t").unwrap_err();
+    }
+    let refusal = breaker_refusal(read_more(&host, &cursor, "t"));
+    assert!(refusal.contains("task `t`"), "{refusal}");
+    read_more(&host, &cursor, "another").unwrap();
 }
 
 #[test]

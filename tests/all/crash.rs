@@ -21,7 +21,7 @@ fn sandbox() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let tools = built("tests").display().to_string();
     let toml = format!(
-        "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}]\npolicies = \"none\"\n\
+        "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}]\n\
          [confidence]\nhigh = 0\n\
          [tools.fs_ops.grants.fs.work]\npath = \"work\"\nmode = \"read-write\"\n\
          write_per_call = \"64 MiB\"\nwrite_per_task = \"64 MiB\"\n\

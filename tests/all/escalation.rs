@@ -439,6 +439,7 @@ fn escalator_builds_the_configured_channel() {
         channel: Channel::Queue,
         timeout: Millis(20_000),
         http: Some(format!("127.0.0.1:{port}")),
+        ..EscalationConfig::default()
     };
     let queued = escalator(&config, &state).unwrap();
     let asked = delete_orders();

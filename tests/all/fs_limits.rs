@@ -242,6 +242,41 @@ fn overwrites_add_up_per_task() {
 }
 
 #[test]
+fn per_task_limits_add_up_over_processes_sharing_the_state_directory() {
+    let (_host, dir) = host(&grant("data", "data", "deletes_per_task = 2\n"));
+    let config = dir.path().join("moat.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tools = built("tests");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"state\"\n[plugins]\ntools = [{tools:?}]\n{text}"),
+    )
+    .unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::write(dir.path().join("data").join(name), name).unwrap();
+    }
+    let remove = |name: &str, task: &str| {
+        let args = json!({"grant": "data", "ops": [{"op": "remove", "path": name}]}).to_string();
+        std::process::Command::new(env!("CARGO_BIN_EXE_moat"))
+            .current_dir(dir.path())
+            .args(["--config", "moat.toml", "call", "fs_ops", "--task", task, "--args", &args])
+            .output()
+            .expect("moat runs")
+    };
+    // Each `moat call` is a process of its own; the task's meters are in state.sqlite.
+    for name in ["a", "b"] {
+        let out = remove(name, "T");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = remove("c", "T");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a third deletion in task T: {stderr}");
+    assert!(stderr.contains("limit 2 files per task (2 used)"), "{stderr}");
+    assert!(dir.path().join("data/c").exists(), "nothing was deleted past the limit");
+    assert!(remove("c", "U").status.success(), "another task has its own meter");
+}
+
+#[test]
 fn appends_identical_writes_new_files_and_empty_files_lose_nothing_and_are_not_counted() {
     let (host, dir) = host(&grant("data", "data", "deletes_per_call = 0\n"));
     std::fs::write(dir.path().join("data/empty"), "").unwrap();

@@ -13,6 +13,7 @@ mod controls;
 mod crash;
 mod deadlines;
 mod escalation;
+mod fail_closed;
 mod foreign;
 mod fs_limits;
 mod fuzz;

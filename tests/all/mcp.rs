@@ -20,7 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_LINES: usize = 100;
 
 /// A minimal MCP client over a `moat serve --stdio` child process.
-struct Client {
+pub(crate) struct Client {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -36,7 +36,17 @@ impl Client {
 
     /// [`Client::start`], declaring the client `capabilities`.
     fn start_with(dir: &Path, toml: &str, capabilities: Value) -> Client {
-        let mut client = Client::spawn(dir, toml);
+        Client::spawn(dir, toml).initialized(capabilities)
+    }
+
+    /// Starts `moat serve --stdio` with exactly `text` as its configuration. Initialized.
+    pub(crate) fn start_with_config(dir: &Path, text: &str) -> Client {
+        Client::spawn_with_config(dir, text).initialized(json!({}))
+    }
+
+    /// Initializes the session, declaring the client `capabilities`.
+    fn initialized(mut self, capabilities: Value) -> Client {
+        let client = &mut self;
         let init = client.request(
             "initialize",
             json!({
@@ -48,7 +58,7 @@ impl Client {
         assert_eq!(init["result"]["serverInfo"]["name"], "moat", "{init}");
         assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
         client.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string());
-        client
+        self
     }
 
     fn spawn(dir: &Path, toml: &str) -> Client {
@@ -56,7 +66,7 @@ impl Client {
         let tests = built("tests").display().to_string();
         let text = format!(
             "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}, {tests:?}]\n\
-             policies = \"none\"\n{toml}"
+             {toml}"
         );
         Client::spawn_with_config(dir, &text)
     }
@@ -131,7 +141,7 @@ impl Client {
     }
 
     /// Calls a tool, with `meta` as the request's `_meta`; returns the result.
-    fn call(&mut self, tool: &str, args: Value, meta: Value) -> Value {
+    pub(crate) fn call(&mut self, tool: &str, args: Value, meta: Value) -> Value {
         let answer =
             self.request("tools/call", json!({"name": tool, "arguments": args, "_meta": meta}));
         assert!(answer["error"].is_null(), "a protocol error: {answer}");
@@ -139,7 +149,7 @@ impl Client {
     }
 
     /// Closes moat's standard input and waits (bounded) for it to exit.
-    fn hang_up(mut self) -> ExitStatus {
+    pub(crate) fn hang_up(mut self) -> ExitStatus {
         drop(self.stdin.take());
         let start = Instant::now();
         while start.elapsed() < TIMEOUT {
@@ -257,9 +267,10 @@ fn a_high_stakes_call_without_confidence_is_denied_and_with_too_little_too() {
 }
 
 #[test]
-fn an_escalation_is_put_to_a_client_that_can_elicit_and_its_users_answer_decides() {
+fn where_the_operator_allows_it_an_escalation_is_put_to_a_client_that_can_elicit() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = "[confidence]\nhigh = 0.8\n[tools.echo]\nstakes = \"high\"\n";
+    let toml = "[escalation]\nclient = \"allowed\"\n[confidence]\nhigh = 0.8\n\
+                [tools.echo]\nstakes = \"high\"\n";
     let mut client = Client::start_with(dir.path(), toml, json!({"elicitation": {}}));
     for (answer, refused) in [("accept", false), ("decline", true), ("cancel", true)] {
         let args = json!({"name": "echo", "arguments": {"text": answer}});
@@ -285,6 +296,42 @@ fn an_escalation_is_put_to_a_client_that_can_elicit_and_its_users_answer_decides
     assert!(client.hang_up().success());
     let log = std::fs::read_to_string(dir.path().join("state/audit/log.jsonl")).unwrap();
     assert!(log.contains("decline in a test"), "the person's note is in the audit log");
+    // Who answered is the client's claim: recorded apart from identities moat verified.
+    let escalations: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line.split_once(' ')?.1).ok())
+        .filter(|record: &serde_json::Value| record["event"] == "escalation")
+        .collect();
+    assert_eq!(escalations.len(), 3, "{log}");
+    for record in escalations {
+        assert_eq!(record["reported_by"], "mcp client `moat-tests`", "{record}");
+        assert!(record["by"].is_null(), "no verified approver: {record}");
+        assert!(record["channel"].as_str().unwrap().starts_with("elicitation"), "{record}");
+    }
+}
+
+#[test]
+fn by_default_a_client_that_can_elicit_does_not_decide_its_own_escalation() {
+    for config in ["", "[escalation]\nclient = \"allowed\"\nchannel = \"deny\"\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!("{config}[confidence]\nhigh = 0.8\n[tools.echo]\nstakes = \"high\"\n");
+        let mut client = Client::start_with(dir.path(), &toml, json!({"elicitation": {}}));
+        let args = json!({"name": "echo", "arguments": {"text": "approve me"}});
+        let id = client.send_request("tools/call", args);
+        // The next message with an id is the answer, not an elicitation/create.
+        let answer = loop {
+            let message = client.next();
+            if message.get("id").is_some() {
+                break message;
+            }
+        };
+        assert!(answer.get("method").is_none(), "a question to the client ({config:?}): {answer}");
+        assert_eq!(answer["id"], id, "{answer}");
+        let result = answer["result"].clone();
+        assert_eq!(refusal(&result)["kind"], "denied", "{config:?}: {result}");
+        assert!(text(&result).contains("not approved"), "{result}");
+        assert!(client.hang_up().success());
+    }
 }
 
 #[test]
@@ -303,7 +350,7 @@ fn a_tool_added_to_the_tools_directory_is_announced_as_a_list_change_and_listed(
     std::fs::create_dir(dir.path().join("tools")).unwrap();
     let echo = built("tools").join("echo.wasm");
     std::fs::copy(&echo, dir.path().join("tools/echo.wasm")).unwrap();
-    let text = "state_dir = \"state\"\n[plugins]\ntools = [\"tools\"]\npolicies = \"none\"\n";
+    let text = "state_dir = \"state\"\n[plugins]\ntools = [\"tools\"]\n";
     let mut client = Client::spawn_with_config(dir.path(), text);
     let init = client.request(
         "initialize",

@@ -72,7 +72,7 @@ impl Moat {
         let config = dir.path().join("moat.toml");
         let text = format!(
             "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}, {tests:?}]\n\
-             policies = \"none\"\n{REMOVE_GRANT}{extra}"
+             {REMOVE_GRANT}{extra}"
         );
         std::fs::write(&config, text).unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
@@ -400,7 +400,7 @@ fn a_python_client_initializes_lists_the_tools_calls_one_and_sees_a_refusal() {
 
 #[test]
 fn an_escalation_accepted_through_elicitation_lets_the_call_through() {
-    over_both("", |moat| {
+    over_both("[escalation]\nclient = \"allowed\"\n", |moat| {
         let out = moat.session(scenario(Some(&["accept"]), json!([remove_keep()]))).ran();
         out.success(0);
         let asked = out.elicitations();
@@ -417,7 +417,7 @@ fn an_escalation_accepted_through_elicitation_lets_the_call_through() {
 
 #[test]
 fn an_escalation_declined_or_cancelled_through_elicitation_refuses_the_call() {
-    over_both("", |moat| {
+    over_both("[escalation]\nclient = \"allowed\"\n", |moat| {
         let steps = json!([remove_keep(), remove_keep(), {"call": "echo", "args": {"text": "on"}}]);
         let out = moat.session(scenario(Some(&["decline", "cancel"]), steps)).ran();
         out.refusal(0, "escalation_declined");

@@ -32,7 +32,7 @@ impl Server {
         let config = dir.join("moat.toml");
         let text = format!(
             "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}, {tests:?}]\n\
-             policies = \"none\"\n{toml}"
+             {toml}"
         );
         std::fs::write(&config, text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))

@@ -392,10 +392,7 @@ fn serve(dir: &Path, calls: &[(&str, Value)]) -> Vec<Value> {
 
 #[test]
 fn through_moat_serve_the_text_and_the_structured_content_are_redacted() {
-    let dir = sandbox(
-        SECRET,
-        &format!("[plugins]\ntools = [{:?}]\npolicies = \"none\"\n", built("tests")),
-    );
+    let dir = sandbox(SECRET, &format!("[plugins]\ntools = [{:?}]\n", built("tests")));
     let stash = json!({"name": "TOKEN", "grant": "data", "path": "stash.txt", "kv_key": "k-"});
     let results = serve(
         dir.path(),

@@ -1,6 +1,7 @@
 //! Which plugins load: `moat lock` pins every tool and policy by blake3, `--locked` refuses a
-//! changed or unknown one (naming it, and auditing the refusal), `moat sign` lets a trusted
-//! publisher's signed plugin load without a pin, and an oversized file is refused unread.
+//! changed or unknown one (naming it, and auditing the refusal) and does not start without a
+//! pinned one, `moat sign` lets a trusted publisher's signed plugin load without a pin (a pin
+//! always wins over a signature), and an oversized file is refused unread.
 
 use crate::support::{component, root, shared_compile_cache};
 use moat::{Config, Host};
@@ -156,6 +157,44 @@ fn a_plugin_signed_by_a_trusted_publisher_loads_locked_without_a_pin() {
     let out = moat(dir.path(), &["sign", "--key", "keys/publisher.key", "notes.txt"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.path().join("notes.txt.sig").exists());
+}
+
+#[test]
+fn a_pin_wins_over_a_signature_for_the_path_it_names() {
+    let dir = sandbox("");
+    assert!(moat(dir.path(), &["lock"]).status.success());
+    let out = moat(dir.path(), &["sign", "--new-key", "--key", "keys/publisher.key"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let public = std::fs::read_to_string(dir.path().join("keys/publisher.pub")).unwrap();
+    let toml = dir.path().join("moat.toml");
+    let trusting = std::fs::read_to_string(&toml).unwrap()
+        + &format!("trusted_keys = [{:?}]\n", public.trim());
+    std::fs::write(&toml, trusting).unwrap();
+    // Other bytes at the pinned path, signed by the trusted publisher: the pin decides.
+    std::fs::copy(component("tools", "csv-stats"), dir.path().join("tools/echo.wasm")).unwrap();
+    let out = moat(dir.path(), &["sign", "--key", "keys/publisher.key", "tools/echo.wasm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = moat(dir.path(), &["--locked", "call", "csv_stats", "--args", r#"{"csv":"a"}"#]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("echo.wasm: refused, plugins are locked: it changed"), "{stderr}");
+    assert!(stderr.contains("a pin wins over any signature"), "{stderr}");
+}
+
+#[test]
+fn a_pinned_tool_or_policy_that_was_removed_stops_a_locked_moat() {
+    for pinned in ["tools/echo.wasm", "policies/scripted.wasm"] {
+        let dir = sandbox("");
+        assert!(moat(dir.path(), &["lock"]).status.success());
+        std::fs::remove_file(dir.path().join(pinned)).unwrap();
+        let out = moat(dir.path(), &["--locked", "tools"]);
+        assert_eq!(out.status.code(), Some(1), "{pinned}: {}", text(&out.stdout));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("{pinned}: pinned by")), "{stderr}");
+        assert!(stderr.contains("but not there"), "{stderr}");
+        // Unlocked, moat starts without it.
+        assert!(moat(dir.path(), &["tools"]).status.success(), "{pinned}");
+    }
 }
 
 #[test]

@@ -166,9 +166,10 @@ pub fn describe(record: &Record) -> String {
             if *shadow { " (shadow)" } else { "" },
             reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
         ),
-        Event::Escalation { call, stage, channel, reason, decision, by } => format!(
-            "call #{call} {stage}: asked {channel} ({reason}): {decision}{}",
-            by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default()
+        Event::Escalation { call, stage, channel, reason, decision, by, reported_by } => format!(
+            "call #{call} {stage}: asked {channel} ({reason}): {decision}{}{}",
+            by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default(),
+            reported_by.as_ref().map(|b| format!(" by {b} (as the client reports)")).unwrap_or_default()
         ),
         Event::Effect { call, capability, kind, target, rows, undo, .. } => format!(
             "call #{call} {capability} {kind} {target}{}{}",

@@ -90,7 +90,12 @@ pub enum Event {
         reason: String,
         /// `approved`, `denied`, `timed_out`.
         decision: String,
+        /// Who decided, as moat verified it (the terminal's user, the queue's approver; for
+        /// a time-out, the channel that stayed silent).
         by: Option<String>,
+        /// Who decided, as the MCP client reported it (elicitation): a claim, not verified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reported_by: Option<String>,
     },
     /// A committed side effect, and how to undo it.
     Effect {

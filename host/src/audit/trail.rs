@@ -130,13 +130,18 @@ fn noted(id: u64, note: Note, secrets: &Revealed) -> Event {
                 micros,
             }
         }
-        Note::Escalation { stage, channel, reason, decision } => {
+        Note::Escalation { stage, channel, reason, decision, verified } => {
             let (decision, by, reason) = match decision {
                 Decision::Approved { by } => ("approved", Some(by), reason),
                 Decision::Denied { by, reason: why } => {
                     ("denied", Some(by), format!("{reason}; denied: {why}"))
                 }
                 Decision::TimedOut { channel } => ("timed_out", Some(channel), reason),
+            };
+            // A name the client gave itself is kept apart from an identity moat checked.
+            let (by, reported_by) = match verified {
+                true => (by, None),
+                false => (None, by),
             };
             Event::Escalation {
                 call: id,
@@ -145,6 +150,7 @@ fn noted(id: u64, note: Note, secrets: &Revealed) -> Event {
                 reason: secrets.redact(&reason),
                 decision: decision.to_owned(),
                 by,
+                reported_by,
             }
         }
     }

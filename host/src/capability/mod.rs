@@ -19,6 +19,7 @@ pub mod fs;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub(crate) mod meters;
 pub mod secrets;
 pub mod sql;
 
@@ -29,7 +30,7 @@ use crate::plugin::EffectKind;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker};
 
@@ -134,8 +135,9 @@ pub(crate) struct Shared {
     pub kv: kv::KvStore,
     pub gate: Arc<dyn Gate>,
     pub escalator: Arc<dyn Escalator>,
-    /// Committed totals per (task, meter key): bytes written, files deleted, rows changed.
-    tasks: Mutex<HashMap<(String, String), u64>>,
+    /// Committed totals per (task, meter key): bytes written, files deleted, rows changed,
+    /// in the state database.
+    meters: meters::TaskMeters,
 }
 
 impl Shared {
@@ -144,20 +146,17 @@ impl Shared {
         kv: kv::KvStore,
         gate: Arc<dyn Gate>,
         escalator: Arc<dyn Escalator>,
+        meters: meters::TaskMeters,
     ) -> Shared {
-        Shared { secrets, kv, gate, escalator, tasks: Mutex::new(HashMap::new()) }
+        Shared { secrets, kv, gate, escalator, meters }
     }
 
+    /// What the task committed on `key`; a meter that cannot be read is full (fail closed).
     fn task_total(&self, task: &str, key: &str) -> u64 {
-        let tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tasks.get(&(task.to_owned(), key.to_owned())).copied().unwrap_or(0)
-    }
-
-    fn add_to_task(&self, task: &str, counts: &HashMap<String, u64>) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (key, amount) in counts {
-            *tasks.entry((task.to_owned(), key.clone())).or_insert(0) += amount;
-        }
+        self.meters.total(task, key).unwrap_or_else(|error| {
+            tracing::error!("task `{task}`: meter {key} unreadable, so it counts as full: {error}");
+            u64::MAX
+        })
     }
 }
 
@@ -316,17 +315,29 @@ impl CallCaps {
     /// Makes every staged effect final and adds the call's counts to its task.
     /// kv first: its commit may still refuse (the namespace's quota, counted again with what
     /// other calls committed); if the sql commit then fails, the kv changes are put back.
+    /// The counts go to the task's meters first: a crash after them counts more, never less;
+    /// a meter that cannot be written refuses the commit.
     pub fn commit(&mut self) -> Result<(), String> {
+        let meters = &self.shared.meters;
+        meters.add(&self.task, &self.counts, 1).map_err(|e| format!("task meters: {e}"))?;
+        let take_back = |problem: String| match meters.add(&self.task, &self.counts, -1) {
+            Ok(()) => problem,
+            Err(also) => format!("{problem}; task meters: {also}"),
+        };
         let (store, namespace) = (&self.shared.kv, &*self.plugin);
-        self.kv.commit(store, namespace, self.grants.kv.as_ref(), self.deadline)?;
+        if let Err(problem) =
+            self.kv.commit(store, namespace, self.grants.kv.as_ref(), self.deadline)
+        {
+            return Err(take_back(problem));
+        }
         if let Err(problem) = self.sql.commit() {
-            return match self.kv.revert(store, namespace, self.deadline) {
-                Ok(()) => Err(problem),
-                Err(also) => Err(format!("{problem}; {also}")),
+            let problem = match self.kv.revert(store, namespace, self.deadline) {
+                Ok(()) => problem,
+                Err(also) => format!("{problem}; {also}"),
             };
+            return Err(take_back(problem));
         }
         self.fs.commit();
-        self.shared.add_to_task(&self.task, &self.counts);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 /// ```toml
 /// [escalation]
 /// channel = "auto"            # "auto", "terminal", "queue" or "deny"
+/// client = "never"            # "allowed": the MCP client's user may decide by elicitation
 /// timeout = "5min"            # no decision in time means deny
 /// http = "127.0.0.1:7878"     # serve the approval queue on loopback (optional)
 /// ```
@@ -22,6 +23,13 @@ pub struct EscalationConfig {
     /// always queues it for `moat approvals` (or HTTP) to decide.
     #[serde(default)]
     pub channel: Channel,
+    /// Whether an MCP client that declares elicitation may decide its own call's escalation
+    /// (its user answers a form). `never` (the default, over stdio and HTTP alike): the
+    /// client is the agent's side, and an automated agent could accept its own high-stakes
+    /// calls; the question goes to `channel`. `allowed`: the operator knows a person answers
+    /// the client's forms (a desktop client). `channel = "deny"` denies whatever this says.
+    #[serde(default)]
+    pub client: ClientDecides,
     /// How long one escalation waits for a decision; when it runs out the call is denied.
     /// Default 5 minutes.
     #[serde(default = "default_timeout")]
@@ -35,7 +43,12 @@ pub struct EscalationConfig {
 
 impl Default for EscalationConfig {
     fn default() -> EscalationConfig {
-        EscalationConfig { channel: Channel::default(), timeout: default_timeout(), http: None }
+        EscalationConfig {
+            channel: Channel::default(),
+            client: ClientDecides::Never,
+            timeout: default_timeout(),
+            http: None,
+        }
     }
 }
 
@@ -69,4 +82,15 @@ impl Channel {
             Channel::Deny => "deny",
         }
     }
+}
+
+/// `[escalation] client`: whether an MCP client may answer its own call's escalation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientDecides {
+    /// Never: the operator's channel decides.
+    #[default]
+    Never,
+    /// When the client declares elicitation (and `channel` is not `deny`).
+    Allowed,
 }

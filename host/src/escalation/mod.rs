@@ -12,7 +12,7 @@ pub mod http;
 pub mod queue;
 pub mod terminal;
 
-pub use config::{Channel, EscalationConfig};
+pub use config::{Channel, ClientDecides, EscalationConfig};
 pub use http::ApprovalServer;
 pub use queue::{ApprovalQueue, ApprovalRequest, QueueError, QueueEscalator, Status};
 pub use terminal::TerminalEscalator;
@@ -94,6 +94,12 @@ pub trait Escalator: Send + Sync {
     /// The channel's name, for the audit log.
     fn channel(&self) -> String {
         "custom".to_owned()
+    }
+
+    /// Whether moat itself knows who decided (a terminal, the queue's authenticated
+    /// approver), or only what the other side says (an MCP client's elicitation).
+    fn verifies_who_decides(&self) -> bool {
+        true
     }
 }
 
@@ -241,6 +247,7 @@ pub fn escalate(
         channel: escalator.channel(),
         reason: reason.to_owned(),
         decision: decision.clone(),
+        verified: escalator.verifies_who_decides(),
     });
     let asked = escalator.channel() != DenyAll.channel();
     match decision {

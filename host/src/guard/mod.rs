@@ -10,8 +10,9 @@
 mod run;
 
 use crate::budget::{BudgetOverrides, Budgets};
+use crate::config::OnPolicyError;
 use crate::effect::{CallView, Effect, Gate, Note, Verdict};
-use crate::error::LoadError;
+use crate::error::{LoadError, LoadProblem};
 use crate::facts::Facts;
 use crate::units::{ByteSize, Millis};
 use run::{GuardRuntime, Point};
@@ -59,81 +60,123 @@ pub fn default_guard_budgets() -> Budgets {
     }
 }
 
+/// Where the policies come from, and what a policy that cannot be in force does.
+#[derive(Clone, Debug)]
+pub(crate) struct PolicySource {
+    pub dir: PathBuf,
+    /// Named in `moat.toml`: a missing directory is an error, not "no policies".
+    pub required: bool,
+    pub on_error: OnPolicyError,
+}
+
 /// The loaded policies, swapped whole on reload: a check in flight keeps the set it began with.
+///
+/// Invariant (fail closed): while a policy is not in force as configured (the directory named
+/// in `moat.toml` is missing or unreadable, a file fails to load, a policy in force was
+/// removed), every check denies, naming the files, unless `on_policy_error = "keep-last"`
+/// keeps the policy's previous version in force. A policy that never loaded has no previous
+/// version: it denies under either setting.
 pub struct Policies {
     runtime: GuardRuntime,
-    dir: Option<PathBuf>,
+    source: Option<PolicySource>,
     config: BTreeMap<String, PolicyConfig>,
     set: RwLock<Arc<Vec<Policy>>>,
+    /// Why calls are refused now (one line per file); empty when the set is as configured.
+    troubles: RwLock<Arc<Vec<String>>>,
+    /// Every policy file that has been in force since the start: one of them missing is a
+    /// removal, refused until it is back.
+    expected: Mutex<Vec<PathBuf>>,
     /// The directory listing the set was loaded from.
     seen: Mutex<Vec<(PathBuf, u64, Option<SystemTime>)>>,
 }
 
+/// The directory's listing; a directory that cannot be read is a listing of its own, so
+/// that its coming back is seen.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    crate::registry::fingerprint(&[dir.to_owned()])
+    match std::fs::read_dir(dir) {
+        Ok(_) => crate::registry::fingerprint(&[dir.to_owned()]),
+        Err(_) => vec![(dir.to_owned(), u64::MAX, None)],
+    }
 }
 
 impl Policies {
-    /// Loads every `*.wasm` of `dir` (if any) in file-name order. Broken files are returned
-    /// and left out.
+    /// Loads every `*.wasm` of the source's directory (if any) in file-name order. Broken
+    /// files are returned, and while one is broken every call is refused.
     pub(crate) fn load(
         compiler: &crate::compile_cache::Compiler,
-        dir: Option<&Path>,
+        source: Option<PolicySource>,
         config: BTreeMap<String, PolicyConfig>,
         facts: Arc<Facts>,
     ) -> wasmtime::Result<(Policies, Vec<LoadError>)> {
         let runtime = GuardRuntime::new(compiler, facts)?;
+        let seen = source.as_ref().map(|s| fingerprint(&s.dir)).unwrap_or_default();
         let policies = Policies {
             runtime,
-            dir: dir.map(Path::to_owned),
+            source,
             config,
             set: RwLock::new(Arc::new(Vec::new())),
-            seen: Mutex::new(dir.map(fingerprint).unwrap_or_default()),
+            troubles: RwLock::new(Arc::new(Vec::new())),
+            expected: Mutex::new(Vec::new()),
+            seen: Mutex::new(seen),
         };
         let errors = policies.reload();
         Ok((policies, errors))
     }
 
-    /// Loads the policies directory again. A file that fails to load keeps its previous
-    /// version in force (or stays absent if it is new); the errors say which.
+    /// Loads the policies directory again and returns what is wrong with it. Each problem
+    /// refuses every call until fixed, or under keep-last keeps the policy's previous version.
     pub fn reload(&self) -> Vec<LoadError> {
-        let Some(dir) = &self.dir else { return Vec::new() };
+        let Some(source) = &self.source else { return Vec::new() };
         let previous = self.current();
-        let mut errors = Vec::new();
-        let files = match crate::registry::component_files(dir) {
-            Ok(files) => files,
+        let mut expected = self.expected.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keep_last = source.on_error == OnPolicyError::KeepLast;
+        let mut out = Outcome { keep_last, ..Outcome::default() };
+        let files = match crate::registry::component_files(&source.dir) {
+            Ok(files) => Some(files),
+            // Never named and never there: no policies.
+            Err(_) if !source.dir.exists() && !source.required && expected.is_empty() => {
+                Some(Vec::new())
+            }
             Err(error) => {
-                // A missing directory means no policies; anything else keeps the set.
-                if dir.exists() {
-                    return vec![error];
-                }
-                Vec::new()
+                let problem = match source.dir.exists() {
+                    true => error.problem,
+                    false => LoadProblem::MissingDirectory,
+                };
+                out.directory(&source.dir, problem, &previous);
+                None
             }
         };
-        let mut set = Vec::new();
-        for file in files {
+        for file in files.iter().flatten() {
             let name =
                 file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let config = self.config.get(&name).cloned().unwrap_or_default();
-            match self.runtime.load(&file, &name, config) {
-                Ok(policy) => set.push(policy),
-                Err(error) => {
-                    errors.push(error);
-                    if let Some(old) = previous.iter().find(|p| p.path == file) {
-                        set.push(old.clone());
-                    }
-                }
+            match self.runtime.load(file, &name, config) {
+                Ok(policy) => out.set.push(policy),
+                Err(error) => out.problem(file, error.problem, &previous),
             }
         }
-        *self.set.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(set);
-        errors
+        if let Some(files) = &files {
+            for gone in expected.iter().filter(|path| !files.contains(path)) {
+                out.problem(gone, LoadProblem::Removed, &previous);
+            }
+        }
+        out.set.sort_by(|a, b| a.path.cmp(&b.path));
+        for policy in &out.set {
+            if !expected.contains(&policy.path) {
+                expected.push(policy.path.clone());
+            }
+        }
+        *self.troubles.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Arc::new(out.troubles);
+        *self.set.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(out.set);
+        out.errors
     }
 
     /// Reloads the directory if its listing (names, sizes, times) changed since the last
     /// look: a new, replaced or removed policy applies to the next call. Returns (and logs)
     /// the files that did not load.
     pub fn reload_if_changed(&self) -> Vec<LoadError> {
-        let Some(dir) = &self.dir else { return Vec::new() };
+        let Some(dir) = self.dir() else { return Vec::new() };
         let seen = fingerprint(dir);
         {
             let mut last = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -144,9 +187,14 @@ impl Policies {
         }
         let errors = self.reload();
         for error in &errors {
-            tracing::error!("policy not reloaded, the previous version stays in force: {error}");
+            tracing::error!("policy not in force as configured: {error}");
         }
         errors
+    }
+
+    /// Why every call is refused now, if it is: the policies not in force as configured.
+    pub fn troubles(&self) -> Arc<Vec<String>> {
+        self.troubles.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
     /// The policies in force, in order.
@@ -156,10 +204,18 @@ impl Policies {
 
     /// The policies directory, if there is one.
     pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
+        self.source.as_ref().map(|s| s.dir.as_path())
     }
 
     fn judge(&self, call: &CallView, point: Point<'_>) -> Verdict {
+        let troubles = self.troubles();
+        if !troubles.is_empty() {
+            return Verdict::Deny(format!(
+                "the guard policies are not in force as configured, so every call is refused \
+                 until this is fixed: {}",
+                troubles.join("; ")
+            ));
+        }
         let set = self.current();
         let applicable: Vec<&Policy> = set.iter().filter(|p| p.applies_to(&call.tool)).collect();
         if applicable.is_empty() {
@@ -218,6 +274,49 @@ impl Policies {
             (None, Some(text)) => Verdict::Rewrite(text),
             (None, None) => Verdict::Allow,
         }
+    }
+}
+
+/// What one reload found: the set to put in force, and its problems.
+#[derive(Default)]
+struct Outcome {
+    keep_last: bool,
+    set: Vec<Policy>,
+    errors: Vec<LoadError>,
+    /// The problems that refuse every call: those without a previous version kept.
+    troubles: Vec<String>,
+}
+
+impl Outcome {
+    /// A problem with the policy at `path`: under keep-last its previous version (if it had
+    /// one) stays in force; otherwise every call is refused.
+    fn problem(&mut self, path: &Path, problem: LoadProblem, previous: &[Policy]) {
+        let old = previous.iter().find(|p| p.path == path).filter(|_| self.keep_last);
+        let problem = match old {
+            Some(old) => {
+                self.set.push(old.clone());
+                LoadProblem::KeptLast(Box::new(problem))
+            }
+            None => problem,
+        };
+        let error = LoadError { path: path.to_owned(), problem };
+        if old.is_none() {
+            self.troubles.push(error.to_string());
+        }
+        self.errors.push(error);
+    }
+
+    /// The directory cannot be listed: under keep-last the previous set (if any) stays.
+    fn directory(&mut self, dir: &Path, problem: LoadProblem, previous: &[Policy]) {
+        if !self.keep_last || previous.is_empty() {
+            let error = LoadError { path: dir.to_owned(), problem };
+            self.troubles.push(error.to_string());
+            self.errors.push(error);
+            return;
+        }
+        self.set.extend(previous.iter().cloned());
+        let problem = LoadProblem::KeptLast(Box::new(problem));
+        self.errors.push(LoadError { path: dir.to_owned(), problem });
     }
 }
 

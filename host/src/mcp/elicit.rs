@@ -110,6 +110,11 @@ impl Escalator for Elicitor {
     fn channel(&self) -> String {
         format!("elicitation by {}", self.client)
     }
+
+    /// The client names itself: moat cannot tell a person from the agent answering.
+    fn verifies_who_decides(&self) -> bool {
+        false
+    }
 }
 
 /// What the user is asked, in plain text.

@@ -31,7 +31,7 @@ pub use http::{http_token, serve_http, token_path, HttpServer, ENDPOINT};
 pub use stdio::{serve_io, serve_stdio};
 
 use crate::audit::AuditError;
-use crate::escalation::Escalator;
+use crate::escalation::{ClientDecides, Escalator};
 use crate::{CallError, CallRequest, CallResponse, Host};
 use meta::CallMeta;
 use rmcp::model::{
@@ -215,9 +215,14 @@ impl ServerHandler for McpServer {
         let first = self.first_seen(&task);
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
         let ends = meta.task_output.is_some();
-        let timeout = self.host.config().escalation.timeout.duration();
+        let escalation = &self.host.config().escalation;
+        let timeout = escalation.timeout.duration();
+        // The client decides only where the operator allowed it, and never under "deny".
+        let client_may_decide = escalation.client == ClientDecides::Allowed
+            && escalation.channel != crate::escalation::Channel::Deny;
         let escalator =
             Elicitor::for_client(&context.peer, tokio::runtime::Handle::current(), timeout)
+                .filter(|_| client_may_decide)
                 .map(|elicitor| Arc::new(elicitor) as Arc<dyn Escalator>);
         let job = Job {
             escalator,
