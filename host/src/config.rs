@@ -68,6 +68,9 @@ pub struct Config {
     /// Budgets of a whole task: calls, tokens, fuel, wall time.
     #[serde(default)]
     pub task: TaskBudgets,
+    /// `[limits.principal]`: per caller, over the last hour and day, whatever the task.
+    #[serde(default)]
+    pub limits: crate::principal::LimitsConfig,
     /// Outputs over this many tokens are returned a window at a time.
     #[serde(default)]
     pub window: WindowConfig,
@@ -144,6 +147,7 @@ impl Default for Config {
             loops: LoopConfig::default(),
             alerts: AlertConfig::default(),
             task: TaskBudgets::default(),
+            limits: crate::principal::LimitsConfig::default(),
             window: WindowConfig::default(),
             tokenizer: TokenizerKind::default(),
             compile_cache: CompileCacheConfig::default(),

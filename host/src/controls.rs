@@ -6,11 +6,13 @@
 use crate::alert::{Alert, AlertKind, Alerts};
 use crate::audit::Event;
 use crate::breaker::{self, Admitted, Breakers};
+use crate::capability::Over;
 use crate::config::Config;
 use crate::effect::CallView;
 use crate::error::{CallError, ToolErrorKind};
-use crate::loops::{self, Loops};
+use crate::loops::{self, Loops, PrincipalLoops};
 use crate::pipeline::CallResponse;
+use crate::principal::{Meter, PrincipalMeters};
 use crate::state::StateDb;
 use crate::task_budget::{TaskBudgetError, TaskLedger};
 use crate::tokens::{TokenError, Tokenizer};
@@ -37,8 +39,12 @@ pub struct WindowInfo {
 
 pub(crate) struct Controls {
     state: Arc<StateDb>,
+    /// Each principal's windows (calls, tokens; the capabilities' magnitudes go through
+    /// `CallCaps::charge`).
+    principals: Arc<PrincipalMeters>,
     breakers: Breakers,
     loops: Loops,
+    principal_loops: PrincipalLoops,
     ledger: TaskLedger,
     alerts: Alerts,
     /// Built on first use, from the tokenizer being built in the background since the host
@@ -65,9 +71,14 @@ impl Controls {
     pub fn new(config: &Config) -> wasmtime::Result<Controls> {
         let state = Arc::new(StateDb::open(&config.state_dir)?);
         Ok(Controls {
+            principals: Arc::new(PrincipalMeters::new(
+                state.clone(),
+                config.limits.principal.clone(),
+            )?),
             state: state.clone(),
             breakers: Breakers::new(state.clone(), config.breakers.clone())?,
             loops: Loops::new(config.loops.clone()),
+            principal_loops: PrincipalLoops::new(config.loops.clone()),
             ledger: TaskLedger::new(state, config.task.clone())?,
             alerts: Alerts::new(config.alerts.clone(), config.alert_log())?,
             windows: OnceLock::new(),
@@ -85,6 +96,11 @@ impl Controls {
         self.state.clone()
     }
 
+    /// The principals' windows, shared with the capabilities.
+    pub fn principals(&self) -> Arc<PrincipalMeters> {
+        self.principals.clone()
+    }
+
     /// Admission: the task's budgets are not used up, and neither the tool's breaker nor the
     /// task's is open (or this call is one of their probes).
     pub fn admit(&self, call: &CallView, passage: &mut Passage) -> Result<(), CallError> {
@@ -92,17 +108,37 @@ impl Controls {
         if let Err(error) = self.ledger.admit(&call.task) {
             return Err(task_budget(tool, error));
         }
+        // The caller's windows, whatever the task: its tokens not used up, and this call
+        // counted at once (so that calls at once cannot all pass the last one).
+        let principal = |meter: Meter, over: Over| CallError::PrincipalLimit {
+            tool: tool.clone(),
+            principal: call.principal.clone(),
+            meter: meter.name(),
+            scope: over.scope,
+            limit: over.limit,
+            used: over.used,
+        };
+        let principals = &self.principals;
+        principals
+            .check(&call.principal, Meter::Tokens, 0, 1)
+            .map_err(|o| principal(Meter::Tokens, o))?;
+        match principals.take(&call.principal, Meter::Calls, 1) {
+            Ok(Ok(())) => {}
+            Ok(Err(over)) => return Err(principal(Meter::Calls, over)),
+            Err(e) => return Err(host_error(tool, e)),
+        }
         let admitted = self.breakers.admit(tool, &call.task).map_err(|e| host_error(tool, e))?;
         passage.admitted = Some(admitted.map_err(CallError::Breaker)?);
         Ok(())
     }
 
-    /// Refuses a call that repeats itself in its session past a limit.
+    /// Refuses a call that repeats itself past a limit, in its session or among its
+    /// principal's recent calls (whatever session labels the agent gave them).
     pub fn check_loop(&self, call: &CallView) -> Result<(), CallError> {
         let key = loops::Key::new(&call.tool, &call.args);
-        self.loops
-            .check(&call.session, &call.tool, &key)
-            .map_err(|reason| CallError::Loop { tool: call.tool.clone(), reason })
+        let refused = |reason| CallError::Loop { tool: call.tool.clone(), reason };
+        self.loops.check(&call.session, &call.tool, &key).map_err(refused)?;
+        self.principal_loops.check(&call.principal, &call.tool, &key).map_err(refused)
     }
 
     fn windows(&self) -> Result<&Windows, CallError> {
@@ -167,6 +203,9 @@ impl Controls {
         let mut events = Vec::new();
         // A call that ran, or a window read on, is charged (a refused call is not).
         if passage.admitted.is_some() || passage.tokens > 0 {
+            if let Err(e) = self.principals.add(&call.principal, Meter::Tokens, passage.tokens) {
+                tracing::error!("principal `{}`: tokens not counted: {e}", call.principal);
+            }
             let charged =
                 self.ledger.charge(&call.task, usage.fuel, usage.wall_time, passage.tokens);
             match charged {
@@ -191,6 +230,7 @@ impl Controls {
             let key = loops::Key::new(&call.tool, &call.args);
             let error = outcome.as_ref().err().map(|e| redact(&e.to_string()));
             self.loops.record(&call.session, &key, error.as_deref());
+            self.principal_loops.record(&call.principal, &key, error.is_some());
         }
         let Some(admitted) = passage.admitted else { return events };
         let hash = outcome.as_ref().ok().map(|r| blake3::hash(r.output.as_bytes()).to_hex());
@@ -254,8 +294,11 @@ impl Controls {
 
     /// Adds the model tokens a caller reports to the task's ledger; an exhausted budget
     /// refuses the task's next call.
-    pub fn add_model_tokens(&self, task: &str, tokens: u64) -> Result<(), CallError> {
-        match self.ledger.add_model_tokens(task, tokens) {
+    pub fn add_model_tokens(&self, call: &CallView, tokens: u64) -> Result<(), CallError> {
+        if let Err(e) = self.principals.add(&call.principal, Meter::Tokens, tokens) {
+            return Err(host_error(&call.tool, e));
+        }
+        match self.ledger.add_model_tokens(&call.task, tokens) {
             Ok(_) => Ok(()),
             Err(error) => Err(task_budget("", error)),
         }

@@ -39,6 +39,9 @@ pub struct CallView {
     pub args: String,
     pub task: String,
     pub session: String,
+    /// Who is calling, as the host knows it (the connection, the token): never a name the
+    /// agent chose. Task and session are the agent's labels inside it.
+    pub principal: String,
     pub confidence: Option<f64>,
     pub reasoning: Option<String>,
     /// The effects the tool declares.

@@ -138,6 +138,19 @@ pub enum CallError {
     /// One of the task's budgets is used up: calls, tokens, fuel or wall time.
     #[error("task `{task}` exceeded its {budget} budget: limit {limit}, used {used}")]
     TaskBudget { task: String, budget: &'static str, limit: String, used: String },
+    /// A limit of the caller's principal over a rolling window is reached (calls, tokens).
+    #[error(
+        "tool `{tool}` was refused: its caller `{principal}` reached its limit of {limit} \
+         {meter} {scope} ({used} used)"
+    )]
+    PrincipalLimit {
+        tool: String,
+        principal: String,
+        meter: &'static str,
+        scope: &'static str,
+        limit: u64,
+        used: u64,
+    },
     /// A circuit breaker (of the tool, or of the task) is open.
     #[error("{0}")]
     Breaker(crate::breaker::Refusal),
@@ -176,6 +189,7 @@ impl CallError {
             CallError::Breaker(_) => "breaker",
             CallError::Loop { .. } => "loop",
             CallError::TaskBudget { .. } => "task_budget",
+            CallError::PrincipalLimit { .. } => "principal_limit",
         }
     }
 }

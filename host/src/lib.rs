@@ -28,6 +28,7 @@ pub mod mcp;
 pub mod metrics;
 mod pipeline;
 pub mod plugin;
+pub mod principal;
 mod reaper;
 pub mod registry;
 pub mod rollback;

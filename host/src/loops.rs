@@ -1,6 +1,8 @@
 //! Loop detection, per session: the same call repeated, the same failed call retried, or
 //! near-identical calls (same tool, same argument keys) failing with the same error, past a
-//! limit, are refused with a message that tells the agent what it is repeating.
+//! limit, are refused with a message that tells the agent what it is repeating. The same
+//! repeats and retries are also counted over each principal's recent calls
+//! ([`PrincipalLoops`]), so that a new session label resets nothing.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -157,6 +159,74 @@ impl Loops {
                 state.streak = None;
             }
         }
+    }
+}
+
+/// Calls remembered per principal: the window its repeats and retries are counted in.
+pub const PRINCIPAL_RECENT: usize = 64;
+/// Principals remembered; past this, the oldest is forgotten.
+const PRINCIPALS: usize = 10_000;
+
+/// The same checks over each principal's recent calls, whatever session labels the agent
+/// gave them: a new label resets nothing. Each call is kept as a hash of its exact key and
+/// whether it failed, the last [`PRINCIPAL_RECENT`] per principal: memory stays bounded
+/// whatever the arguments.
+pub struct PrincipalLoops {
+    config: LoopConfig,
+    recent: Mutex<(HashMap<String, VecDeque<([u8; 32], bool)>>, VecDeque<String>)>,
+}
+
+impl PrincipalLoops {
+    pub fn new(config: LoopConfig) -> PrincipalLoops {
+        PrincipalLoops { config, recent: Mutex::new((HashMap::new(), VecDeque::new())) }
+    }
+
+    /// Refuses a call its principal made too often lately, or retried after too many
+    /// failures, in whatever sessions.
+    pub fn check(&self, principal: &str, tool: &str, key: &Key) -> Result<(), String> {
+        let recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(calls) = recent.0.get(principal) else { return Ok(()) };
+        let hash = *blake3::hash(key.exact.as_bytes()).as_bytes();
+        let same: Vec<bool> =
+            calls.iter().filter(|(h, _)| *h == hash).map(|(_, failed)| *failed).collect();
+        let failures = same.iter().rev().take_while(|failed| **failed).count() as u32;
+        let config = &self.config;
+        if config.retries > 0 && failures > config.retries {
+            return Err(format!(
+                "loop: this exact call of `{tool}` failed {failures} times in a row among the \
+                 last {PRINCIPAL_RECENT} calls of `{principal}`, whatever their session or \
+                 task; retrying it will not help: change the arguments or stop"
+            ));
+        }
+        let made = same.len() as u32;
+        if config.repeats > 0 && made >= config.repeats {
+            return Err(format!(
+                "loop: `{principal}` made this exact call of `{tool}` {made} times among its \
+                 last {PRINCIPAL_RECENT} calls, whatever their session or task (limit {}); its \
+                 result will not change: use the earlier result, or change the arguments",
+                config.repeats
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the call: `failed` when it failed.
+    pub fn record(&self, principal: &str, key: &Key, failed: bool) {
+        let mut recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (map, order) = &mut *recent;
+        if !map.contains_key(principal) {
+            order.push_back(principal.to_owned());
+            if order.len() > PRINCIPALS {
+                if let Some(oldest) = order.pop_front() {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        let calls = map.entry(principal.to_owned()).or_default();
+        if calls.len() == PRINCIPAL_RECENT {
+            calls.pop_front();
+        }
+        calls.push_back((*blake3::hash(key.exact.as_bytes()).as_bytes(), failed));
     }
 }
 

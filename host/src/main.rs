@@ -240,6 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 reasoning,
                 confidence,
                 budgets,
+                principal: Some(local_principal()),
                 ..Default::default()
             };
             Ok(call(&host, &request))
@@ -508,6 +509,7 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
             args: args.to_string(),
             task: Some(entry.task.unwrap_or_else(|| "batch".to_owned())),
             session: entry.session,
+            principal: Some(local_principal()),
             confidence: entry.confidence,
             reasoning: entry.reasoning,
             model_tokens: entry.model_tokens,
@@ -533,4 +535,17 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
         }
     }
     Ok(if malformed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The principal of `moat call` and `moat batch`: the local user running them, as the
+/// operating system says (the owner of this process), not a name anyone passes.
+fn local_principal() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata("/proc/self") {
+            return format!("cli:uid {}", meta.uid());
+        }
+    }
+    "cli".to_owned()
 }

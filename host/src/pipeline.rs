@@ -84,6 +84,10 @@ pub struct CallRequest {
     pub task: Option<String>,
     /// The session: `check-call` sees its recent calls. Default: the task.
     pub session: Option<String>,
+    /// Who is calling, as the embedder knows it: the connection, the token (`moat serve`
+    /// sets it per transport, `moat call` to the local user). Never taken from the agent's
+    /// message. Default: `local`.
+    pub principal: Option<String>,
     /// The agent's confidence in this action, 0 to 1.
     pub confidence: Option<f64>,
     /// The model's reasoning, shown to guards (and recorded).
@@ -168,6 +172,7 @@ impl HostBuilder {
             Arc::new(Chain(gates)),
             self.escalator,
             crate::capability::meters::TaskMeters::new(controls.state())?,
+            controls.principals(),
         );
         let runtime = Runtime::new(compiler, shared)?;
         let (registry, tool_errors) =
@@ -379,7 +384,7 @@ impl Host {
         let tool = request.tool.as_str();
         // The model's own tokens for this step count against the task's budget first.
         if let Some(tokens) = request.model_tokens {
-            self.controls.add_model_tokens(&call.task, tokens)?;
+            self.controls.add_model_tokens(call, tokens)?;
         }
         // Reading on in a windowed output: its whole passed every check when it was made,
         // but reading on is a call: admitted (task budgets, breakers) like any other.
@@ -568,6 +573,7 @@ impl Host {
             args: request.args.clone(),
             task,
             session,
+            principal: request.principal.clone().unwrap_or_else(|| "local".to_owned()),
             confidence: request.confidence,
             reasoning: request.reasoning.clone(),
             effects: spec.map(|spec| spec.effects.clone()).unwrap_or_default(),
@@ -738,9 +744,10 @@ fn redact(error: CallError, secrets: &Revealed) -> CallError {
         CallError::Host { tool, reason } => CallError::Host { tool, reason: r(reason) },
         CallError::Loop { tool, reason } => CallError::Loop { tool, reason: r(reason) },
         CallError::Audit { tool, reason } => CallError::Audit { tool, reason: r(reason) },
-        // Numbers and names from the configuration only.
-        other @ (CallError::Budget(_) | CallError::TaskBudget { .. } | CallError::Breaker(_)) => {
-            other
-        }
+        // Numbers and names from the configuration and the host only.
+        other @ (CallError::Budget(_)
+        | CallError::TaskBudget { .. }
+        | CallError::PrincipalLimit { .. }
+        | CallError::Breaker(_)) => other,
     }
 }

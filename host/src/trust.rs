@@ -317,11 +317,13 @@ mod tests {
     fn a_pinned_file_loads_and_a_changed_or_unknown_one_is_refused_saying_which() {
         let dir = tempfile::tempdir().unwrap();
         let tool = dir.path().join("tools/echo.wasm");
+        std::fs::create_dir(dir.path().join("tools")).unwrap();
+        std::fs::write(&tool, b"echo v1").unwrap();
         let trust = locked(dir.path(), &[(tool.clone(), blake3::hash(b"echo v1"))], &[]);
         assert_eq!(trust.check(&tool, b"echo v1"), Ok(()));
         let changed = trust.check(&tool, b"echo v2").unwrap_err();
         assert!(changed.starts_with("it changed since it was locked"), "{changed}");
-        assert!(changed.contains("it is not signed"), "{changed}");
+        assert!(changed.contains("a pin wins over any signature"), "{changed}");
         let unknown = trust.check(&dir.path().join("tools/other.wasm"), b"echo v1").unwrap_err();
         assert!(unknown.contains("moat.lock does not pin it"), "{unknown}");
     }

@@ -81,6 +81,7 @@ fn call(audit: &Audit, i: usize) -> Event {
         _ => format!("{{\"n\": {i}}}"),
     };
     Event::Call {
+        principal: "local".into(),
         task: format!("task-{}", i % 4),
         session: "s".into(),
         tool: "echo".into(),

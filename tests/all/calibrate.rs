@@ -49,6 +49,7 @@ impl Log {
     /// Records one call of `tool` and its records as `outcome` says.
     fn call(&mut self, tool: &str, confidence: Option<f64>, outcome: Outcome) {
         let call = self.record(vec![Event::Call {
+            principal: "local".into(),
             task: "task-1".into(),
             session: "s".into(),
             tool: tool.into(),

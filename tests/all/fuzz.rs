@@ -180,6 +180,7 @@ fn any_change_to_the_audit_log_its_checkpoints_or_a_blob_is_found() {
     for i in 0..10 {
         let args = audit.text(&format!("{{\"text\": \"{}\"}}", "x".repeat(300 * i))).unwrap();
         let event = Event::Call {
+            principal: "local".into(),
             task: format!("t{i}"),
             session: "s".into(),
             tool: "echo".into(),

@@ -27,6 +27,7 @@ mod mcp;
 mod mcp_client;
 mod mcp_http;
 mod policies;
+mod principals;
 mod python;
 mod reliability;
 mod rollback;

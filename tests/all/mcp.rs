@@ -30,7 +30,7 @@ pub(crate) struct Client {
 impl Client {
     /// Starts `moat serve --stdio` over the example tools and the test plugins, with `toml`
     /// added to its configuration; its state lives in `dir/state`. Initialized.
-    fn start(dir: &Path, toml: &str) -> Client {
+    pub(crate) fn start(dir: &Path, toml: &str) -> Client {
         Client::start_with(dir, toml, json!({}))
     }
 
@@ -177,7 +177,7 @@ fn text(result: &Value) -> String {
 }
 
 /// The `structuredContent.error` of a refused call, checked to be an error result.
-fn refusal(result: &Value) -> Value {
+pub(crate) fn refusal(result: &Value) -> Value {
     assert_eq!(result["isError"], true, "{result}");
     let error = result["structuredContent"]["error"].clone();
     assert!(error["message"].is_string() && error["retryable"].is_boolean(), "{result}");
@@ -373,7 +373,8 @@ fn a_tool_added_to_the_tools_directory_is_announced_as_a_list_change_and_listed(
 #[test]
 fn a_tripped_breaker_and_a_loop_are_error_results_saying_when_or_whether_to_retry() {
     let dir = tempfile::tempdir().unwrap();
-    let mut client = Client::start(dir.path(), "");
+    // Retries are not counted here: the same failing call five times trips the breaker.
+    let mut client = Client::start(dir.path(), "[loops]\nretries = 0\n");
     for n in 0..5 {
         let result =
             client.call("flaky", json!({"fail": true}), json!({"moat/task": format!("t{n}")}));
@@ -483,7 +484,7 @@ fn any_lines_from_a_client_leave_the_server_answering() {
 }
 
 #[test]
-fn meta_names_the_task_and_records_its_prompt_and_output_in_the_audit_log() {
+fn meta_names_the_task_and_records_its_prompt_and_output_and_the_host_the_principal() {
     let dir = tempfile::tempdir().unwrap();
     let mut client = Client::start(dir.path(), "");
     let meta = json!({
@@ -513,6 +514,15 @@ fn meta_names_the_task_and_records_its_prompt_and_output_in_the_audit_log() {
         .collect();
     assert_eq!(&tasks[..2], ["task-42", "task-42"], "{events:?}");
     assert!(tasks[2].starts_with("mcp-"), "{tasks:?}");
+    // Whatever the task labels, the caller is the one the host knows: this connection.
+    let principals: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Call { principal, .. } => Some(principal.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(principals, ["stdio"; 3], "{events:?}");
     let starts = events
         .iter()
         .filter(|e| matches!(e, Event::TaskStart { task, prompt: Some(_) } if task == "task-42"));

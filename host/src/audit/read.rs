@@ -155,9 +155,13 @@ pub fn describe(record: &Record) -> String {
             "task {task} ended{}",
             output.as_ref().map(|p| format!(": {}", text(p))).unwrap_or_default()
         ),
-        Event::Call { task, tool, args, confidence, reasoning, plugin, .. } => format!(
-            "task {task}: {tool}({}) [{plugin}]{}{}",
+        Event::Call { principal, task, tool, args, confidence, reasoning, plugin, .. } => format!(
+            "task {task}: {tool}({}) [{plugin}]{}{}{}",
             text(args),
+            match principal.is_empty() {
+                true => String::new(),
+                false => format!(" by {principal}"),
+            },
             confidence.map(|c| format!(" confidence {c}")).unwrap_or_default(),
             reasoning.as_ref().map(|r| format!(" because: {}", text(r))).unwrap_or_default()
         ),

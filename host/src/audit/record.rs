@@ -59,6 +59,10 @@ pub enum Event {
     /// A call was admitted to the pipeline. Later records of the call name this record's
     /// `seq` as their `call`.
     Call {
+        /// Who called, as the host knows it (the connection, the token, the local user);
+        /// task and session are the agent's labels.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        principal: String,
         task: String,
         session: String,
         tool: String,

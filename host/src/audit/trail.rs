@@ -36,6 +36,7 @@ pub(crate) fn call(
     plugin: Option<&Plugin>,
 ) -> Result<Event, AuditError> {
     Ok(Event::Call {
+        principal: call.principal.clone(),
         task: call.task.clone(),
         session: call.session.clone(),
         tool: call.tool.clone(),

@@ -27,6 +27,7 @@ use crate::effect::{CallView, Effect, Gate, Verdict};
 use crate::escalation::{escalate, Escalator, NotApproved};
 use crate::exec::CallState;
 use crate::plugin::EffectKind;
+use crate::principal::{Meter, PrincipalMeters};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -138,6 +139,8 @@ pub(crate) struct Shared {
     /// Committed totals per (task, meter key): bytes written, files deleted, rows changed,
     /// in the state database.
     meters: meters::TaskMeters,
+    /// The principals' windows over the same meters.
+    principals: Arc<PrincipalMeters>,
 }
 
 impl Shared {
@@ -147,8 +150,9 @@ impl Shared {
         gate: Arc<dyn Gate>,
         escalator: Arc<dyn Escalator>,
         meters: meters::TaskMeters,
+        principals: Arc<PrincipalMeters>,
     ) -> Shared {
-        Shared { secrets, kv, gate, escalator, meters }
+        Shared { secrets, kv, gate, escalator, meters, principals }
     }
 
     /// What the task committed on `key`; a meter that cannot be read is full (fail closed).
@@ -262,6 +266,17 @@ impl CallCaps {
         if task_used.saturating_add(amount) > per_task {
             return Err(Over { scope: "per task", limit: per_task, used: task_used });
         }
+        // The caller's windows, whatever the task: this call's charges on the same meter
+        // (any grant) count as pending.
+        if let Some(meter) = Meter::of_key(key) {
+            let pending: u64 = self
+                .counts
+                .iter()
+                .filter(|(k, _)| Meter::of_key(k) == Some(meter))
+                .map(|(_, n)| *n)
+                .sum();
+            self.shared.principals.check(&self.call.principal, meter, pending, amount)?;
+        }
         *self.counts.entry(key.to_owned()).or_insert(0) += amount;
         Ok(())
     }
@@ -320,6 +335,16 @@ impl CallCaps {
     pub fn commit(&mut self) -> Result<(), String> {
         let meters = &self.shared.meters;
         meters.add(&self.task, &self.counts, 1).map_err(|e| format!("task meters: {e}"))?;
+        // The caller's windows count what happened (a failed commit below counts too: more,
+        // never less).
+        for (key, amount) in &self.counts {
+            if let Some(meter) = Meter::of_key(key) {
+                let principal = &self.call.principal;
+                if let Err(e) = self.shared.principals.add(principal, meter, *amount) {
+                    return Err(format!("principal meters: {e}"));
+                }
+            }
+        }
         let take_back = |problem: String| match meters.add(&self.task, &self.counts, -1) {
             Ok(()) => problem,
             Err(also) => format!("{problem}; task meters: {also}"),

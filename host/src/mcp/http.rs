@@ -100,7 +100,13 @@ pub async fn serve_http(
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
     let config = server.config.with_cancellation_token(stop.child_token());
-    let factory = move || Ok(McpServer::with_random_session(host.clone()));
+    // Every session of one bearer token (or of loopback without one) is one principal.
+    let principal = match server.token.is_some() {
+        true => "http:token",
+        false => "http:loopback",
+    };
+    let factory =
+        move || Ok(McpServer::with_random_session(host.clone()).with_principal(principal));
     let service =
         StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
     let token = server.token;

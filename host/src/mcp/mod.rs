@@ -70,6 +70,9 @@ pub struct McpServer {
     host: Arc<Host>,
     /// The MCP session's id: the task of calls that name none.
     session: String,
+    /// Who is calling, as the transport knows it (`stdio`, `http:token`, `http:loopback`):
+    /// per-principal controls hold over every session label the agent gives.
+    principal: String,
     /// Tasks seen on this connection: a task's prompt is recorded the first time.
     tasks: Mutex<HashSet<String>>,
 }
@@ -78,7 +81,13 @@ impl McpServer {
     /// A server for one connection; `session` names it (in the audit log, as the task of
     /// calls without `moat/task`).
     pub fn new(host: Arc<Host>, session: String) -> McpServer {
-        McpServer { host, session, tasks: Mutex::new(HashSet::new()) }
+        McpServer { host, session, principal: "mcp".to_owned(), tasks: Mutex::new(HashSet::new()) }
+    }
+
+    /// The same server, its calls belonging to `principal` (what the transport verified).
+    pub fn with_principal(mut self, principal: &str) -> McpServer {
+        self.principal = principal.to_owned();
+        self
     }
 
     /// A server for one connection, with a fresh random session id (`mcp-` and 16 hex
@@ -231,6 +240,7 @@ impl ServerHandler for McpServer {
                 args,
                 task: Some(task.clone()),
                 session: meta.session,
+                principal: Some(self.principal.clone()),
                 confidence: meta.confidence,
                 reasoning: meta.reasoning,
                 model_tokens: meta.model_tokens,

@@ -153,6 +153,10 @@ fn hint(kind: &str) -> &'static str {
         "invalid_arguments" => "Fix the arguments to match the tool's inputSchema and call again.",
         "budget" => "The call needs more than it may use: do the work in smaller calls.",
         "task_budget" => "This task may make no more calls: finish it or ask the user.",
+        "principal_limit" => {
+            "This caller reached a limit over the last hour or day, whatever the task: stop, \
+             and tell the user."
+        }
         "breaker" => "The tool is failing: wait for retryAfterMs, or do without it.",
         "loop" => "The same call keeps repeating: change the approach instead of retrying.",
         "denied" => "A policy refused this call: do not retry it unchanged; ask the user.",

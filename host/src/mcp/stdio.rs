@@ -20,7 +20,8 @@ const PIPE: usize = 64 * 1024;
 
 /// Serves one client on this process's standard input and output.
 pub async fn serve_stdio(host: Arc<crate::Host>) -> Result<(), ServeError> {
-    let server = McpServer::with_random_session(host);
+    // One connection per process: its standard input and output.
+    let server = McpServer::with_random_session(host).with_principal("stdio");
     tracing::info!(session = server.session(), "serving MCP on stdio");
     let (input, output) = rmcp::transport::stdio_pipes();
     serve_io(server, input, output).await
