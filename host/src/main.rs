@@ -100,6 +100,12 @@ enum Command {
     /// Tasks: roll one back
     #[command(subcommand)]
     Task(audit_cli::TaskCommand),
+    /// Make a named bearer token for `moat serve --http`: prints the token (once: moat
+    /// keeps only its blake3) and the `[serve.tokens.NAME]` lines for moat.toml
+    Token {
+        /// The token's name: its principal is `http:NAME` (letters, digits, `-`, `_`)
+        name: String,
+    },
     /// Suggest confidence thresholds per tool from the audit log: people's decisions on
     /// escalations and later rollbacks, against the confidence the agent gave
     Calibrate {
@@ -190,6 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init => audit_cli::init(cli.config.as_deref()),
         Command::Audit(command) => audit_cli::audit(&load_config(cli.config.as_deref())?, command),
         Command::Task(command) => audit_cli::task(&load_config(cli.config.as_deref())?, command),
+        Command::Token { name } => new_token(&name),
         Command::Calibrate { json } => {
             let config = load_config(cli.config.as_deref())?;
             let dir = config.audit.dir(&config.state_dir);
@@ -548,4 +555,26 @@ fn local_principal() -> String {
         }
     }
     "cli".to_owned()
+}
+
+/// `moat token NAME`: a fresh random token, and the lines that make it a principal.
+fn new_token(name: &str) -> anyhow::Result<ExitCode> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if name.is_empty() || name.len() > 64 || !name.chars().all(valid) {
+        anyhow::bail!(
+            "token name `{name}`: use 1 to 64 letters, digits, `-` or `_` (it names the \
+             principal `http:NAME` and a table of moat.toml)"
+        );
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
+    let token = hex::encode(bytes);
+    let hash = blake3::hash(token.as_bytes()).to_hex();
+    println!("token (give it to the client; it is not stored anywhere): {token}");
+    println!();
+    println!("add to moat.toml:");
+    println!("[serve.tokens.{name}]");
+    println!("blake3 = \"{hash}\"");
+    println!("# tools = [\"echo\"]   # the tools it may list and call (default: all)");
+    Ok(ExitCode::SUCCESS)
 }

@@ -169,8 +169,16 @@ fn an_agent_repeating_a_call_is_refused_at_the_limit_and_told_what_it_repeats() 
     let reason = loop_refusal(call(&host, "ok", "{}", "t"));
     assert!(reason.contains("already made this exact call of `ok` 3 times (limit 3)"), "{reason}");
     assert!(reason.contains("use the earlier result, or change the arguments"), "{reason}");
-    // Another session is not affected.
-    call(&host, "ok", "{}", "other").unwrap();
+    // Another session label of the same caller is no way around it.
+    let reason = loop_refusal(call(&host, "ok", "{}", "other"));
+    assert!(reason.contains("`local` made this exact call of `ok`"), "{reason}");
+    // Another caller is not affected.
+    let request = CallRequest {
+        task: Some("t".into()),
+        principal: Some("someone else".into()),
+        ..CallRequest::new("ok", "{}")
+    };
+    host.run(&request).unwrap();
     let looped = records(dir.path()).into_iter().any(|e| matches!(e, Event::Loop { .. }));
     assert!(looped, "the loop is in the audit log");
 }

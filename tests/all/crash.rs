@@ -3,7 +3,8 @@
 //! SIGKILL at a random moment, many times. After each kill, every file that differs from
 //! the original tree is named by a record of the task (a `staged` change or a committed
 //! `effect`, with its undo), and `moat task rollback` puts the tree back byte for byte,
-//! whether the kill came before, during or after any of the changes.
+//! whether the kill came before, during or after any of the changes, or while the call was
+//! undoing its own changes (a failed call rolls back in place).
 
 use crate::support::built;
 use moat::audit::read::{lines, Line};
@@ -236,4 +237,88 @@ fn a_call_killed_at_any_moment_leaves_every_change_recorded_and_undone_by_rollba
         "{ROUNDS} rounds, one whole call took {whole:?}; {unfinished} calls were killed before \
          they finished"
     );
+}
+
+/// The log of a call that never finished: a new file `a` written twice, moved to the new
+/// name `b`, and `b` overwritten (each a `staged` record, as the capability writes them).
+fn unfinished_call(dir: &Path) {
+    let mut config = moat::Config { state_dir: dir.join("state"), ..moat::Config::default() };
+    config.audit.durability = moat::audit::Durability::Durable;
+    let log = config.audit.dir(&config.state_dir);
+    let keys = config.audit.key_files(&config.state_dir);
+    let audit = moat::audit::Audit::open(&log, &keys, &config.audit).unwrap();
+    let call = audit
+        .record(vec![Event::Call {
+            principal: "local".into(),
+            task: "T".into(),
+            session: "T".into(),
+            tool: "fs_ops".into(),
+            plugin: "effects.wasm".into(),
+            plugin_hash: "00".repeat(32),
+            args: audit.text("{}").unwrap(),
+            reasoning: None,
+            confidence: None,
+        }])
+        .unwrap();
+    let work = dir.join("work");
+    let (a, b) = (work.join("a"), work.join("b"));
+    let file = |path: &Path, before: Option<&str>, after: &str| Undo::File {
+        path: path.to_owned(),
+        before: before.map(|bytes| audit.blob(bytes.as_bytes()).unwrap()),
+        after: Some(moat::undo::hash(after.as_bytes())),
+    };
+    let changes = [
+        file(&a, None, "X"),
+        file(&a, Some("X"), "Y"),
+        Undo::Rename { from: a.clone(), to: b.clone() },
+        file(&b, Some("Y"), "Z"),
+    ];
+    for change in changes {
+        let undo = Undo::Pending { scratch: None, change: Box::new(change) };
+        let staged = Event::Staged {
+            call,
+            task: "T".into(),
+            tool: "fs_ops".into(),
+            capability: "fs".into(),
+            kind: "write".into(),
+            target: "work:a".into(),
+            undo,
+        };
+        audit.record(vec![staged]).unwrap();
+    }
+}
+
+#[test]
+fn a_call_killed_while_undoing_its_own_changes_is_rolled_back_from_wherever_it_stopped() {
+    // What the call had undone of itself when it was killed, newest first: nothing, the
+    // overwrite of `b`, the move, the second write, everything.
+    let stops: [&[(&str, &str)]; 5] =
+        [&[("b", "Z")], &[("b", "Y")], &[("a", "Y")], &[("a", "X")], &[]];
+    for files in stops {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("work")).unwrap();
+        std::fs::write(dir.path().join("moat.toml"), "state_dir = \"state\"\n").unwrap();
+        unfinished_call(dir.path());
+        for (name, content) in files {
+            std::fs::write(dir.path().join("work").join(name), content).unwrap();
+        }
+        let out = moat(dir.path(), &["task", "rollback", "T"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || said.contains("has no effects to undo"),
+            "{files:?}: {said}"
+        );
+        let left = tree(&dir.path().join("work"));
+        assert!(left.is_empty(), "{files:?}: the work directory is as before the call: {left:?}");
+    }
+    // Anything else in their place is someone else's change: refused, nothing touched.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    std::fs::write(dir.path().join("moat.toml"), "state_dir = \"state\"\n").unwrap();
+    unfinished_call(dir.path());
+    std::fs::write(dir.path().join("work/a"), "someone else's").unwrap();
+    let out = moat(dir.path(), &["task", "rollback", "T"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let a = std::fs::read_to_string(dir.path().join("work/a")).unwrap();
+    assert_eq!(a, "someone else's");
 }

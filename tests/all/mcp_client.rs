@@ -522,6 +522,58 @@ fn over_http_with_token_auth_a_client_needs_the_bearer_token() {
     assert!(moat.server.as_mut().unwrap().running(), "{}", moat.server_log());
 }
 
+#[test]
+fn over_http_each_named_token_is_a_principal_with_the_tools_it_may_list_and_call() {
+    let (reader, writer) = ("r".repeat(64), "w".repeat(64));
+    let hash = |token: &str| blake3::hash(token.as_bytes()).to_hex().to_string();
+    let toml = format!(
+        "[serve.tokens.reader]\nblake3 = \"{}\"\ntools = [\"echo\"]\n\
+         [serve.tokens.writer]\nblake3 = \"{}\"\n",
+        hash(&reader),
+        hash(&writer)
+    );
+    let moat = Moat::start(Transport::Http, &toml);
+    // With named tokens, loopback needs one too.
+    let server = moat.server.as_ref().unwrap();
+    let (status, body) = raw_post(server, &[], r#"{"jsonrpc": "2.0", "id": 1, "method": "ping"}"#);
+    assert_eq!(status, 401, "without a token: {body}");
+
+    let steps = json!([
+        {"list": true},
+        {"call": "echo", "args": {"text": "read"}},
+        {"call": "csv_stats", "args": {"csv": "a\n1\n"}},
+    ]);
+    let out = moat.session_with(&["--token", &reader], scenario(None, steps.clone())).ran();
+    let listed: Vec<&str> = out.doc["steps"][0]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(listed, ["echo", "read_more"], "the reader lists its tools only: {out}");
+    assert_eq!(out.success(1)["text"], r#""read""#, "{out}");
+    let refused = out.refusal(2, "denied");
+    assert!(
+        refused["message"].as_str().unwrap_or_default().contains("`http:reader` may not call it"),
+        "{out}"
+    );
+    let out = moat.session_with(&["--token", &writer], scenario(None, steps)).ran();
+    out.success(2);
+
+    // Each call's record names the token it came with.
+    let principals: Vec<String> = lines(&audit::log_path(&moat.path("state/audit")))
+        .unwrap()
+        .filter_map(|line| match line.ok()? {
+            Line::Record { record, .. } => match record.event {
+                Event::Call { principal, .. } => Some(principal),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(principals, ["http:reader", "http:writer", "http:writer"], "{principals:?}");
+}
+
 /// The tools of the calls in moat's audit log so far (a record being written is skipped).
 fn calls_recorded(moat: &Moat) -> Vec<String> {
     lines(&audit::log_path(&moat.path("state/audit")))

@@ -2,6 +2,7 @@
 //! admin HTTP server (approvals, metrics, health) listens.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// `[serve]`: the security of the streamable HTTP transport.
 ///
@@ -10,6 +11,10 @@ use serde::Deserialize;
 /// auth = "auto"                          # "auto": a bearer token off loopback; "token": always
 /// hosts = ["moat.internal"]              # Host names accepted besides loopback's
 /// origins = ["https://app.example.com"]  # browser origins accepted (none by default)
+///
+/// [serve.tokens.ci-bot]                  # a named token: the principal `http:ci-bot`
+/// blake3 = "..."                         # the token's blake3 (`moat token ci-bot` makes one)
+/// tools = ["echo", "db_query"]           # the tools it may list and call (default: all)
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +30,22 @@ pub struct ServeConfig {
     /// without one (programs, not browsers) are not affected.
     #[serde(default)]
     pub origins: Vec<String>,
+    /// Named bearer tokens, stored as their blake3. With any, every request over HTTP needs
+    /// one of them (on loopback too, and the token of `moat init` no longer serves): each is
+    /// a principal of its own, `http:NAME`, with the tools it may list and call.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, NamedToken>,
+}
+
+/// `[serve.tokens.NAME]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    /// blake3 of the token, 64 hex digits: moat never keeps the token itself.
+    pub blake3: String,
+    /// The tools this token may list and call (`read_more` always); default: all.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
 }
 
 /// When a request must carry `Authorization: Bearer TOKEN`, the token being the contents of

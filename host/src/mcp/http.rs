@@ -33,12 +33,29 @@ pub const MAX_BODY: usize = super::stdio::MAX_LINE;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-/// A bound, not yet serving, HTTP transport: its address and whether it wants a token.
+/// Who a request over HTTP comes from, as its bearer token says: put in the request's
+/// extensions for the MCP handler (`RequestContext::extensions`, in `http::request::Parts`).
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// `http:NAME` for a named token, `http:token` for the token of `moat init`.
+    pub principal: String,
+    /// The tools it may list and call; `None`: all.
+    pub tools: Option<Vec<String>>,
+}
+
+/// One accepted token: its hash and whom it stands for.
+#[derive(Clone, Debug)]
+struct Accepted {
+    hash: blake3::Hash,
+    identity: Arc<Identity>,
+}
+
+/// A bound, not yet serving, HTTP transport: its address and the tokens it wants.
 pub struct HttpServer {
     listener: TcpListener,
     address: SocketAddr,
-    /// blake3 of the token every request must carry, when one is required.
-    token: Option<blake3::Hash>,
+    /// The tokens a request may carry (blake3 of each); empty: none is required.
+    tokens: Arc<Vec<Accepted>>,
     config: StreamableHttpServerConfig,
 }
 
@@ -57,13 +74,24 @@ impl HttpServer {
             .local_addr()
             .map_err(|e| ServeError::Start(format!("cannot read the bound address: {e}")))?;
         let loopback = address.ip().is_loopback();
-        let token = match (serve.auth, loopback) {
-            (Auth::Auto, true) => None,
-            (Auth::Token, _) | (Auth::Auto, false) => {
-                let token = http_token(state_dir).map_err(ServeError::Start)?;
-                Some(blake3::hash(token.as_bytes()))
-            }
-        };
+        let mut tokens = Vec::new();
+        for (name, named) in &serve.tokens {
+            let hash = blake3::Hash::from_hex(named.blake3.trim()).map_err(|_| {
+                ServeError::Start(format!(
+                    "[serve.tokens.{name}] blake3 is not 64 hex digits (`moat token {name}` \
+                     makes a token and prints its line)"
+                ))
+            })?;
+            let principal = format!("http:{name}");
+            let identity = Arc::new(Identity { principal, tools: named.tools.clone() });
+            tokens.push(Accepted { hash, identity });
+        }
+        let needed = matches!((serve.auth, loopback), (Auth::Token, _) | (Auth::Auto, false));
+        if tokens.is_empty() && needed {
+            let token = http_token(state_dir).map_err(ServeError::Start)?;
+            let identity = Arc::new(Identity { principal: "http:token".into(), tools: None });
+            tokens.push(Accepted { hash: blake3::hash(token.as_bytes()), identity });
+        }
         let mut hosts: Vec<String> =
             ["localhost", "127.0.0.1", "::1"].iter().map(|h| (*h).to_owned()).collect();
         if !address.ip().is_unspecified() && !loopback {
@@ -74,7 +102,7 @@ impl HttpServer {
             .with_allowed_hosts(hosts)
             .with_allowed_origins(serve.origins.clone())
             .enforce_origin_validation();
-        Ok(HttpServer { listener, address, token, config })
+        Ok(HttpServer { listener, address, tokens: Arc::new(tokens), config })
     }
 
     /// The address it listens on (with the port chosen when 0 was asked for).
@@ -87,9 +115,9 @@ impl HttpServer {
         format!("http://{}{ENDPOINT}", self.address)
     }
 
-    /// Whether requests need the bearer token.
+    /// Whether requests need a bearer token.
     pub fn needs_token(&self) -> bool {
-        self.token.is_some()
+        !self.tokens.is_empty()
     }
 }
 
@@ -100,16 +128,13 @@ pub async fn serve_http(
     stop: CancellationToken,
 ) -> Result<(), ServeError> {
     let config = server.config.with_cancellation_token(stop.child_token());
-    // Every session of one bearer token (or of loopback without one) is one principal.
-    let principal = match server.token.is_some() {
-        true => "http:token",
-        false => "http:loopback",
-    };
+    // Each request's principal is its token's (an `Identity` in its extensions); without
+    // tokens, loopback's.
     let factory =
-        move || Ok(McpServer::with_random_session(host.clone()).with_principal(principal));
+        move || Ok(McpServer::with_random_session(host.clone()).with_principal("http:loopback"));
     let service =
         StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
-    let token = server.token;
+    let tokens = server.tokens;
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => return Ok(()),
@@ -125,12 +150,18 @@ pub async fn serve_http(
         };
         let service = service.clone();
         let stop = stop.clone();
+        let tokens = tokens.clone();
         tokio::spawn(async move {
-            let handler = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let mut service = service.clone();
+                let tokens = tokens.clone();
                 async move {
-                    if let Some(refusal) = refuse(&request, token) {
-                        return Ok::<_, Infallible>(refusal);
+                    match authorize(&request, &tokens) {
+                        Ok(Some(identity)) => {
+                            request.extensions_mut().insert(identity);
+                        }
+                        Ok(None) => {}
+                        Err(refusal) => return Ok::<_, Infallible>(refusal),
                     }
                     match read_body(request).await {
                         Ok(request) => service.call(request).await,
@@ -152,35 +183,48 @@ pub async fn serve_http(
     }
 }
 
-/// The answer to a request moat refuses before the SDK sees it: a path other than
-/// [`ENDPOINT`], or a missing or wrong bearer token.
-fn refuse(request: &Request<Incoming>, token: Option<blake3::Hash>) -> Option<Response<Body>> {
+/// Who the request comes from, or the answer to a request moat refuses before the SDK sees
+/// it: a path other than [`ENDPOINT`], or a missing or wrong bearer token. `Ok(None)`: no
+/// token is required here.
+fn authorize(
+    request: &Request<Incoming>,
+    tokens: &[Accepted],
+) -> Result<Option<Arc<Identity>>, Response<Body>> {
     let path = request.uri().path();
     if path != ENDPOINT {
-        return Some(reply(
+        return Err(reply(
             StatusCode::NOT_FOUND,
             &format!("no such endpoint: {path}; MCP is at {ENDPOINT}"),
         ));
     }
-    let expected = token?;
+    if tokens.is_empty() {
+        return Ok(None);
+    }
     let given = request
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|given| blake3::hash(given.trim().as_bytes()));
-    // blake3::Hash compares in constant time.
-    if given == Some(expected) {
-        return None;
+    // blake3::Hash compares in constant time; every token is compared.
+    let mut found = None;
+    for accepted in tokens {
+        if given == Some(accepted.hash) {
+            found = Some(accepted.identity.clone());
+        }
+    }
+    if let Some(identity) = found {
+        return Ok(Some(identity));
     }
     let mut refusal = reply(
         StatusCode::UNAUTHORIZED,
-        "a bearer token is required: Authorization: Bearer <the contents of STATE_DIR/keys/http.token>",
+        "a bearer token is required: Authorization: Bearer <a token of [serve.tokens], or the \
+         contents of STATE_DIR/keys/http.token>",
     );
     refusal
         .headers_mut()
         .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-    Some(refusal)
+    Err(refusal)
 }
 
 /// The request with its body read whole: at most [`MAX_BODY`] bytes, and JSON, or it is

@@ -84,6 +84,19 @@ impl McpServer {
         McpServer { host, session, principal: "mcp".to_owned(), tasks: Mutex::new(HashSet::new()) }
     }
 
+    /// Who a request comes from: over HTTP its token's identity, else this connection's
+    /// principal; and the tools it may list and call (`None`: all).
+    fn caller(&self, context: &RequestContext<RoleServer>) -> (String, Option<Vec<String>>) {
+        let identity = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<http::Identity>>());
+        match identity {
+            Some(identity) => (identity.principal.clone(), identity.tools.clone()),
+            None => (self.principal.clone(), None),
+        }
+    }
+
     /// The same server, its calls belonging to `principal` (what the transport verified).
     pub fn with_principal(mut self, principal: &str) -> McpServer {
         self.principal = principal.to_owned();
@@ -201,9 +214,12 @@ impl ServerHandler for McpServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let mut tools: Vec<_> = self.host.tools().iter().map(result::tool).collect();
+        let (_, allowed) = self.caller(&context);
+        let may = |name: &str| allowed.as_ref().is_none_or(|tools| tools.iter().any(|t| t == name));
+        let mut tools: Vec<_> =
+            self.host.tools().iter().filter(|spec| may(&spec.name)).map(result::tool).collect();
         tools.push(result::read_more());
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -220,6 +236,17 @@ impl ServerHandler for McpServer {
         }
         let meta =
             CallMeta::parse(&fields).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let (principal, allowed) = self.caller(&context);
+        if let Some(tools) = allowed.filter(|tools| {
+            request.name != crate::controls::READ_MORE && !tools.iter().any(|t| *t == request.name)
+        }) {
+            let error = CallError::Denied {
+                tool: request.name.to_string(),
+                stage: crate::error::Stage::BeforeCall,
+                reason: format!("`{principal}` may not call it ([serve.tokens] tools)"),
+            };
+            return Ok(result::refusal(&error, &tools).into());
+        }
         let task = meta.task.unwrap_or_else(|| self.session.clone());
         let first = self.first_seen(&task);
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
@@ -240,7 +267,7 @@ impl ServerHandler for McpServer {
                 args,
                 task: Some(task.clone()),
                 session: meta.session,
-                principal: Some(self.principal.clone()),
+                principal: Some(principal),
                 confidence: meta.confidence,
                 reasoning: meta.reasoning,
                 model_tokens: meta.model_tokens,
