@@ -42,6 +42,9 @@ pub struct CallView {
     /// Who is calling, as the host knows it (the connection, the token): never a name the
     /// agent chose. Task and session are the agent's labels inside it.
     pub principal: String,
+    /// Set when the call is cancelled in flight.
+    #[serde(skip)]
+    pub cancel: crate::cancel::Cancel,
     pub confidence: Option<f64>,
     pub reasoning: Option<String>,
     /// The effects the tool declares.

@@ -138,6 +138,10 @@ pub enum CallError {
     /// One of the task's budgets is used up: calls, tokens, fuel or wall time.
     #[error("task `{task}` exceeded its {budget} budget: limit {limit}, used {used}")]
     TaskBudget { task: String, budget: &'static str, limit: String, used: String },
+    /// The call was cancelled in flight (an MCP cancel, or its client went away); whatever it
+    /// had staged was rolled back.
+    #[error("tool `{tool}` was cancelled {stage}")]
+    Cancelled { tool: String, stage: Stage },
     /// A limit of the caller's principal over a rolling window is reached (calls, tokens).
     #[error(
         "tool `{tool}` was refused: its caller `{principal}` reached its limit of {limit} \
@@ -190,6 +194,7 @@ impl CallError {
             CallError::Loop { .. } => "loop",
             CallError::TaskBudget { .. } => "task_budget",
             CallError::PrincipalLimit { .. } => "principal_limit",
+            CallError::Cancelled { .. } => "cancelled",
         }
     }
 }

@@ -74,13 +74,20 @@ fn new_store(
     let _ = store.set_fuel(budgets.fuel);
     // The wall clock of a call does not run while it waits for a person: at the deadline,
     // the time spent waiting is given back before deciding to interrupt.
+    // It also looks, at least every `cancel::CHECK_EVERY`, whether the call was cancelled.
     let budget = budgets.wall_time.duration();
     let started = Instant::now();
-    store.set_epoch_deadline(engine::ticks_for(budget));
+    let check = engine::ticks_for(crate::cancel::CHECK_EVERY);
+    store.set_epoch_deadline(engine::ticks_for(budget).min(check));
     store.epoch_deadline_callback(move |store| {
+        if store.data().caps.call.cancel.is_cancelled() {
+            return Ok(UpdateDeadline::Interrupt);
+        }
         let used = started.elapsed().saturating_sub(store.data().caps.waited);
         match budget.checked_sub(used) {
-            Some(left) if !left.is_zero() => Ok(UpdateDeadline::Continue(engine::ticks_for(left))),
+            Some(left) if !left.is_zero() => {
+                Ok(UpdateDeadline::Continue(engine::ticks_for(left).min(check)))
+            }
             _ => Ok(UpdateDeadline::Interrupt),
         }
     });

@@ -11,6 +11,7 @@ mod bindings;
 pub mod breaker;
 pub mod budget;
 pub mod calibrate;
+pub mod cancel;
 pub mod capability;
 pub mod compile_cache;
 pub mod componentize;

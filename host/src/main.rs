@@ -521,6 +521,7 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
             reasoning: entry.reasoning,
             model_tokens: entry.model_tokens,
             budgets: entry.budgets,
+            cancel: None,
         };
         println!("→ {} {}", request.tool, abbreviated(&request.args));
         match host.run(&request) {

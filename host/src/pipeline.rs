@@ -98,6 +98,9 @@ pub struct CallRequest {
     /// Replaces budgets of this call only. The embedder decides who may set these: an agent
     /// must never be able to raise its own limits.
     pub budgets: BudgetOverrides,
+    /// Set to stop the call in flight (an MCP cancel, a client gone): its effects are rolled
+    /// back and it is recorded as cancelled.
+    pub cancel: Option<crate::cancel::Cancel>,
 }
 
 impl CallRequest {
@@ -403,6 +406,9 @@ impl Host {
         // 1. Admission: the tool exists; the task's budgets are not used up; the tool's
         //    breaker and the task's are closed (or this is one of their probes).
         let (plugin, spec) = found.ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
+        if call.cancel.is_cancelled() {
+            return Err(CallError::Cancelled { tool: tool.to_owned(), stage: Stage::BeforeCall });
+        }
         self.controls.admit(call, &mut spent.passage)?;
         // 2. Input validation: the arguments against the tool's JSON Schema.
         spec.schema.check(tool, &request.args)?;
@@ -440,6 +446,13 @@ impl Host {
             (Err(_), Some(refusal)) => Err(not_approved(call, Stage::DuringCall, refusal)),
             (result, _) => result,
         };
+        // Cancelled while it ran, however it ended: nothing it staged stands.
+        if call.cancel.is_cancelled() {
+            self.remember(call, &caps.touched, false);
+            let cancelled =
+                CallError::Cancelled { tool: tool.to_owned(), stage: Stage::DuringCall };
+            return Err(roll_back(&mut caps, cancelled));
+        }
         // 5. Output: JSON, as the contract promises, with every secret value redacted (errors
         //    are, when the call ends).
         let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
@@ -460,7 +473,12 @@ impl Host {
         };
         // A rewrite is an output too: what the agent gets is redacted after every check.
         let output = caps.secrets.redact_output(output);
-        // 7. Commit.
+        // 7. Commit, unless the call was cancelled meanwhile (its checks may have waited for
+        //    a person).
+        if call.cancel.is_cancelled() {
+            let cancelled = CallError::Cancelled { tool: tool.to_owned(), stage: Stage::AfterCall };
+            return Err(roll_back(&mut caps, cancelled));
+        }
         if let Err(reason) = caps.commit() {
             let error = CallError::Host {
                 tool: tool.to_owned(),
@@ -574,6 +592,7 @@ impl Host {
             task,
             session,
             principal: request.principal.clone().unwrap_or_else(|| "local".to_owned()),
+            cancel: request.cancel.clone().unwrap_or_default(),
             confidence: request.confidence,
             reasoning: request.reasoning.clone(),
             effects: spec.map(|spec| spec.effects.clone()).unwrap_or_default(),
@@ -748,6 +767,7 @@ fn redact(error: CallError, secrets: &Revealed) -> CallError {
         other @ (CallError::Budget(_)
         | CallError::TaskBudget { .. }
         | CallError::PrincipalLimit { .. }
+        | CallError::Cancelled { .. }
         | CallError::Breaker(_)) => other,
     }
 }

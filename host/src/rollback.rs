@@ -467,6 +467,8 @@ fn quote(name: &str) -> String {
 struct Chains {
     files: HashMap<PathBuf, Vec<Option<String>>>,
     all: HashMap<PathBuf, Vec<Option<String>>>,
+    /// Paths the unfinished changes moved a file to.
+    arrived: std::collections::HashSet<PathBuf>,
 }
 
 fn chains(parts: &[(usize, &Step, Action<'_>, bool)]) -> Chains {
@@ -485,6 +487,7 @@ fn chains(parts: &[(usize, &Step, Action<'_>, bool)]) -> Chains {
             Action::Rename { from, to } => {
                 chains.all.entry(from.to_path_buf()).or_default().push(None);
                 chains.all.entry(to.to_path_buf()).or_default().push(None);
+                chains.arrived.insert(to.to_path_buf());
             }
             _ => {}
         }
@@ -592,8 +595,10 @@ impl State {
                         return Ok(false);
                     }
                     // The file is nowhere because the call, undoing its own changes, moved it
-                    // back and removed it where it had created it: nothing to move.
-                    if self.hash_of(to)?.is_none() && in_chain(&self.chains.files, from, &None) {
+                    // back and on (or removed it) from where it had put it: nothing to move.
+                    let put_there = in_chain(&self.chains.files, from, &None)
+                        || self.chains.arrived.contains(*from);
+                    if self.hash_of(to)?.is_none() && put_there {
                         return Ok(false);
                     }
                     return Err(format!(

@@ -174,7 +174,7 @@ fn an_agent_repeating_a_call_is_refused_at_the_limit_and_told_what_it_repeats() 
     assert!(reason.contains("`local` made this exact call of `ok`"), "{reason}");
     // Another caller is not affected.
     let request = CallRequest {
-        task: Some("t".into()),
+        task: Some("another caller's".into()),
         principal: Some("someone else".into()),
         ..CallRequest::new("ok", "{}")
     };

@@ -240,7 +240,8 @@ fn a_call_killed_at_any_moment_leaves_every_change_recorded_and_undone_by_rollba
 }
 
 /// The log of a call that never finished: a new file `a` written twice, moved to the new
-/// name `b`, and `b` overwritten (each a `staged` record, as the capability writes them).
+/// name `b`, `b` overwritten; then the file `c` (there before the call) moved to `d`, and on
+/// to `e` (each a `staged` record, as the capability writes them).
 fn unfinished_call(dir: &Path) {
     let mut config = moat::Config { state_dir: dir.join("state"), ..moat::Config::default() };
     config.audit.durability = moat::audit::Durability::Durable;
@@ -260,18 +261,20 @@ fn unfinished_call(dir: &Path) {
             confidence: None,
         }])
         .unwrap();
-    let work = dir.join("work");
-    let (a, b) = (work.join("a"), work.join("b"));
-    let file = |path: &Path, before: Option<&str>, after: &str| Undo::File {
-        path: path.to_owned(),
+    let path = |name: &str| dir.join("work").join(name);
+    let file = |name: &str, before: Option<&str>, after: &str| Undo::File {
+        path: path(name),
         before: before.map(|bytes| audit.blob(bytes.as_bytes()).unwrap()),
         after: Some(moat::undo::hash(after.as_bytes())),
     };
+    let moved = |from: &str, to: &str| Undo::Rename { from: path(from), to: path(to) };
     let changes = [
-        file(&a, None, "X"),
-        file(&a, Some("X"), "Y"),
-        Undo::Rename { from: a.clone(), to: b.clone() },
-        file(&b, Some("Y"), "Z"),
+        file("a", None, "X"),
+        file("a", Some("X"), "Y"),
+        moved("a", "b"),
+        file("b", Some("Y"), "Z"),
+        moved("c", "d"),
+        moved("d", "e"),
     ];
     for change in changes {
         let undo = Undo::Pending { scratch: None, change: Box::new(change) };
@@ -288,37 +291,51 @@ fn unfinished_call(dir: &Path) {
     }
 }
 
+/// A directory with `work/` holding `files`, and the log of [`unfinished_call`]; then
+/// `moat task rollback T`.
+fn roll_back_from(files: &[(&str, &str)]) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    std::fs::write(dir.path().join("moat.toml"), "state_dir = \"state\"\n").unwrap();
+    unfinished_call(dir.path());
+    for (name, content) in files {
+        std::fs::write(dir.path().join("work").join(name), content).unwrap();
+    }
+    let out = moat(dir.path(), &["task", "rollback", "T"]);
+    (dir, out)
+}
+
 #[test]
 fn a_call_killed_while_undoing_its_own_changes_is_rolled_back_from_wherever_it_stopped() {
-    // What the call had undone of itself when it was killed, newest first: nothing, the
-    // overwrite of `b`, the move, the second write, everything.
-    let stops: [&[(&str, &str)]; 5] =
-        [&[("b", "Z")], &[("b", "Y")], &[("a", "Y")], &[("a", "X")], &[]];
+    // Where the call had got to undoing itself (newest first) when it was killed: nowhere,
+    // one move back, both moves back, the overwrite of `b`, the move of `a`, the second
+    // write, everything.
+    let stops: [&[(&str, &str)]; 7] = [
+        &[("b", "Z"), ("e", "C")],
+        &[("b", "Z"), ("d", "C")],
+        &[("b", "Z"), ("c", "C")],
+        &[("b", "Y"), ("c", "C")],
+        &[("a", "Y"), ("c", "C")],
+        &[("a", "X"), ("c", "C")],
+        &[("c", "C")],
+    ];
     for files in stops {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("work")).unwrap();
-        std::fs::write(dir.path().join("moat.toml"), "state_dir = \"state\"\n").unwrap();
-        unfinished_call(dir.path());
-        for (name, content) in files {
-            std::fs::write(dir.path().join("work").join(name), content).unwrap();
-        }
-        let out = moat(dir.path(), &["task", "rollback", "T"]);
+        let (dir, out) = roll_back_from(files);
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() || said.contains("has no effects to undo"),
             "{files:?}: {said}"
         );
         let left = tree(&dir.path().join("work"));
-        assert!(left.is_empty(), "{files:?}: the work directory is as before the call: {left:?}");
+        let expected = BTreeMap::from([("c".to_owned(), b"C".to_vec())]);
+        assert_eq!(left, expected, "{files:?}: the work directory is as before the call");
     }
     // Anything else in their place is someone else's change: refused, nothing touched.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("work")).unwrap();
-    std::fs::write(dir.path().join("moat.toml"), "state_dir = \"state\"\n").unwrap();
-    unfinished_call(dir.path());
-    std::fs::write(dir.path().join("work/a"), "someone else's").unwrap();
-    let out = moat(dir.path(), &["task", "rollback", "T"]);
+    let (dir, out) = roll_back_from(&[("a", "someone else's"), ("c", "C")]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let a = std::fs::read_to_string(dir.path().join("work/a")).unwrap();
     assert_eq!(a, "someone else's");
+    // So is a file that was there before the call and is now nowhere.
+    let (_dir, out) = roll_back_from(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

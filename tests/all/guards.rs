@@ -20,12 +20,12 @@ pub(crate) fn policy(name: &str) -> PathBuf {
 /// A sandbox: `data/` with `keep.txt`, `policies/` holding the given policies under the
 /// given file names, and `moat.toml` with `toml` plus a read-write grant of `data` to the
 /// effects tools.
-struct Sandbox {
+pub(crate) struct Sandbox {
     dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new(policies: &[(&str, &str)], toml: &str) -> Sandbox {
+    pub(crate) fn new(policies: &[(&str, &str)], toml: &str) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         std::fs::write(dir.path().join("data/keep.txt"), "precious").unwrap();
@@ -48,7 +48,7 @@ impl Sandbox {
         self.dir.path()
     }
 
-    fn host_with(&self, escalator: Arc<dyn Escalator>) -> Host {
+    pub(crate) fn host_with(&self, escalator: Arc<dyn Escalator>) -> Host {
         let mut config = Config::load(&self.path().join("moat.toml")).unwrap();
         crate::support::without_controls(&mut config);
         config.plugins.tools = vec![built("tests")];
@@ -65,13 +65,13 @@ impl Sandbox {
         self.host_with(Arc::new(moat::escalation::DenyAll))
     }
 
-    fn keep(&self) -> String {
+    pub(crate) fn keep(&self) -> String {
         std::fs::read_to_string(self.path().join("data/keep.txt")).unwrap()
     }
 }
 
 /// A write of `keep.txt` with the scripted policy's orders.
-fn write(orders: Value) -> String {
+pub(crate) fn write(orders: Value) -> String {
     json!({"grant": "data", "path": "keep.txt", "text": "changed", "_guard": orders}).to_string()
 }
 
@@ -145,9 +145,9 @@ fn an_escalation_at_each_point_asks_a_person_and_follows_the_decision() {
 }
 
 /// Approves once told to; says when it has been asked.
-struct Gatekeeper {
-    asked: Mutex<mpsc::Sender<()>>,
-    release: Mutex<mpsc::Receiver<()>>,
+pub(crate) struct Gatekeeper {
+    pub(crate) asked: Mutex<mpsc::Sender<()>>,
+    pub(crate) release: Mutex<mpsc::Receiver<()>>,
 }
 
 impl Escalator for Gatekeeper {

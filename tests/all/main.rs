@@ -6,6 +6,7 @@ mod audit;
 mod audit_cli;
 mod budgets;
 mod calibrate;
+mod cancel;
 mod capabilities;
 mod cases;
 mod cli;

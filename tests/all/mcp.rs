@@ -102,7 +102,7 @@ impl Client {
     }
 
     /// Writes one line.
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
         writeln!(stdin, "{line}").unwrap();
         stdin.flush().unwrap();
@@ -115,7 +115,7 @@ impl Client {
     }
 
     /// The answer to the request with `id`, skipping notifications.
-    fn answer(&self, id: &Value) -> Value {
+    pub(crate) fn answer(&self, id: &Value) -> Value {
         for _ in 0..MAX_LINES {
             let message = self.next();
             if &message["id"] == id {
@@ -132,7 +132,7 @@ impl Client {
     }
 
     /// Sends a request without waiting for its answer; returns its id.
-    fn send_request(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn send_request(&mut self, method: &str, params: Value) -> Value {
         let id = json!(self.next_id);
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});

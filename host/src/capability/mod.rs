@@ -293,6 +293,9 @@ impl CallCaps {
     /// is recorded as staged.
     pub fn admit(&mut self, effect: Effect) -> Result<(), String> {
         let kind = format!("{:?}", effect.kind).to_lowercase();
+        if self.call.cancel.is_cancelled() {
+            return Err(format!("the call was cancelled: no more effects (`{}`)", effect.target));
+        }
         if !self.declared.contains(&effect.kind) {
             return Err(format!(
                 "tool `{}` did not declare the `{kind}` effect, so it may not {kind} `{}`",

@@ -37,6 +37,9 @@ pub struct Escalation {
     pub reason: String,
     /// blake3 of the tool name and the arguments: a decision applies to this call only.
     pub binding: String,
+    /// Set when the call is cancelled: a channel waiting for a decision withdraws the request.
+    #[serde(skip)]
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl Escalation {
@@ -50,6 +53,7 @@ impl Escalation {
             asked_by: asked_by.to_owned(),
             reason: reason.to_owned(),
             binding,
+            cancel: crate::cancel::Cancel::default(),
         }
     }
 }
@@ -240,7 +244,16 @@ pub fn escalate(
 ) -> Result<(), NotApproved> {
     let escalator = call.escalator.0.as_deref().unwrap_or(escalator);
     let escalation = Escalation::new(&call.tool, &call.args, &call.task, asked_by, reason);
-    let decision = escalator.decide(&escalation);
+    let mut escalation = escalation;
+    escalation.cancel = call.cancel.clone();
+    let decision = match escalator.decide(&escalation) {
+        // An approval that arrives for a cancelled call applies to nothing.
+        _ if call.cancel.is_cancelled() => Decision::Denied {
+            by: "moat".to_owned(),
+            reason: "the call was cancelled while it waited; the request is withdrawn".to_owned(),
+        },
+        decision => decision,
+    };
     tracing::info!(tool = %call.tool, id = %escalation.id, ?decision, "escalation decided");
     call.note(crate::effect::Note::Escalation {
         stage: asked_by.to_owned(),

@@ -495,6 +495,14 @@ impl Escalator for QueueEscalator {
         );
         let deadline = Instant::now() + self.timeout;
         loop {
+            if escalation.cancel.is_cancelled() {
+                // Withdrawn: a later approval finds it expired, and applies to nothing.
+                let _ = self.queue.expire(id);
+                return Decision::Denied {
+                    by: MOAT.to_owned(),
+                    reason: format!("the call was cancelled; request `{id}` is withdrawn"),
+                };
+            }
             match self.queue.get(id) {
                 Ok(row) if row.status != Status::Pending => {
                     return QueueEscalator::outcome(escalation, &row)

@@ -77,7 +77,25 @@ impl Escalator for Elicitor {
         };
         let asked = self.peer.create_elicitation_with_timeout(params, Some(self.timeout));
         let by = self.client.clone();
-        match self.runtime.block_on(asked) {
+        let cancel = escalation.cancel.clone();
+        let withdrawn = async move {
+            while !cancel.is_cancelled() {
+                tokio::time::sleep(crate::cancel::CHECK_EVERY).await;
+            }
+        };
+        let answered = self.runtime.block_on(async {
+            tokio::select! {
+                answer = asked => Some(answer),
+                () = withdrawn => None,
+            }
+        });
+        let Some(answered) = answered else {
+            return Decision::Denied {
+                by: "moat".to_owned(),
+                reason: "the call was cancelled; the question is withdrawn".to_owned(),
+            };
+        };
+        match answered {
             Ok(answer) => {
                 let note = answer
                     .content

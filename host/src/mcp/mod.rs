@@ -65,6 +65,73 @@ pub enum ServeError {
     Failed(String),
 }
 
+/// Cancels a call when dropped, unless disarmed: the handler's future dropped mid-call (its
+/// client gone) cancels the call it started.
+struct CancelOnDrop(crate::cancel::Cancel);
+
+impl CancelOnDrop {
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The calls in flight on one connection: cancelled, and waited for, when it ends.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    calls: Mutex<Vec<(u64, crate::cancel::Cancel)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// One call's place in [`InFlight`], given up when dropped.
+pub(crate) struct InFlightCall<'a> {
+    inflight: &'a InFlight,
+    id: u64,
+}
+
+impl InFlight {
+    fn add(&self, cancel: &crate::cancel::Cancel) -> InFlightCall<'_> {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        calls.push((id, cancel.clone()));
+        InFlightCall { inflight: self, id }
+    }
+
+    /// Cancels every call in flight and waits (at most `within`) for them to end: rolled
+    /// back and recorded, not cut off by the process exiting.
+    pub(crate) async fn cancel_all(&self, within: std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            {
+                let calls = self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if calls.is_empty() {
+                    return;
+                }
+                for (_, cancel) in calls.iter() {
+                    cancel.cancel();
+                }
+            }
+            if started.elapsed() >= within {
+                tracing::warn!("calls still in flight after {within:?}: stopping anyway");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for InFlightCall<'_> {
+    fn drop(&mut self) {
+        let mut calls = self.inflight.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        calls.retain(|(id, _)| *id != self.id);
+    }
+}
+
 /// The MCP server of one connection, over a shared [`Host`].
 pub struct McpServer {
     host: Arc<Host>,
@@ -75,13 +142,21 @@ pub struct McpServer {
     principal: String,
     /// Tasks seen on this connection: a task's prompt is recorded the first time.
     tasks: Mutex<HashSet<String>>,
+    /// Its calls in flight.
+    inflight: Arc<InFlight>,
 }
 
 impl McpServer {
     /// A server for one connection; `session` names it (in the audit log, as the task of
     /// calls without `moat/task`).
     pub fn new(host: Arc<Host>, session: String) -> McpServer {
-        McpServer { host, session, principal: "mcp".to_owned(), tasks: Mutex::new(HashSet::new()) }
+        McpServer {
+            host,
+            session,
+            principal: "mcp".to_owned(),
+            tasks: Mutex::new(HashSet::new()),
+            inflight: Arc::default(),
+        }
     }
 
     /// Who a request comes from: over HTTP its token's identity, else this connection's
@@ -95,6 +170,11 @@ impl McpServer {
             Some(identity) => (identity.principal.clone(), identity.tools.clone()),
             None => (self.principal.clone(), None),
         }
+    }
+
+    /// Its calls in flight, for the transport to cancel when the connection ends.
+    pub(crate) fn inflight(&self) -> Arc<InFlight> {
+        self.inflight.clone()
     }
 
     /// The same server, its calls belonging to `principal` (what the transport verified).
@@ -260,6 +340,17 @@ impl ServerHandler for McpServer {
             Elicitor::for_client(&context.peer, tokio::runtime::Handle::current(), timeout)
                 .filter(|_| client_may_decide)
                 .map(|elicitor| Arc::new(elicitor) as Arc<dyn Escalator>);
+        // Cancelled when the client cancels the request, or goes away (the handler dropped).
+        let cancel = crate::cancel::Cancel::new();
+        let guard = CancelOnDrop(cancel.clone());
+        let watcher = {
+            let (ct, cancel) = (context.ct.clone(), cancel.clone());
+            tokio::spawn(async move {
+                ct.cancelled().await;
+                cancel.cancel();
+            })
+        };
+        let inflight = self.inflight.add(&cancel);
         let job = Job {
             escalator,
             request: CallRequest {
@@ -272,6 +363,7 @@ impl ServerHandler for McpServer {
                 reasoning: meta.reasoning,
                 model_tokens: meta.model_tokens,
                 budgets: Default::default(),
+                cancel: Some(cancel.clone()),
             },
             task: task.clone(),
             prompt: meta.prompt.filter(|_| first),
@@ -282,6 +374,9 @@ impl ServerHandler for McpServer {
             tokio::task::spawn_blocking(move || run_job(&host, job)).await.map_err(|e| {
                 ErrorData::internal_error(format!("the call did not finish: {e}"), None)
             })?;
+        watcher.abort();
+        guard.disarm();
+        drop(inflight);
         if ends {
             self.forget(&task);
         }

@@ -153,6 +153,7 @@ fn hint(kind: &str) -> &'static str {
         "invalid_arguments" => "Fix the arguments to match the tool's inputSchema and call again.",
         "budget" => "The call needs more than it may use: do the work in smaller calls.",
         "task_budget" => "This task may make no more calls: finish it or ask the user.",
+        "cancelled" => "The call was cancelled and changed nothing.",
         "principal_limit" => {
             "This caller reached a limit over the last hour or day, whatever the task: stop, \
              and tell the user."

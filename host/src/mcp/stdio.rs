@@ -33,6 +33,7 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let inflight = server.inflight();
     let (to_sdk, sdk_input) = tokio::io::duplex(PIPE);
     let (sdk_output, from_sdk) = tokio::io::duplex(PIPE);
     let (lines, pending) = mpsc::channel::<Vec<u8>>(64);
@@ -48,6 +49,8 @@ where
         Err(ServerInitializeError::ConnectionClosed(_)) => Ok(()),
         Err(e) => Err(ServeError::Start(e.to_string())),
     };
+    // The client is gone: its calls in flight are cancelled (rolled back, recorded).
+    inflight.cancel_all(std::time::Duration::from_secs(30)).await;
     // The SDK has dropped its pipes: its answers end; then stop reading, and write the rest.
     let _ = answers.await;
     reader.abort();
