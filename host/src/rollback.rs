@@ -154,7 +154,7 @@ pub fn apply(
         }
     }
     stores.open()?;
-    let mut state = State { chains: chains(&parts), ..State::default() };
+    let mut state = State::default();
     let mut to_run = Vec::new();
     for (_, step, action, pending) in &parts {
         let runs = state.check(action, *pending, &mut stores).map_err(|problem| {
@@ -456,60 +456,10 @@ fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Every state each path passed through in the unfinished (pending) changes: what it held
-/// before and after each. A call that did not finish may have undone some of its changes
-/// itself (a failed call rolls back in place, newest first) when it was killed: its paths
-/// may hold any state of their chain, and nothing else.
-/// Two chains per path: the states its file changes left (`files`), and those with the
-/// absences its moves left too (`all`: a moved file's source after the move, a new name
-/// before it).
-#[derive(Default)]
-struct Chains {
-    files: HashMap<PathBuf, Vec<Option<String>>>,
-    all: HashMap<PathBuf, Vec<Option<String>>>,
-    /// Paths the unfinished changes moved a file to.
-    arrived: std::collections::HashSet<PathBuf>,
-}
-
-fn chains(parts: &[(usize, &Step, Action<'_>, bool)]) -> Chains {
-    let mut chains = Chains::default();
-    for (_, _, action, pending) in parts {
-        if !pending {
-            continue;
-        }
-        match action {
-            Action::File { path, before, after } => {
-                let states =
-                    [before.as_ref().map(|(_, hash)| (*hash).to_owned()), after.map(str::to_owned)];
-                chains.files.entry(path.to_path_buf()).or_default().extend(states.clone());
-                chains.all.entry(path.to_path_buf()).or_default().extend(states);
-            }
-            Action::Rename { from, to } => {
-                chains.all.entry(from.to_path_buf()).or_default().push(None);
-                chains.all.entry(to.to_path_buf()).or_default().push(None);
-                chains.arrived.insert(to.to_path_buf());
-            }
-            _ => {}
-        }
-    }
-    chains
-}
-
-/// Whether `path` holding `now` is one of the states in its chain.
-fn in_chain(
-    chains: &HashMap<PathBuf, Vec<Option<String>>>,
-    path: &Path,
-    now: &Option<String>,
-) -> bool {
-    chains.get(path).is_some_and(|chain| chain.contains(now))
-}
-
 /// The state the rollback leads to, as far as it has been simulated: what each path, row
 /// and key would hold. Anything not in it is as it is now.
 #[derive(Default)]
 struct State {
-    /// The states of each path in the unfinished changes ([`chains`]).
-    chains: Chains,
     files: HashMap<PathBuf, File>,
     /// Hashes of files on disk, read once.
     hashed: HashMap<PathBuf, Option<String>>,
@@ -566,8 +516,7 @@ impl State {
                 };
                 if pending && !happened {
                     let was = before.as_ref().map(|(_, hash)| *hash);
-                    if now.as_deref() == was || in_chain(&self.chains.all, path, &now) {
-                        // Not done, or already undone by the call itself.
+                    if now.as_deref() == was {
                         return Ok(false);
                     }
                     return Err(format!(
@@ -592,13 +541,6 @@ impl State {
                 let moved = self.hash_of(to)?.is_some() && self.hash_of(from)?.is_none();
                 if pending && !moved {
                     if self.hash_of(from)?.is_some() {
-                        return Ok(false);
-                    }
-                    // The file is nowhere because the call, undoing its own changes, moved it
-                    // back and on (or removed it) from where it had put it: nothing to move.
-                    let put_there = in_chain(&self.chains.files, from, &None)
-                        || self.chains.arrived.contains(*from);
-                    if self.hash_of(to)?.is_none() && put_there {
                         return Ok(false);
                     }
                     return Err(format!(

@@ -216,7 +216,15 @@ fn a_call_killed_at_any_moment_leaves_every_change_recorded_and_undone_by_rollba
             Some(2) if said.contains("has no effects to undo") => {
                 assert!(changed.is_empty(), "round {round}: changes, but nothing to undo")
             }
-            other => panic!("round {round}: rollback exited {other:?}: {said}"),
+            other => {
+                let shown = moat(dir.path(), &["audit", "export", "--task", &task]);
+                std::fs::write(
+                    format!("/tmp/crash-records-{}.jsonl", std::process::id()),
+                    &shown.stdout,
+                )
+                .unwrap();
+                panic!("round {round}: rollback exited {other:?}: {said}")
+            }
         }
         let restored = tree(&work);
         let differ: Vec<&String> = original
@@ -224,6 +232,20 @@ fn a_call_killed_at_any_moment_leaves_every_change_recorded_and_undone_by_rollba
             .chain(restored.keys())
             .filter(|p| original.get(*p) != restored.get(*p))
             .collect();
+        if !differ.is_empty() {
+            let shown = moat(dir.path(), &["audit", "export", "--task", &task]);
+            std::fs::write(
+                format!("/tmp/crash-records-{}.jsonl", std::process::id()),
+                &shown.stdout,
+            )
+            .unwrap();
+            let now: Vec<String> = restored.keys().cloned().collect();
+            std::fs::write(
+                format!("/tmp/crash-tree-{}.txt", std::process::id()),
+                format!("{now:?}\n{changed:?}"),
+            )
+            .unwrap();
+        }
         assert!(differ.is_empty(), "round {round} (finished: {finished}): {differ:?} not put back");
         let out = moat(dir.path(), &["audit", "verify"]);
         assert_eq!(
@@ -241,8 +263,10 @@ fn a_call_killed_at_any_moment_leaves_every_change_recorded_and_undone_by_rollba
 
 /// The log of a call that never finished: a new file `a` written twice, moved to the new
 /// name `b`, `b` overwritten; then the file `c` (there before the call) moved to `d`, and on
-/// to `e` (each a `staged` record, as the capability writes them).
-fn unfinished_call(dir: &Path) {
+/// to `e` (each a `staged` record, as the capability writes them); then, failing, it marked
+/// its newest `undoing` changes, newest first, as about to be undone (an `undoing` record
+/// each, as the capability writes them before undoing each).
+fn unfinished_call(dir: &Path, undoing: usize) {
     let mut config = moat::Config { state_dir: dir.join("state"), ..moat::Config::default() };
     config.audit.durability = moat::audit::Durability::Durable;
     let log = config.audit.dir(&config.state_dir);
@@ -276,9 +300,10 @@ fn unfinished_call(dir: &Path) {
         moved("c", "d"),
         moved("d", "e"),
     ];
+    let mut staged = Vec::new();
     for change in changes {
         let undo = Undo::Pending { scratch: None, change: Box::new(change) };
-        let staged = Event::Staged {
+        let event = Event::Staged {
             call,
             task: "T".into(),
             tool: "fs_ops".into(),
@@ -287,17 +312,34 @@ fn unfinished_call(dir: &Path) {
             target: "work:a".into(),
             undo,
         };
-        audit.record(vec![staged]).unwrap();
+        staged.push(audit.record(vec![event]).unwrap());
+    }
+    for seq in staged.iter().rev().take(undoing) {
+        audit.record(vec![Event::Undoing { call, task: "T".into(), staged: *seq }]).unwrap();
     }
 }
 
+/// What `work/` holds once the call undid its `n` newest changes.
+const UNDONE: [&[(&str, &str)]; 7] = [
+    &[("b", "Z"), ("e", "C")],
+    &[("b", "Z"), ("d", "C")],
+    &[("b", "Z"), ("c", "C")],
+    &[("b", "Y"), ("c", "C")],
+    &[("a", "Y"), ("c", "C")],
+    &[("a", "X"), ("c", "C")],
+    &[("c", "C")],
+];
+
 /// A directory with `work/` holding `files`, and the log of [`unfinished_call`]; then
 /// `moat task rollback T`.
-fn roll_back_from(files: &[(&str, &str)]) -> (tempfile::TempDir, std::process::Output) {
+fn roll_back_from(
+    undoing: usize,
+    files: &[(&str, &str)],
+) -> (tempfile::TempDir, std::process::Output) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("work")).unwrap();
     std::fs::write(dir.path().join("moat.toml"), "state_dir = \"state\"\n").unwrap();
-    unfinished_call(dir.path());
+    unfinished_call(dir.path(), undoing);
     for (name, content) in files {
         std::fs::write(dir.path().join("work").join(name), content).unwrap();
     }
@@ -307,35 +349,27 @@ fn roll_back_from(files: &[(&str, &str)]) -> (tempfile::TempDir, std::process::O
 
 #[test]
 fn a_call_killed_while_undoing_its_own_changes_is_rolled_back_from_wherever_it_stopped() {
-    // Where the call had got to undoing itself (newest first) when it was killed: nowhere,
-    // one move back, both moves back, the overwrite of `b`, the move of `a`, the second
-    // write, everything.
-    let stops: [&[(&str, &str)]; 7] = [
-        &[("b", "Z"), ("e", "C")],
-        &[("b", "Z"), ("d", "C")],
-        &[("b", "Z"), ("c", "C")],
-        &[("b", "Y"), ("c", "C")],
-        &[("a", "Y"), ("c", "C")],
-        &[("a", "X"), ("c", "C")],
-        &[("c", "C")],
-    ];
-    for files in stops {
-        let (dir, out) = roll_back_from(files);
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() || said.contains("has no effects to undo"),
-            "{files:?}: {said}"
-        );
-        let left = tree(&dir.path().join("work"));
-        let expected = BTreeMap::from([("c".to_owned(), b"C".to_vec())]);
-        assert_eq!(left, expected, "{files:?}: the work directory is as before the call");
+    // Killed after marking `marks` changes: the last marked one undone or not yet.
+    for marks in 0..=6usize {
+        for undone in [marks.saturating_sub(1), marks] {
+            let files = UNDONE[undone];
+            let (dir, out) = roll_back_from(marks, files);
+            let said = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() || said.contains("has no effects to undo"),
+                "{marks} marked, {undone} undone, {files:?}: {said}"
+            );
+            let left = tree(&dir.path().join("work"));
+            let expected = BTreeMap::from([("c".to_owned(), b"C".to_vec())]);
+            assert_eq!(left, expected, "{marks} marked, {undone} undone: as before the call");
+        }
     }
     // Anything else in their place is someone else's change: refused, nothing touched.
-    let (dir, out) = roll_back_from(&[("a", "someone else's"), ("c", "C")]);
+    let (dir, out) = roll_back_from(2, &[("a", "someone else's"), ("c", "C")]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let a = std::fs::read_to_string(dir.path().join("work/a")).unwrap();
     assert_eq!(a, "someone else's");
-    // So is a file that was there before the call and is now nowhere.
-    let (_dir, out) = roll_back_from(&[]);
+    // So is a state the marks do not account for: undone further than they say.
+    let (_dir, out) = roll_back_from(1, UNDONE[4]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -95,6 +95,7 @@ impl Matcher {
             }
             Event::Effect { call, .. }
             | Event::Staged { call, .. }
+            | Event::Undoing { call, .. }
             | Event::Result { call, .. }
             | Event::Budget { call, .. }
             | Event::Loop { call, .. } => {
@@ -203,6 +204,9 @@ pub fn describe(record: &Record) -> String {
         }
         Event::Budget { call, budget, limit, used, .. } => {
             format!("call #{call} hit its {budget} budget: used {used} of {limit}")
+        }
+        Event::Undoing { call, staged, .. } => {
+            format!("call #{call} undoes its staged change #{staged}")
         }
         Event::Breaker { scope, name, from, to, reason } => {
             format!("{scope} {name}: breaker {from} -> {to} ({reason})")

@@ -130,6 +130,10 @@ pub enum Event {
         target: String,
         undo: Undo<BlobRef>,
     },
+    /// A call that failed is about to undo, in place, the change of its `staged` record
+    /// `staged` (written, and synced when durable, before it does). After a crash, the changes
+    /// of the earlier such records of the call are undone already, and the last one's may be.
+    Undoing { call: u64, task: String, staged: u64 },
     /// How a call ended.
     Result {
         call: u64,
@@ -190,6 +194,7 @@ impl Event {
             Event::Escalation { .. } => "escalation",
             Event::Effect { .. } => "effect",
             Event::Staged { .. } => "staged",
+            Event::Undoing { .. } => "undoing",
             Event::Result { .. } => "result",
             Event::Budget { .. } => "budget",
             Event::Breaker { .. } => "breaker",

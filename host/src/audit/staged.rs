@@ -3,7 +3,9 @@
 //! it happens, and synced when the log is durable. A crash at any moment then leaves every
 //! change either not made or in the log with its undo; `moat task rollback` undoes the
 //! changes of a call that never finished whether or not they happened
-//! ([`Undo::Pending`]).
+//! ([`Undo::Pending`]). A call that fails undoes its changes in place, newest first, each
+//! after an `undoing` record naming it: a crash during that undoing leaves the log saying
+//! how far it got.
 
 use super::{Audit, AuditError, Event};
 use crate::capability::secrets::Revealed;
@@ -27,7 +29,8 @@ impl Journal {
     /// Records that `effect` is about to happen, undone by `undo`, possibly through the
     /// staging file `scratch`; returns once the record is written (and synced, when
     /// durable). An undo holding a secret value is not stored (`trail::holds_secret`): the
-    /// change is then recorded as irreversible, as its `effect` record will be.
+    /// change is then recorded as irreversible, as its `effect` record will be. Returns the
+    /// record's `seq`.
     pub fn stage(
         &self,
         call: &CallView,
@@ -35,7 +38,7 @@ impl Journal {
         effect: &Effect,
         undo: &Undo<Bytes>,
         scratch: Option<PathBuf>,
-    ) -> Result<(), AuditError> {
+    ) -> Result<u64, AuditError> {
         let pending = Undo::Pending { scratch, change: Box::new(undo.clone()) };
         let undo = match super::trail::holds_secret(&pending, secrets) {
             true => Undo::Irreversible {
@@ -53,6 +56,14 @@ impl Journal {
             target: secrets.redact(&effect.target),
             undo,
         };
+        self.audit.record(vec![event])
+    }
+
+    /// Records that the call, failing, is about to undo in place the change of its staged
+    /// record `staged`: after a crash, `moat task rollback` knows which of its changes the
+    /// call had undone already (all those marked before the last mark).
+    pub fn undoing(&self, call: &CallView, staged: u64) -> Result<(), AuditError> {
+        let event = Event::Undoing { call: self.call, task: call.task.clone(), staged };
         self.audit.record(vec![event]).map(|_| ())
     }
 }

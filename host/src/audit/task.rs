@@ -35,12 +35,16 @@ pub struct RolledBack {
 /// The effect records of `task` that no earlier rollback undid, in log order, with the
 /// `staged` records of its calls that did not finish (no `result`, as after a crash) or whose
 /// own undoing failed: those changes may or may not be on disk, and are undone if they are.
+/// A call killed while undoing itself said, before each change it undid, which one
+/// (`undoing`): the changes it had finished undoing are left out.
 /// A call that finished otherwise either committed (its `effect` records say what it left)
 /// or undid its changes itself.
 pub fn steps_of(dir: &Path, task: &str) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
     let mut staged = Vec::new();
     let mut undone = HashSet::new();
+    // Per call, the staged change it last said it was undoing.
+    let mut marked: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     // Calls of the task that ended with every change either committed or undone.
     let mut settled = HashSet::new();
     let lines = lines(&log_path(dir)).map_err(|e| format!("cannot read the audit log: {e}"))?;
@@ -63,6 +67,13 @@ pub fn steps_of(dir: &Path, task: &str) -> Result<Vec<Step>, String> {
                 }
             }
             Event::Rollback { task: t, undone: seqs, .. } if t == task => undone.extend(seqs),
+            // The call undid this change itself, unless this is its last mark (then it may
+            // have been killed in the middle): all marks before the last are done.
+            Event::Undoing { call, task: t, staged } if t == task => {
+                if let Some(previous) = marked.insert(call, staged) {
+                    undone.insert(previous);
+                }
+            }
             _ => {}
         }
     }

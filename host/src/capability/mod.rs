@@ -376,7 +376,7 @@ impl CallCaps {
             problems.push(problem);
         }
         self.kv.rollback();
-        if let Err(problem) = self.fs.rollback() {
+        if let Err(problem) = self.fs.rollback(self.journal.as_deref(), &self.call) {
             problems.push(problem);
         }
         problems.extend(self.http.irreversible());

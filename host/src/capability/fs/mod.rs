@@ -99,10 +99,11 @@ enum Step {
     Rename { dir: Arc<Dir>, from: String, to: String },
 }
 
-/// The file effects one call has staged.
+/// The file effects one call has staged: each undo step with the `seq` of the staged record
+/// of its change (when the journal is on).
 #[derive(Default)]
 pub struct FsCall {
-    undo: Vec<Step>,
+    undo: Vec<(Option<u64>, Step)>,
 }
 
 impl FsCall {
@@ -110,10 +111,23 @@ impl FsCall {
         self.undo.clear();
     }
 
-    /// Undoes every change, newest first; reports the ones that failed.
-    pub(crate) fn rollback(&mut self) -> Result<(), String> {
+    /// Undoes every change, newest first, each after its `undoing` record in the journal
+    /// (so that a crash midway leaves the log saying how far it got); reports the ones that
+    /// failed.
+    pub(crate) fn rollback(
+        &mut self,
+        journal: Option<&crate::audit::staged::Journal>,
+        call: &crate::effect::CallView,
+    ) -> Result<(), String> {
         let mut failed = Vec::new();
-        while let Some(step) = self.undo.pop() {
+        let mut marked = None;
+        while let Some((seq, step)) = self.undo.pop() {
+            if let (Some(journal), Some(seq)) = (journal, seq.filter(|s| Some(*s) != marked)) {
+                if let Err(e) = journal.undoing(call, seq) {
+                    tracing::error!("the undoing of staged change {seq} is not recorded: {e}");
+                }
+                marked = Some(seq);
+            }
             let outcome = match &step {
                 Step::Restore { dir, path, scratch, before } => {
                     file::put_back(dir, path, scratch, before.as_ref())
@@ -232,10 +246,13 @@ impl HostDir for CallState {
         let image = before.as_ref().map(|found| found.bytes.clone());
         let how =
             undo::Undo::File { path: absolute, before: image, after: Some(undo::hash(&data)) };
-        if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
-            self.caps.effects.truncate(staged);
-            return Ok(Err(refusal));
-        }
+        let seq = match self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
+            Ok(seq) => seq,
+            Err(refusal) => {
+                self.caps.effects.truncate(staged);
+                return Ok(Err(refusal));
+            }
+        };
         let permissions = before.as_ref().map(|found| &found.permissions);
         if let Err(e) = file::replace(&dir, &path, &scratch, &data, permissions) {
             // Nothing changed: the file is replaced by a rename, or not at all.
@@ -243,7 +260,7 @@ impl HostDir for CallState {
             return Ok(Err(io_error(&grant, &path, e)));
         }
         undo::attach(&mut self.caps.effects, staged, how);
-        self.caps.fs.undo.push(Step::Restore { dir, path, scratch, before });
+        self.caps.fs.undo.push((seq, Step::Restore { dir, path, scratch, before }));
         Ok(Ok(()))
     }
 
@@ -317,16 +334,19 @@ impl HostDir for CallState {
         let absolute = self.absolute(&handle, &path)?;
         let image = Some(before.bytes.clone());
         let how = undo::Undo::File { path: absolute, before: image, after: None };
-        if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
-            self.caps.effects.truncate(staged);
-            return Ok(Err(refusal));
-        }
+        let seq = match self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
+            Ok(seq) => seq,
+            Err(refusal) => {
+                self.caps.effects.truncate(staged);
+                return Ok(Err(refusal));
+            }
+        };
         if let Err(e) = dir.remove_file(&path) {
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
         undo::attach(&mut self.caps.effects, staged, how);
-        self.caps.fs.undo.push(Step::Restore { dir, path, scratch, before: Some(before) });
+        self.caps.fs.undo.push((seq, Step::Restore { dir, path, scratch, before: Some(before) }));
         Ok(Ok(()))
     }
 
@@ -378,23 +398,27 @@ impl HostDir for CallState {
             },
         };
         let scratch = file::scratch_beside(&destination);
-        if let Err(refusal) = self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
-            self.caps.effects.truncate(staged);
-            return Ok(Err(refusal));
-        }
+        let seq = match self.journal(staged, &how, Some(self.absolute(&handle, &scratch)?)) {
+            Ok(seq) => seq,
+            Err(refusal) => {
+                self.caps.effects.truncate(staged);
+                return Ok(Err(refusal));
+            }
+        };
         if let Err(e) = dir.rename(&source, &dir, &destination) {
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &source, e)));
         }
         undo::attach(&mut self.caps.effects, staged, how);
         // Undone newest first: move the file back, then restore what it replaced.
-        self.caps.fs.undo.push(Step::Restore {
+        let restore = Step::Restore {
             dir: dir.clone(),
             path: destination.clone(),
             scratch,
             before: replaced,
-        });
-        self.caps.fs.undo.push(Step::Rename { dir, from: destination, to: source });
+        };
+        self.caps.fs.undo.push((seq, restore));
+        self.caps.fs.undo.push((seq, Step::Rename { dir, from: destination, to: source }));
         Ok(Ok(()))
     }
 
@@ -490,12 +514,13 @@ impl CallState {
         staged: usize,
         how: &undo::Undo<undo::Bytes>,
         scratch: Option<PathBuf>,
-    ) -> Result<(), FsError> {
+    ) -> Result<Option<u64>, FsError> {
         let (Some(journal), Some(effect)) = (&self.caps.journal, self.caps.effects.get(staged))
         else {
-            return Ok(());
+            return Ok(None);
         };
-        journal.stage(&self.caps.call, &self.caps.secrets, effect, how, scratch).map_err(|e| {
+        let staged = journal.stage(&self.caps.call, &self.caps.secrets, effect, how, scratch);
+        staged.map(Some).map_err(|e| {
             FsError::Io(format!(
                 "`{}` was not changed: the change cannot be recorded in the audit log: {e}",
                 effect.target
