@@ -143,3 +143,31 @@ fn through_the_mcp_server_a_misspelt_policies_directory_is_an_error_result_for_e
     }
     assert!(client.hang_up().success());
 }
+
+#[test]
+fn through_the_mcp_server_a_broken_or_removed_policy_refuses_every_call_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::copy(policy("stamp"), policies.join("50-stamp.wasm")).unwrap();
+    std::fs::write(policies.join("60-broken.wasm"), b"not wasm").unwrap();
+    let tools = built("tools");
+    let text =
+        format!("state_dir = \"state\"\n[plugins]\ntools = [{tools:?}]\npolicies = \"policies\"\n");
+    let mut client = Client::start_with_config(dir.path(), &text);
+    let message = |result: &serde_json::Value| {
+        assert_eq!(result["isError"], true, "{result}");
+        result["structuredContent"]["error"]["message"].as_str().unwrap_or_default().to_owned()
+    };
+    let said = message(&client.call("echo", json!({"text": "one"}), json!({})));
+    assert!(said.contains("60-broken.wasm: not a WebAssembly file"), "{said}");
+    // Fixed: the broken file goes; calls go on under the policy in force.
+    std::fs::remove_file(policies.join("60-broken.wasm")).unwrap();
+    let result = client.call("echo", json!({"text": "two"}), json!({}));
+    assert_eq!(result["isError"], false, "{result}");
+    // A policy removed while serving: refused again, naming it.
+    std::fs::remove_file(policies.join("50-stamp.wasm")).unwrap();
+    let said = message(&client.call("echo", json!({"text": "three"}), json!({})));
+    assert!(said.contains("50-stamp.wasm: was in force and has been removed"), "{said}");
+    assert!(client.hang_up().success());
+}

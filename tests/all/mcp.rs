@@ -239,6 +239,23 @@ fn a_long_output_says_how_to_read_on_and_read_more_reads_on() {
 }
 
 #[test]
+fn reading_on_is_admitted_like_any_call_and_refused_past_the_tasks_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "[window]\ntokens = 200\n[task]\ncalls = 2\n");
+    let meta = json!({"moat/task": "reader"});
+    let first = client.call("lines", json!({"count": 200}), meta.clone());
+    let cursor = first["_meta"]["moat/window"]["cursor"].as_str().expect("a cursor").to_owned();
+    let next = client.call("read_more", json!({"cursor": cursor}), meta.clone());
+    assert_eq!(next["isError"], false, "{next}");
+    let cursor = next["_meta"]["moat/window"]["cursor"].as_str().expect("a cursor").to_owned();
+    let refused = client.call("read_more", json!({"cursor": cursor}), meta);
+    let error = refusal(&refused);
+    assert_eq!(error["kind"], "task_budget", "{refused}");
+    assert!(error["message"].as_str().unwrap().contains("calls budget: limit 2"), "{refused}");
+    assert!(client.hang_up().success());
+}
+
+#[test]
 fn a_call_over_its_fuel_budget_is_an_error_result_of_kind_budget() {
     let dir = tempfile::tempdir().unwrap();
     let mut client = Client::start(dir.path(), "[budgets]\nfuel = 1_000_000\n");
