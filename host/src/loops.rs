@@ -173,8 +173,11 @@ const PRINCIPALS: usize = 10_000;
 /// whatever the arguments.
 pub struct PrincipalLoops {
     config: LoopConfig,
-    recent: Mutex<(HashMap<String, VecDeque<([u8; 32], bool)>>, VecDeque<String>)>,
+    recent: Mutex<(HashMap<String, Recent>, VecDeque<String>)>,
 }
+
+/// One principal's last calls: the hash of each exact call, and whether it failed.
+type Recent = VecDeque<([u8; 32], bool)>;
 
 impl PrincipalLoops {
     pub fn new(config: LoopConfig) -> PrincipalLoops {

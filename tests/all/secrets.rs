@@ -151,7 +151,7 @@ fn assert_clean(json: &str, secret: &str) {
 fn assert_no_file_holds(dir: &Path, secret: &str) {
     let mut forms: Vec<Vec<u8>> = forms(secret).into_iter().map(String::into_bytes).collect();
     let quoted = serde_json::to_string(secret).unwrap();
-    forms.push(quoted[1..quoted.len() - 1].as_bytes().to_vec());
+    forms.push(quoted.as_bytes()[1..quoted.len() - 1].to_vec());
     let mut stack = vec![dir.to_owned()];
     let mut files = 0;
     while let Some(path) = stack.pop() {

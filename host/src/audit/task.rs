@@ -61,10 +61,10 @@ pub fn steps_of(dir: &Path, task: &str) -> Result<Vec<Step>, String> {
             Event::Staged { call, task: t, tool, target, undo, .. } if t == task => {
                 staged.push((call, Step { seq: record.seq, tool, target, undo }));
             }
-            Event::Result { call, task: t, error_kind, .. } if t == task => {
-                if error_kind.as_deref() != Some("rollback_failed") {
-                    settled.insert(call);
-                }
+            Event::Result { call, task: t, error_kind, .. }
+                if t == task && error_kind.as_deref() != Some("rollback_failed") =>
+            {
+                settled.insert(call);
             }
             Event::Rollback { task: t, undone: seqs, .. } if t == task => undone.extend(seqs),
             // The call undid this change itself, unless this is its last mark (then it may

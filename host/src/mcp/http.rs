@@ -161,7 +161,7 @@ pub async fn serve_http(
                             request.extensions_mut().insert(identity);
                         }
                         Ok(None) => {}
-                        Err(refusal) => return Ok::<_, Infallible>(refusal),
+                        Err(refusal) => return Ok::<_, Infallible>(*refusal),
                     }
                     match read_body(request).await {
                         Ok(request) => service.call(request).await,
@@ -189,13 +189,13 @@ pub async fn serve_http(
 fn authorize(
     request: &Request<Incoming>,
     tokens: &[Accepted],
-) -> Result<Option<Arc<Identity>>, Response<Body>> {
+) -> Result<Option<Arc<Identity>>, Box<Response<Body>>> {
     let path = request.uri().path();
     if path != ENDPOINT {
-        return Err(reply(
+        return Err(Box::new(reply(
             StatusCode::NOT_FOUND,
             &format!("no such endpoint: {path}; MCP is at {ENDPOINT}"),
-        ));
+        )));
     }
     if tokens.is_empty() {
         return Ok(None);
@@ -224,7 +224,7 @@ fn authorize(
     refusal
         .headers_mut()
         .insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-    Err(refusal)
+    Err(Box::new(refusal))
 }
 
 /// The request with its body read whole: at most [`MAX_BODY`] bytes, and JSON, or it is

@@ -281,7 +281,6 @@ mod tests {
         }
         assert_eq!(out, "[redacted:B]");
         // Dropping a deep value recurses in serde_json: take it apart by hand.
-        let mut value = value;
         while let Value::Array(mut items) = value {
             value = items.pop().unwrap_or(Value::Null);
         }

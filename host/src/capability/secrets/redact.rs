@@ -116,7 +116,7 @@ impl Redactor {
             return Redactor::default();
         }
         // Longest first: where two forms start at the same place, the longer one is taken.
-        patterns.sort_by(|a, b| b.0.cmp(&a.0));
+        patterns.sort_by_key(|pattern| std::cmp::Reverse(pattern.0));
         let config = Regex::config()
             .nfa_size_limit(None)
             .which_captures(regex_automata::nfa::thompson::WhichCaptures::Implicit);

@@ -440,11 +440,11 @@ impl Database {
             (std::mem::take(&mut watch.writes), std::mem::take(&mut watch.deletes))
         };
         for table in writes {
-            if !self.tables.contains_key(&table) {
-                let quoted = table.replace('"', "\"\"");
+            if let std::collections::hash_map::Entry::Vacant(entry) = self.tables.entry(table) {
+                let quoted = entry.key().replace('"', "\"\"");
                 let count = format!("SELECT count(*) FROM main.\"{quoted}\"");
                 let rows: i64 = internal(conn, watch, |c| c.query_row(&count, [], |r| r.get(0)))?;
-                self.tables.insert(table, Before { rows: rows.max(0) as u64, ..Before::default() });
+                entry.insert(Before { rows: rows.max(0) as u64, ..Before::default() });
             }
         }
         limits.before = self.tables.clone();
@@ -461,13 +461,12 @@ impl Database {
             let mut watch = lock(watch);
             (std::mem::take(&mut watch.count), watch.limits.take())
         };
-        let refused = match &count.refusal {
-            Some(Refusal::Denied(reason)) => Some(SqlError::Denied(format!(
+        let refused = count.refusal.as_ref().map(|Refusal::Denied(reason)| {
+            SqlError::Denied(format!(
                 "tool `{}` may not {reason}",
                 limits.as_ref().map_or("?", |l| l.tool.as_str())
-            ))),
-            None => None,
-        };
+            ))
+        });
         let (rows, limits) = match (outcome, refused, limits) {
             (Ok(rows), None, Some(limits)) => (rows as u64, limits),
             (outcome, refused, _) => {
