@@ -724,10 +724,10 @@ act: Reliability: breakers, loops, output windows, task budgets
 say: Alerts for a person go to moat's standard error (shown), to target/demo/.moat/alerts.jsonl,
 say: and to a webhook if one is configured.
 start: --config moat.toml | the sandbox again
-# a flaky backend fails five calls in a row: its breaker opens
-{"tool": "flaky", "args": {"fail": true}, "meta": {"task": "report-$n"}, "expect": "tool_error", "times": 5}
+# a flaky backend fails three calls in a row ([breakers] failures = 3): its breaker opens
+{"tool": "flaky", "args": {"fail": true}, "meta": {"task": "report-$n"}, "expect": "tool_error", "times": 3}
 # the next call is refused at once, saying when to retry
-{"tool": "flaky", "args": {"fail": false}, "meta": {"task": "report-6"}, "expect": "breaker"}
+{"tool": "flaky", "args": {"fail": false}, "meta": {"task": "report-4"}, "expect": "breaker"}
 # an agent stuck in a loop makes the same call again and again: the sixth is refused
 {"tool": "ok", "meta": {"task": "loop", "session": "agent-7"}, "times": 5}
 {"tool": "ok", "meta": {"task": "loop", "session": "agent-7"}, "expect": "loop"}
@@ -736,8 +736,8 @@ start: --config moat.toml | the sandbox again
 # read_more reads on exactly where it stopped
 {"tool": "read_more", "args": {"cursor": "$cursor"}, "meta": {"task": "big"}}
 # a task's token budget (2,000,000 by default) counts tool output and the tokens the agent says its model spent: the third step is over it
-{"tool": "ok", "meta": {"task": "essay", "modelTokens": 900000}, "times": 2}
-{"tool": "ok", "meta": {"task": "essay", "modelTokens": 900000}, "expect": "task_budget"}
+{"tool": "echo", "args": {"text": "paragraph $n"}, "meta": {"task": "essay", "modelTokens": 900000}, "times": 2}
+{"tool": "echo", "args": {"text": "paragraph 3"}, "meta": {"task": "essay", "modelTokens": 900000}, "expect": "task_budget"}
 
 act: The task ends
 say: The agent checks its work and reports back: moat/taskOutput records the end of the task

@@ -16,6 +16,10 @@ tools = ["../wasm/tools", "../wasm/tests"]
 [escalation]
 client = "allowed"
 
+# A flaky backend's breaker opens after three failures in a row.
+[breakers]
+failures = 3
+
 # db_query may read orders; db_execute may also change them, within limits.
 [tools.db_query.grants.sql.main]
 path = "shop.db"
