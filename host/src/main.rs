@@ -522,6 +522,7 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
             model_tokens: entry.model_tokens,
             budgets: entry.budgets,
             cancel: None,
+            tools: None,
         };
         println!("→ {} {}", request.tool, abbreviated(&request.args));
         match host.run(&request) {

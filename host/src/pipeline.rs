@@ -101,6 +101,9 @@ pub struct CallRequest {
     /// Set to stop the call in flight (an MCP cancel, a client gone): its effects are rolled
     /// back and it is recorded as cancelled.
     pub cancel: Option<crate::cancel::Cancel>,
+    /// The tools this caller may call (a named token's `tools`), as the embedder knows it;
+    /// `None`: all. Another is refused before it runs, and recorded.
+    pub tools: Option<Vec<String>>,
 }
 
 impl CallRequest {
@@ -406,6 +409,14 @@ impl Host {
         // 1. Admission: the tool exists; the task's budgets are not used up; the tool's
         //    breaker and the task's are closed (or this is one of their probes).
         let (plugin, spec) = found.ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
+        if request.tools.as_ref().is_some_and(|tools| !tools.iter().any(|t| t == tool)) {
+            let reason = format!("`{}` may not call it ([serve.tokens] tools)", call.principal);
+            return Err(CallError::Denied {
+                tool: tool.to_owned(),
+                stage: Stage::BeforeCall,
+                reason,
+            });
+        }
         if call.cancel.is_cancelled() {
             return Err(CallError::Cancelled { tool: tool.to_owned(), stage: Stage::BeforeCall });
         }

@@ -560,7 +560,7 @@ fn over_http_each_named_token_is_a_principal_with_the_tools_it_may_list_and_call
     let out = moat.session_with(&["--token", &writer], scenario(None, steps)).ran();
     out.success(2);
 
-    // Each call's record names the token it came with.
+    // Each call's record names the token it came with, the refused one too.
     let principals: Vec<String> = lines(&audit::log_path(&moat.path("state/audit")))
         .unwrap()
         .filter_map(|line| match line.ok()? {
@@ -571,7 +571,8 @@ fn over_http_each_named_token_is_a_principal_with_the_tools_it_may_list_and_call
             _ => None,
         })
         .collect();
-    assert_eq!(principals, ["http:reader", "http:writer", "http:writer"], "{principals:?}");
+    let expected = ["http:reader", "http:reader", "http:writer", "http:writer"];
+    assert_eq!(principals, expected, "{principals:?}");
 }
 
 /// The tools of the calls in moat's audit log so far (a record being written is skipped).

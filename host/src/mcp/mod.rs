@@ -317,16 +317,6 @@ impl ServerHandler for McpServer {
         let meta =
             CallMeta::parse(&fields).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let (principal, allowed) = self.caller(&context);
-        if let Some(tools) = allowed.filter(|tools| {
-            request.name != crate::controls::READ_MORE && !tools.iter().any(|t| *t == request.name)
-        }) {
-            let error = CallError::Denied {
-                tool: request.name.to_string(),
-                stage: crate::error::Stage::BeforeCall,
-                reason: format!("`{principal}` may not call it ([serve.tokens] tools)"),
-            };
-            return Ok(result::refusal(&error, &tools).into());
-        }
         let task = meta.task.unwrap_or_else(|| self.session.clone());
         let first = self.first_seen(&task);
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
@@ -364,6 +354,7 @@ impl ServerHandler for McpServer {
                 model_tokens: meta.model_tokens,
                 budgets: Default::default(),
                 cancel: Some(cancel.clone()),
+                tools: allowed.clone(),
             },
             task: task.clone(),
             prompt: meta.prompt.filter(|_| first),
@@ -382,7 +373,13 @@ impl ServerHandler for McpServer {
         }
         let mut answer = match &outcome {
             Ok(response) => result::success(response),
-            Err(error) => result::refusal(error, &self.tool_names()),
+            Err(error) => {
+                let mut names = self.tool_names();
+                if let Some(tools) = &allowed {
+                    names.retain(|name| tools.contains(name));
+                }
+                result::refusal(error, &names)
+            }
         };
         if let Some(note) = note {
             answer.content.push(rmcp::model::ContentBlock::text(note));
