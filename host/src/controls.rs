@@ -226,7 +226,14 @@ impl Controls {
             let alert = Alert::new(AlertKind::LoopDetected, message).with_tool(&call.tool);
             events.push(self.raise(alert.with_task(&call.task).with_session(&call.session)));
         }
-        if !matches!(outcome, Err(CallError::UnknownTool(_) | CallError::InvalidArguments { .. })) {
+        // A call the loop check itself refused was not made: it does not count.
+        let counted = !matches!(
+            outcome,
+            Err(CallError::UnknownTool(_)
+                | CallError::InvalidArguments { .. }
+                | CallError::Loop { .. })
+        );
+        if counted {
             let key = loops::Key::new(&call.tool, &call.args);
             let error = outcome.as_ref().err().map(|e| redact(&e.to_string()));
             self.loops.record(&call.session, &key, error.as_deref());

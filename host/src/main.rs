@@ -174,7 +174,11 @@ fn main() -> ExitCode {
         .with_writer(|| LogWriter)
         .with_target(false)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        quiet_on_closed_pipe();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -579,4 +583,16 @@ fn new_token(name: &str) -> anyhow::Result<ExitCode> {
     println!("blake3 = \"{hash}\"");
     println!("# tools = [\"echo\"]   # the tools it may list and call (default: all)");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command whose reader goes away (`moat tools | head -1`) ends there, as command-line
+/// tools do, instead of panicking in `println!`. Not for `moat serve`, which handles a
+/// client gone as an error of its own (and rolls back its calls in flight).
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE, before any other thread is started,
+    // touches nothing else.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 ///
 /// ```toml
 /// [limits.principal]
-/// calls_per_hour = 2000
+/// calls_per_hour = 2000          # off (0) by default, as are the tokens
 /// deletes_per_day = 1000
 /// written_per_hour = "1 GiB"
 /// ```
@@ -48,17 +48,20 @@ pub struct PrincipalLimits {
     pub written_per_day: ByteSize,
 }
 
+// Calls and tokens are off by default: a program may make ten thousand calls a second
+// through moat, and only the operator knows what an agent's caller needs. What destroys or
+// fills has limits out of the box.
 fn default_calls_per_hour() -> u64 {
-    10_000
+    0
 }
 fn default_calls_per_day() -> u64 {
-    100_000
+    0
 }
 fn default_tokens_per_hour() -> u64 {
-    20_000_000
+    0
 }
 fn default_tokens_per_day() -> u64 {
-    200_000_000
+    0
 }
 fn default_deletes_per_hour() -> u64 {
     1_000
@@ -221,6 +224,9 @@ impl PrincipalMeters {
         amount: u64,
     ) -> Result<Result<(), Over>, StateError> {
         let (per_hour, per_day) = self.limits(meter);
+        if per_hour == 0 && per_day == 0 {
+            return Ok(Ok(())); // Not limited: nothing to count.
+        }
         self.db.with(|conn| {
             let tx = rusqlite::Transaction::new_unchecked(
                 conn,
@@ -237,8 +243,9 @@ impl PrincipalMeters {
     }
 
     /// Counts `amount` on `meter`, whatever the windows say (what already happened).
+    /// A meter without limits is not kept.
     pub fn add(&self, principal: &str, meter: Meter, amount: u64) -> Result<(), StateError> {
-        if amount == 0 {
+        if amount == 0 || self.limits(meter) == (0, 0) {
             return Ok(());
         }
         self.db.with(|conn| add(conn, principal, meter, amount))

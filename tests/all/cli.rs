@@ -160,3 +160,23 @@ fn every_toml_example_in_the_readme_is_a_valid_configuration() {
         }
     }
 }
+
+#[test]
+fn a_reader_going_away_ends_moat_quietly_not_with_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .current_dir(dir.path())
+        .arg("--tools")
+        .arg(built("tests"))
+        .arg("tools")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("moat runs");
+    // The reader is gone before moat writes its first line (`moat tools | head -0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

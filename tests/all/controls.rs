@@ -168,6 +168,9 @@ fn an_agent_repeating_a_call_is_refused_at_the_limit_and_told_what_it_repeats() 
     }
     let reason = loop_refusal(call(&host, "ok", "{}", "t"));
     assert!(reason.contains("already made this exact call of `ok` 3 times (limit 3)"), "{reason}");
+    // A refused call was not made: asked again, the count is the same.
+    let reason = loop_refusal(call(&host, "ok", "{}", "t"));
+    assert!(reason.contains("`ok` 3 times (limit 3)"), "{reason}");
     assert!(reason.contains("use the earlier result, or change the arguments"), "{reason}");
     // Another session label of the same caller is no way around it.
     let reason = loop_refusal(call(&host, "ok", "{}", "other"));

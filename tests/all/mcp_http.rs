@@ -150,6 +150,13 @@ fn with_auth_token_a_request_without_the_bearer_token_is_401_and_with_it_is_serv
     let bearer = format!("Bearer {token}");
     let (status, body) = post(&server, &[("Authorization", &bearer)], &initialize());
     assert_eq!(status, 200, "{body}");
+    // The scheme's case does not matter (RFC 9110); the token's does.
+    let lower = format!("bearer {token}");
+    let (status, body) = post(&server, &[("Authorization", &lower)], &initialize());
+    assert_eq!(status, 200, "{body}");
+    let upper = format!("Bearer {}", token.to_uppercase());
+    let (status, _) = post(&server, &[("Authorization", &upper)], &initialize());
+    assert_eq!(status, 401);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -204,7 +204,11 @@ fn authorize(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(|value| {
+            // The scheme is case-insensitive (RFC 9110 section 11.1).
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .map(|given| blake3::hash(given.trim().as_bytes()));
     // blake3::Hash compares in constant time; every token is compared.
     let mut found = None;
