@@ -174,8 +174,14 @@ fn host_config(audit: &str, cache: &Path) -> String {
     )
 }
 
+/// One call in `task`, made by a caller of its own per task: the threads of a throughput run
+/// are distinct agents (each its own principal), as they would be through `moat serve`.
 fn call(host: &Host, tool: &str, args: &str, task: &str) {
-    let request = CallRequest { task: Some(task.to_owned()), ..CallRequest::new(tool, args) };
+    let request = CallRequest {
+        task: Some(task.to_owned()),
+        principal: Some(format!("bench-{task}")),
+        ..CallRequest::new(tool, args)
+    };
     if let Err(error) = host.run(&request) {
         panic!("a bench call failed: {error}");
     }
