@@ -6,13 +6,12 @@
 use crate::alert::{Alert, AlertKind, Alerts};
 use crate::audit::Event;
 use crate::breaker::{self, Admitted, Breakers};
-use crate::capability::Over;
 use crate::config::Config;
 use crate::effect::CallView;
 use crate::error::{CallError, ToolErrorKind};
 use crate::loops::{self, Loops, PrincipalLoops};
 use crate::pipeline::CallResponse;
-use crate::principal::{Meter, PrincipalMeters};
+use crate::principal::{Meter, Over, PrincipalMeters};
 use crate::state::StateDb;
 use crate::task_budget::{TaskBudgetError, TaskLedger};
 use crate::tokens::{TokenError, Tokenizer};

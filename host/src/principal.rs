@@ -5,11 +5,20 @@
 //! in one-minute buckets, so that the windows hold across restarts and processes sharing
 //! `STATE_DIR`; a window that cannot be read is full (fail closed).
 
-use crate::capability::Over;
 use crate::state::{StateDb, StateError};
 use crate::units::ByteSize;
 use serde::Deserialize;
 use std::sync::Arc;
+
+/// A magnitude limit that would be exceeded, with the numbers for the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Over {
+    /// `"per call"`, `"per task"`, or a window of the principal's.
+    pub scope: &'static str,
+    pub limit: u64,
+    /// Already used in that scope, before this operation.
+    pub used: u64,
+}
 
 /// `[limits.principal]` of `moat.toml`. A limit of 0 turns it off.
 ///

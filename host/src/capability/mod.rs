@@ -164,15 +164,9 @@ impl Shared {
     }
 }
 
-/// A magnitude limit that would be exceeded, with the numbers for the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Over {
-    /// `"per call"` or `"per task"`.
-    pub scope: &'static str,
-    pub limit: u64,
-    /// Already used in that scope, before this operation.
-    pub used: u64,
-}
+/// A magnitude limit that would be exceeded (defined with the principals' windows, which
+/// report the same way).
+pub use crate::principal::Over;
 
 /// What one call may do, and what it has staged so far.
 pub(crate) struct CallCaps {
