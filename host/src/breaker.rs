@@ -2,18 +2,20 @@
 //! consecutive failures or too high a failure rate over its recent calls; a task's after too
 //! many consecutive failed calls or too many calls without a new successful result. Open
 //! refuses at once, saying why and when to retry; after the cool-down a bounded number of
-//! probes go through (half-open): a success closes it, a failure opens it again. The state
-//! lives in the state database, so a restart does not forget an open breaker: a change of
-//! position is written at once; the counts that lead to one are written behind (at most
-//! `FLUSH` later, and when the breakers are dropped), so a call does not pay for a write.
+//! probes go through (half-open): a success closes it, a failure opens it again. Each probe
+//! holds a lease, with a holder and an expiry: it is given back when its call ends in any
+//! way, and is void once it expires or its process dies, so a probe that cannot report
+//! never leaves a breaker stuck. The state lives in the state database, read and written
+//! there in one transaction per admission and per outcome: a restart forgets nothing, and
+//! processes sharing `STATE_DIR` share the breakers.
 
 use crate::state::{StateDb, StateError};
 use crate::units::Millis;
-use rusqlite::OptionalExtension;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// `[breakers]` in `moat.toml`.
 #[derive(Clone, Debug, Deserialize)]
@@ -33,9 +35,13 @@ pub struct BreakerConfig {
     /// How long an open breaker refuses before letting probes through.
     #[serde(default = "default_cool_down")]
     pub cool_down: Millis,
-    /// Calls let through while half-open.
+    /// Calls let through at once while half-open.
     #[serde(default = "default_probes")]
     pub probes: u32,
+    /// How long a probe's lease lasts at most: a probe still running then (or whose
+    /// process died, at once) no longer holds the half-open breaker.
+    #[serde(default = "default_probe_lease")]
+    pub probe_lease: Millis,
     /// Consecutive failed calls of one task that stop it (0: never).
     #[serde(default = "default_task_failures")]
     pub task_failures: u32,
@@ -62,6 +68,9 @@ fn default_cool_down() -> Millis {
 fn default_probes() -> u32 {
     1
 }
+fn default_probe_lease() -> Millis {
+    Millis(5 * 60 * 1000)
+}
 fn default_task_failures() -> u32 {
     10
 }
@@ -78,6 +87,7 @@ impl Default for BreakerConfig {
             min_calls: default_min_calls(),
             cool_down: default_cool_down(),
             probes: default_probes(),
+            probe_lease: default_probe_lease(),
             task_failures: default_task_failures(),
             task_no_progress: default_task_no_progress(),
         }
@@ -138,8 +148,6 @@ struct State {
     /// When it opened (ms since the Unix epoch), and why.
     opened_at: u64,
     reason: String,
-    /// Probes still allowed through while half-open.
-    probes: u32,
 }
 
 impl State {
@@ -151,7 +159,6 @@ impl State {
             recent: String::new(),
             opened_at: 0,
             reason: String::new(),
-            probes: 0,
         }
     }
 }
@@ -204,33 +211,40 @@ pub struct Outcome<'a> {
     pub output: Option<&'a str>,
 }
 
-/// What admission let through: whether the call is a probe of a half-open breaker.
-#[derive(Clone, Copy, Debug, Default)]
+/// What admission let through: the probe leases the call holds, of a half-open breaker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Admitted {
-    tool_probe: bool,
-    task_probe: bool,
+    tool_probe: Option<i64>,
+    task_probe: Option<i64>,
 }
 
-/// How long counts may wait to be written.
-const FLUSH: Duration = Duration::from_secs(1);
-/// Breakers and results kept in memory; past this, they are written and forgotten.
-const KEPT: usize = 100_000;
+/// Breakers (and task results) kept; past this, the least recently written closed ones and
+/// the oldest results are forgotten.
+const KEPT: i64 = 100_000;
+/// Calls recorded between two prunings of the tables.
+const PRUNE_EVERY: u64 = 256;
 
+/// The breakers of one state database. Every admission and every outcome is one
+/// transaction there: hosts sharing `STATE_DIR` see one position, never lose each other's
+/// counts, and cannot both take the last probe.
 pub struct Breakers {
     db: Arc<StateDb>,
     config: BreakerConfig,
-    cache: Mutex<Cache>,
+    /// Calls recorded by this process, for pruning now and then.
+    recorded: AtomicU64,
 }
 
-/// The breakers in use, authoritative in this process, and what is still to be written.
-struct Cache {
-    states: HashMap<(Scope, String), State>,
-    dirty: HashSet<(Scope, String)>,
-    /// (task, output hash) pairs known to be stored or pending.
-    seen: HashSet<(String, String)>,
-    pending: Vec<(String, String)>,
-    flushed: Instant,
-}
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS breakers (
+        scope TEXT NOT NULL, name TEXT NOT NULL, position TEXT NOT NULL,
+        consecutive INTEGER NOT NULL, stale INTEGER NOT NULL, recent TEXT NOT NULL,
+        opened_at INTEGER NOT NULL, reason TEXT NOT NULL, probes INTEGER NOT NULL,
+        PRIMARY KEY (scope, name));
+    CREATE TABLE IF NOT EXISTS task_results (
+        task TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (task, hash));
+    CREATE TABLE IF NOT EXISTS breaker_probes (
+        lease INTEGER PRIMARY KEY, scope TEXT NOT NULL, name TEXT NOT NULL,
+        pid INTEGER NOT NULL, started INTEGER NOT NULL, expires INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS breaker_probes_of ON breaker_probes (scope, name);";
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -241,60 +255,102 @@ fn now_ms() -> u64 {
 
 impl Breakers {
     pub fn new(db: Arc<StateDb>, config: BreakerConfig) -> Result<Breakers, StateError> {
-        db.with(|conn| {
-            conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS breakers (
-                    scope TEXT NOT NULL, name TEXT NOT NULL, position TEXT NOT NULL,
-                    consecutive INTEGER NOT NULL, stale INTEGER NOT NULL, recent TEXT NOT NULL,
-                    opened_at INTEGER NOT NULL, reason TEXT NOT NULL, probes INTEGER NOT NULL,
-                    PRIMARY KEY (scope, name));
-                 CREATE TABLE IF NOT EXISTS task_results (
-                    task TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (task, hash));",
-            )
-        })?;
-        let cache = Cache {
-            states: HashMap::new(),
-            dirty: HashSet::new(),
-            seen: HashSet::new(),
-            pending: Vec::new(),
-            flushed: Instant::now(),
-        };
-        Ok(Breakers { db, config, cache: Mutex::new(cache) })
+        db.with(|conn| conn.execute_batch(SCHEMA))?;
+        Ok(Breakers { db, config, recorded: AtomicU64::new(0) })
     }
 
     /// Lets a call through, or refuses it while the tool's or the task's breaker is open.
+    /// A call let through a half-open breaker holds one of its probe leases until its
+    /// outcome is recorded; refused by either breaker, it holds none (one transaction).
     pub fn admit(&self, tool: &str, task: &str) -> Result<Result<Admitted, Refusal>, StateError> {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let keys = [(Scope::Tool, tool), (Scope::Task, task)];
+        self.db.with(|conn| {
+            // Both closed (the common case): a read, nothing to take.
+            let mut closed = true;
+            for (scope, name) in keys {
+                closed &= load(conn, scope, name)?.position == Position::Closed;
+            }
+            if closed {
+                return Ok(Ok(Admitted::default()));
+            }
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let mut admitted = Admitted::default();
+            for (scope, name) in keys {
+                match self.admit_one(&tx, scope, name)? {
+                    Ok(lease) if scope == Scope::Tool => admitted.tool_probe = lease,
+                    Ok(lease) => admitted.task_probe = lease,
+                    // Dropping the transaction gives back what the other breaker gave.
+                    Err(refusal) => return Ok(Err(refusal)),
+                }
+            }
+            tx.commit()?;
+            Ok(Ok(admitted))
+        })
+    }
+
+    /// One breaker's admission, inside the caller's transaction: `Some(lease)` for a probe.
+    fn admit_one(
+        &self,
+        tx: &Connection,
+        scope: Scope,
+        name: &str,
+    ) -> rusqlite::Result<Result<Option<i64>, Refusal>> {
+        let mut state = load(tx, scope, name)?;
         let now = now_ms();
-        let mut admitted = Admitted::default();
-        for (scope, name) in [(Scope::Tool, tool), (Scope::Task, task)] {
-            let mut state = self.load(&mut cache, scope, name)?;
-            let cool_down = self.config.cool_down.0;
-            let probe = match state.position {
-                Position::Closed => false,
-                Position::Open if now < state.opened_at.saturating_add(cool_down) => {
-                    let left = state.opened_at.saturating_add(cool_down) - now;
-                    return Ok(Err(self.refusal(scope, name, &state, left)));
-                }
-                Position::Open | Position::HalfOpen => {
-                    if state.position == Position::Open {
-                        state.position = Position::HalfOpen;
-                        state.probes = self.config.probes.max(1);
-                    }
-                    if state.probes == 0 {
-                        return Ok(Err(self.refusal(scope, name, &state, 0)));
-                    }
-                    state.probes -= 1;
-                    self.store(&mut cache, scope, name, state, true)?;
-                    true
-                }
-            };
-            match scope {
-                Scope::Tool => admitted.tool_probe = probe,
-                Scope::Task => admitted.task_probe = probe,
+        let reopens = state.opened_at.saturating_add(self.config.cool_down.0);
+        match state.position {
+            Position::Closed => return Ok(Ok(None)),
+            Position::Open if now < reopens => {
+                return Ok(Err(self.refusal(scope, name, &state, reopens - now)));
+            }
+            Position::Open => {
+                state.position = Position::HalfOpen;
+                write(tx, scope, name, &state)?;
+            }
+            Position::HalfOpen => {}
+        }
+        // Leases whose call can no longer report (expired, or its process is gone) are void.
+        let mut held = 0;
+        let leases: Vec<(i64, u32, u64, u64)> = tx
+            .prepare_cached(
+                "SELECT lease, pid, started, expires FROM breaker_probes
+                 WHERE scope = ?1 AND name = ?2",
+            )?
+            .query_map((scope.name(), name), |row| {
+                let number = |i| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
+                Ok((row.get(0)?, number(1)? as u32, number(2)?, number(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (lease, pid, started, expires) in leases {
+            let holder = Holder { pid, started };
+            if now >= expires || !holder.alive() {
+                tx.prepare_cached("DELETE FROM breaker_probes WHERE lease = ?1")?
+                    .execute([lease])?;
+            } else {
+                held += 1;
             }
         }
-        Ok(Ok(admitted))
+        if held >= self.config.probes.max(1) {
+            return Ok(Err(self.refusal(scope, name, &state, 0)));
+        }
+        let me = Holder::this_process();
+        let expires = now.saturating_add(self.config.probe_lease.0);
+        let lease = tx
+            .prepare_cached(
+                "INSERT INTO breaker_probes (scope, name, pid, started, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING lease",
+            )?
+            .query_row(
+                (
+                    scope.name(),
+                    name,
+                    me.pid,
+                    me.started as i64,
+                    expires.min(i64::MAX as u64) as i64,
+                ),
+                |row| row.get(0),
+            )?;
+        Ok(Ok(Some(lease)))
     }
 
     fn refusal(&self, scope: Scope, name: &str, state: &State, left_ms: u64) -> Refusal {
@@ -306,7 +362,16 @@ impl Breakers {
         }
     }
 
-    /// Records how an admitted call ended; returns the breakers that changed position.
+    /// Gives back the probe leases of a call that was admitted but will not be recorded.
+    pub fn release(&self, admitted: Admitted) -> Result<(), StateError> {
+        if admitted == Admitted::default() {
+            return Ok(());
+        }
+        self.db.with(|conn| release(conn, admitted))
+    }
+
+    /// Records how an admitted call ended, and gives back its probe leases (one
+    /// transaction); returns the breakers that changed position.
     pub fn record(
         &self,
         tool: &str,
@@ -314,36 +379,42 @@ impl Breakers {
         admitted: Admitted,
         outcome: Outcome<'_>,
     ) -> Result<Vec<Transition>, StateError> {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut transitions = Vec::new();
-        let state = self.load(&mut cache, Scope::Tool, tool)?;
-        let (state, change) = self.tool_outcome(state, admitted.tool_probe, outcome);
-        self.store(&mut cache, Scope::Tool, tool, state, change.is_some())?;
-        transitions.extend(change.map(|(from, to, reason)| Transition {
-            scope: Scope::Tool,
-            name: tool.to_owned(),
-            from,
-            to,
-            reason,
-        }));
-        let progress = match outcome.output {
-            Some(hash) if !outcome.failed => self.is_new(&mut cache, task, hash)?,
-            _ => false,
-        };
-        let state = self.load(&mut cache, Scope::Task, task)?;
-        let (state, change) = self.task_outcome(state, admitted.task_probe, outcome, progress);
-        self.store(&mut cache, Scope::Task, task, state, change.is_some())?;
-        if cache.flushed.elapsed() >= FLUSH {
-            self.flush(&mut cache)?;
-        }
-        transitions.extend(change.map(|(from, to, reason)| Transition {
-            scope: Scope::Task,
-            name: task.to_owned(),
-            from,
-            to,
-            reason,
-        }));
-        Ok(transitions)
+        let prune = self.recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0;
+        self.db.with(|conn| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            release(&tx, admitted)?;
+            let mut transitions = Vec::new();
+            let state = load(&tx, Scope::Tool, tool)?;
+            let (state, change) = self.tool_outcome(state, admitted.tool_probe.is_some(), outcome);
+            write(&tx, Scope::Tool, tool, &state)?;
+            transitions.extend(change.map(|(from, to, reason)| Transition {
+                scope: Scope::Tool,
+                name: tool.to_owned(),
+                from,
+                to,
+                reason,
+            }));
+            let progress = match outcome.output {
+                Some(hash) if !outcome.failed => is_new(&tx, task, hash)?,
+                _ => false,
+            };
+            let state = load(&tx, Scope::Task, task)?;
+            let (state, change) =
+                self.task_outcome(state, admitted.task_probe.is_some(), outcome, progress);
+            write(&tx, Scope::Task, task, &state)?;
+            transitions.extend(change.map(|(from, to, reason)| Transition {
+                scope: Scope::Task,
+                name: task.to_owned(),
+                from,
+                to,
+                reason,
+            }));
+            if prune {
+                prune_tables(&tx)?;
+            }
+            tx.commit()?;
+            Ok(transitions)
+        })
     }
 
     fn tool_outcome(
@@ -354,10 +425,7 @@ impl Breakers {
     ) -> (State, Option<(Position, Position, String)>) {
         let config = &self.config;
         if !outcome.ran {
-            // Nothing learned about the tool; a probe slot it took is given back.
-            if probe {
-                state.probes += 1;
-            }
+            // Nothing learned about the tool (a probe's lease is given back).
             return (state, None);
         }
         let failed = outcome.tool_failed;
@@ -408,6 +476,10 @@ impl Breakers {
         progress: bool,
     ) -> (State, Option<(Position, Position, String)>) {
         let config = &self.config;
+        if probe && !outcome.ran {
+            // A probe refused before it ran tested nothing: its lease is given back.
+            return (state, None);
+        }
         state.consecutive = if outcome.failed { state.consecutive + 1 } else { 0 };
         state.stale = if progress { 0 } else { state.stale + 1 };
         let from = state.position;
@@ -433,107 +505,89 @@ impl Breakers {
         }
         (state, None)
     }
+}
 
-    /// Whether `task` has not had this result before (and from now on, has).
-    fn is_new(&self, cache: &mut Cache, task: &str, hash: &str) -> Result<bool, StateError> {
-        let key = (task.to_owned(), hash.to_owned());
-        if cache.seen.contains(&key) {
-            return Ok(false);
-        }
-        let stored = self.db.with(|conn| {
-            conn.prepare_cached("SELECT 1 FROM task_results WHERE task = ?1 AND hash = ?2")?
-                .query_row((task, hash), |_| Ok(()))
-                .optional()
-        })?;
-        if stored.is_none() {
-            cache.pending.push(key.clone());
-        }
-        cache.seen.insert(key);
-        Ok(stored.is_none())
+/// Who holds a probe lease: a process, by pid and start time (a pid is reused; the pair is
+/// not). A holder whose process is gone (killed, say) can no longer report: its lease is
+/// void at once, not only when it expires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Holder {
+    pid: u32,
+    /// The process's start time, in clock ticks since boot (`/proc/PID/stat`); 0 where
+    /// there is no `/proc`, and then only the lease's expiry frees it.
+    started: u64,
+}
+
+impl Holder {
+    fn this_process() -> Holder {
+        let pid = std::process::id();
+        Holder { pid, started: started(pid).unwrap_or(0) }
     }
 
-    /// Writes every count and result not yet written, in one transaction.
-    fn flush(&self, cache: &mut Cache) -> Result<(), StateError> {
-        let dirty: Vec<(Scope, String)> = cache.dirty.drain().collect();
-        let pending = std::mem::take(&mut cache.pending);
-        let states: Vec<(&(Scope, String), &State)> =
-            dirty.iter().filter_map(|key| cache.states.get(key).map(|s| (key, s))).collect();
-        self.db.with(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            for ((scope, name), state) in &states {
-                write(&tx, *scope, name, state)?;
-            }
-            for (task, hash) in &pending {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)",
-                )?
-                .execute((task, hash))?;
-            }
-            tx.commit()
-        })?;
-        cache.flushed = Instant::now();
-        Ok(())
-    }
-
-    fn load(&self, cache: &mut Cache, scope: Scope, name: &str) -> Result<State, StateError> {
-        if let Some(state) = cache.states.get(&(scope, name.to_owned())) {
-            return Ok(state.clone());
+    fn alive(&self) -> bool {
+        if self.started == 0 {
+            return true;
         }
-        let stored = self.db.with(|conn| {
-            conn.prepare_cached(
-                "SELECT position, consecutive, stale, recent, opened_at, reason, probes
-                 FROM breakers WHERE scope = ?1 AND name = ?2",
-            )?
-            .query_row((scope.name(), name), |row| {
-                Ok(State {
-                    position: Position::parse(&row.get::<_, String>(0)?),
-                    consecutive: row.get(1)?,
-                    stale: row.get(2)?,
-                    recent: row.get(3)?,
-                    opened_at: row.get::<_, i64>(4)?.max(0) as u64,
-                    reason: row.get(5)?,
-                    probes: row.get(6)?,
-                })
-            })
-            .optional()
-        })?;
-        Ok(stored.unwrap_or_else(State::closed))
-    }
-
-    /// Keeps `state`; writes it now if `now` (a change of position, a probe taken), else
-    /// with the next flush.
-    fn store(
-        &self,
-        cache: &mut Cache,
-        scope: Scope,
-        name: &str,
-        state: State,
-        now: bool,
-    ) -> Result<(), StateError> {
-        let key = (scope, name.to_owned());
-        if now {
-            self.db.with(|conn| write(conn, scope, name, &state))?;
-            cache.dirty.remove(&key);
-        } else {
-            cache.dirty.insert(key.clone());
-        }
-        cache.states.insert(key, state);
-        if cache.states.len() > KEPT || cache.seen.len() > KEPT {
-            self.flush(cache)?;
-            cache.states.clear();
-            cache.seen.clear();
-        }
-        Ok(())
+        started(self.pid) == Some(self.started)
     }
 }
 
-impl Drop for Breakers {
-    fn drop(&mut self) {
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = self.flush(&mut cache) {
-            tracing::error!("breaker counts not written: {e}");
-        }
+/// Field 22 of `/proc/PID/stat` (after the command name, which may hold spaces and
+/// parentheses: the fields are counted from its closing parenthesis).
+fn started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    fields.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn release(conn: &Connection, admitted: Admitted) -> rusqlite::Result<()> {
+    for lease in [admitted.tool_probe, admitted.task_probe].into_iter().flatten() {
+        conn.prepare_cached("DELETE FROM breaker_probes WHERE lease = ?1")?.execute([lease])?;
     }
+    Ok(())
+}
+
+/// Whether `task` has not had this result before (and from now on, has).
+fn is_new(conn: &Connection, task: &str, hash: &str) -> rusqlite::Result<bool> {
+    let added = conn
+        .prepare_cached("INSERT OR IGNORE INTO task_results (task, hash) VALUES (?1, ?2)")?
+        .execute((task, hash))?;
+    Ok(added == 1)
+}
+
+/// Forgets the oldest task results and the least recently written closed breakers past
+/// [`KEPT`] (a replaced row gets a new rowid: the rowid orders them by their last write).
+fn prune_tables(conn: &Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM task_results WHERE rowid <= (SELECT max(rowid) FROM task_results) - ?1",
+    )?
+    .execute([KEPT])?;
+    conn.prepare_cached(
+        "DELETE FROM breakers WHERE position = 'closed'
+         AND rowid <= (SELECT max(rowid) FROM breakers) - ?1",
+    )?
+    .execute([KEPT])?;
+    Ok(())
+}
+
+fn load(conn: &Connection, scope: Scope, name: &str) -> rusqlite::Result<State> {
+    let stored = conn
+        .prepare_cached(
+            "SELECT position, consecutive, stale, recent, opened_at, reason
+             FROM breakers WHERE scope = ?1 AND name = ?2",
+        )?
+        .query_row((scope.name(), name), |row| {
+            Ok(State {
+                position: Position::parse(&row.get::<_, String>(0)?),
+                consecutive: row.get(1)?,
+                stale: row.get(2)?,
+                recent: row.get(3)?,
+                opened_at: row.get::<_, i64>(4)?.max(0) as u64,
+                reason: row.get(5)?,
+            })
+        })
+        .optional()?;
+    Ok(stored.unwrap_or_else(State::closed))
 }
 
 fn write(
@@ -556,7 +610,7 @@ fn write(
         state.recent,
         state.opened_at as i64,
         state.reason,
-        state.probes
+        0 // Was the probes left; the leases are in `breaker_probes` now.
     ])
 }
 
@@ -565,7 +619,6 @@ fn open(mut state: State, reason: String) -> (State, Option<(Position, Position,
     state.position = Position::Open;
     state.opened_at = now_ms();
     state.reason = reason.clone();
-    state.probes = 0;
     (state, Some((from, Position::Open, reason)))
 }
 
@@ -576,4 +629,72 @@ fn first(state: &State) -> &str {
 
 fn close(state: State, reason: &str) -> (State, Option<(Position, Position, String)>) {
     (State::closed(), Some((state.position, Position::Closed, reason.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breakers(dir: &std::path::Path, config: BreakerConfig) -> Breakers {
+        let db = Arc::new(StateDb::open(dir).expect("the state database opens"));
+        Breakers::new(db, config).expect("the tables are made")
+    }
+
+    /// Opens the tool `t`'s breaker, as if long ago: the next admission is a probe.
+    fn half_open(breakers: &Breakers) {
+        let state = State { position: Position::Open, reason: "test".into(), ..State::closed() };
+        breakers.db.with(|conn| write(conn, Scope::Tool, "t", &state)).expect("written");
+    }
+
+    #[test]
+    fn a_probe_lease_past_its_expiry_no_longer_holds_the_breaker() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config = BreakerConfig { probe_lease: Millis(0), ..BreakerConfig::default() };
+        let breakers = breakers(dir.path(), config);
+        half_open(&breakers);
+        let first = breakers.admit("t", "a").expect("readable").expect("the probe");
+        assert!(first.tool_probe.is_some());
+        // Its lease expired at once: the next call is a probe too.
+        let second = breakers.admit("t", "b").expect("readable").expect("a new probe");
+        assert_ne!(first.tool_probe, second.tool_probe);
+    }
+
+    #[test]
+    fn a_live_probe_holds_the_breaker_until_it_is_given_back() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let breakers = breakers(dir.path(), BreakerConfig::default());
+        half_open(&breakers);
+        let probe = breakers.admit("t", "a").expect("readable").expect("the probe");
+        let refused = breakers.admit("t", "b").expect("readable").expect_err("one probe");
+        assert_eq!(refused.retry_in, Duration::ZERO);
+        breakers.release(probe).expect("given back");
+        breakers.admit("t", "c").expect("readable").expect("the probe again");
+    }
+
+    #[test]
+    fn a_database_of_an_earlier_version_with_a_probe_counted_in_flight_is_not_stuck() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let breakers = breakers(dir.path(), BreakerConfig::default());
+        // Earlier versions counted probes in flight in `probes`, and a lost probe stayed.
+        breakers
+            .db
+            .with(|conn| {
+                conn.execute(
+                    "INSERT INTO breakers VALUES ('tool', 't', 'half-open', 0, 0, '', 0, 'x', 1)",
+                    [],
+                )
+            })
+            .expect("written");
+        breakers.admit("t", "a").expect("readable").expect("the probe");
+    }
+
+    #[test]
+    fn a_holder_is_alive_while_its_process_runs_and_not_after() {
+        assert!(Holder::this_process().alive());
+        assert_ne!(Holder::this_process().started, 0, "/proc gives the start time");
+        let mut child = std::process::Command::new("true").spawn().expect("`true` runs");
+        let holder = Holder { pid: child.id(), started: started(child.id()).unwrap_or(1) };
+        child.wait().expect("`true` ends");
+        assert!(!holder.alive(), "a process gone no longer holds its lease");
+    }
 }

@@ -9,7 +9,7 @@ use crate::breaker::{self, Admitted, Breakers};
 use crate::config::Config;
 use crate::effect::CallView;
 use crate::error::{CallError, ToolErrorKind};
-use crate::loops::{self, Loops, PrincipalLoops};
+use crate::loops::{self, Loops, Ticket};
 use crate::pipeline::CallResponse;
 use crate::principal::{Meter, Over, PrincipalMeters};
 use crate::state::StateDb;
@@ -43,7 +43,6 @@ pub(crate) struct Controls {
     principals: Arc<PrincipalMeters>,
     breakers: Breakers,
     loops: Loops,
-    principal_loops: PrincipalLoops,
     ledger: TaskLedger,
     alerts: Alerts,
     /// Built on first use, from the tokenizer being built in the background since the host
@@ -60,6 +59,8 @@ pub(crate) struct Controls {
 pub(crate) struct Passage {
     /// The call passed the breakers (and may be one of their probes).
     pub admitted: Option<Admitted>,
+    /// The call passed the loop check, and was counted there as made.
+    pub loop_ticket: Option<Ticket>,
     /// The tool ran.
     pub ran: bool,
     /// Tokens of the output the caller was given.
@@ -76,8 +77,7 @@ impl Controls {
             )?),
             state: state.clone(),
             breakers: Breakers::new(state.clone(), config.breakers.clone())?,
-            loops: Loops::new(config.loops.clone()),
-            principal_loops: PrincipalLoops::new(config.loops.clone()),
+            loops: Loops::new(state.clone(), config.loops.clone())?,
             ledger: TaskLedger::new(state, config.task.clone())?,
             alerts: Alerts::new(config.alerts.clone(), config.alert_log())?,
             windows: OnceLock::new(),
@@ -132,12 +132,20 @@ impl Controls {
     }
 
     /// Refuses a call that repeats itself past a limit, in its session or among its
-    /// principal's recent calls (whatever session labels the agent gave them).
-    pub fn check_loop(&self, call: &CallView) -> Result<(), CallError> {
+    /// principal's recent calls (whatever session labels the agent gave them); else counts
+    /// it as made, in the same step (calls at once cannot all pass the last one).
+    pub fn check_loop(&self, call: &CallView, passage: &mut Passage) -> Result<(), CallError> {
         let key = loops::Key::new(&call.tool, &call.args);
-        let refused = |reason| CallError::Loop { tool: call.tool.clone(), reason };
-        self.loops.check(&call.session, &call.tool, &key).map_err(refused)?;
-        self.principal_loops.check(&call.principal, &call.tool, &key).map_err(refused)
+        match self.loops.admit(&call.session, &call.principal, &call.tool, key) {
+            Ok(ticket) => {
+                passage.loop_ticket = ticket;
+                Ok(())
+            }
+            Err(loops::Refused::Loop(reason)) => {
+                Err(CallError::Loop { tool: call.tool.clone(), reason })
+            }
+            Err(loops::Refused::State(e)) => Err(host_error(&call.tool, e)),
+        }
     }
 
     fn windows(&self) -> Result<&Windows, CallError> {
@@ -225,18 +233,12 @@ impl Controls {
             let alert = Alert::new(AlertKind::LoopDetected, message).with_tool(&call.tool);
             events.push(self.raise(alert.with_task(&call.task).with_session(&call.session)));
         }
-        // A call the loop check itself refused was not made: it does not count.
-        let counted = !matches!(
-            outcome,
-            Err(CallError::UnknownTool(_)
-                | CallError::InvalidArguments { .. }
-                | CallError::Loop { .. })
-        );
-        if counted {
-            let key = loops::Key::new(&call.tool, &call.args);
+        // Only a call the loop check counted is recorded there (one it refused was not made).
+        if let Some(ticket) = passage.loop_ticket {
             let error = outcome.as_ref().err().map(|e| redact(&e.to_string()));
-            self.loops.record(&call.session, &key, error.as_deref());
-            self.principal_loops.record(&call.principal, &key, error.is_some());
+            if let Err(e) = self.loops.record(ticket, &call.session, error.as_deref()) {
+                tracing::error!("loop detection: outcome not recorded: {e}");
+            }
         }
         let Some(admitted) = passage.admitted else { return events };
         let hash = outcome.as_ref().ok().map(|r| blake3::hash(r.output.as_bytes()).to_hex());

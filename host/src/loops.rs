@@ -1,13 +1,19 @@
-//! Loop detection, per session: the same call repeated, the same failed call retried, or
-//! near-identical calls (same tool, same argument keys) failing with the same error, past a
-//! limit, are refused with a message that tells the agent what it is repeating. The same
-//! repeats and retries are also counted over each principal's recent calls
-//! ([`PrincipalLoops`]), so that a new session label resets nothing.
+//! Loop detection: the same call repeated, the same failed call retried, or near-identical
+//! calls (same tool, same argument keys) failing with the same error, past a limit, are
+//! refused with a message that tells the agent what it is repeating. Counted per session,
+//! and over each principal's recent calls, so that a new session label resets nothing.
+//!
+//! The counts live in the state database, as hashes and short error previews (never the
+//! arguments), bounded, and shared by every process over `STATE_DIR`: six `moat call`s are
+//! six calls of one history. Admission checks and counts in one transaction: calls sent at
+//! once cannot all pass the last slot; a call refused here was not made, and is not counted.
 
+use crate::state::{StateDb, StateError};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// `[loops]` in `moat.toml`. A limit of 0 turns that check off.
 #[derive(Clone, Debug, Deserialize)]
@@ -45,211 +51,311 @@ impl Default for LoopConfig {
     }
 }
 
-/// Sessions remembered; past this, the oldest is forgotten.
-const SESSIONS: usize = 10_000;
-/// Distinct calls remembered per session.
-const CALLS: usize = 1_000;
+/// Calls remembered per principal: the window its repeats and retries are counted in.
+pub const PRINCIPAL_RECENT: i64 = 64;
+/// Sessions' calls and streaks are forgotten once this many calls were admitted after their
+/// last use; principals' windows, once this many calls were admitted after them. The tables
+/// stay this size or less.
+const KEPT: i64 = 100_000;
+const RECENT_KEPT: i64 = 200_000;
+/// Admissions between two prunings of the tables.
+const PRUNE_EVERY: u64 = 256;
 
-#[derive(Default)]
-struct Session {
-    /// Per exact call (tool and canonical arguments): times made, and consecutive failures
-    /// with the last error.
-    calls: HashMap<String, (u32, u32, String)>,
-    order: VecDeque<String>,
-    /// The last run of failures: (tool and argument keys, normalized error, count, error).
-    streak: Option<(String, String, u32, String)>,
-}
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS loop_calls (
+        session TEXT NOT NULL, call BLOB NOT NULL, made INTEGER NOT NULL,
+        failures INTEGER NOT NULL, error TEXT NOT NULL, used INTEGER NOT NULL,
+        PRIMARY KEY (session, call)) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS loop_calls_used ON loop_calls (used);
+    CREATE TABLE IF NOT EXISTS loop_streaks (
+        session TEXT PRIMARY KEY NOT NULL, shape BLOB NOT NULL, normal BLOB NOT NULL,
+        count INTEGER NOT NULL, error TEXT NOT NULL, used INTEGER NOT NULL);
+    CREATE INDEX IF NOT EXISTS loop_streaks_used ON loop_streaks (used);
+    CREATE TABLE IF NOT EXISTS loop_recent (
+        seq INTEGER PRIMARY KEY, principal TEXT NOT NULL, call BLOB NOT NULL, failed INTEGER);
+    CREATE INDEX IF NOT EXISTS loop_recent_of ON loop_recent (principal, seq);";
 
-pub struct Loops {
-    config: LoopConfig,
-    sessions: Mutex<(HashMap<String, Session>, VecDeque<String>)>,
-}
-
-/// The call about to be made, as loop detection keys it.
+/// The call about to be made, as loop detection keys it: hashes of its tool with its
+/// canonical arguments (`exact`) and with their keys only (`shape`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key {
-    exact: String,
-    shape: String,
+    exact: [u8; 32],
+    shape: [u8; 32],
 }
 
 impl Key {
     /// `args` is the call's JSON text (already valid against the tool's schema).
     pub fn new(tool: &str, args: &str) -> Key {
         let value: Value = serde_json::from_str(args).unwrap_or(Value::Null);
-        let exact = format!("{tool} {}", canonical(&value));
-        let shape = format!("{tool} {}", shape(&value));
-        Key { exact, shape }
+        let (mut exact, mut shaped) = (blake3::Hasher::new(), blake3::Hasher::new());
+        for hasher in [&mut exact, &mut shaped] {
+            hasher.update(tool.as_bytes()).update(b" ");
+        }
+        canonical(&value, &mut exact);
+        shaped.update(shape(&value).as_bytes());
+        Key { exact: *exact.finalize().as_bytes(), shape: *shaped.finalize().as_bytes() }
     }
 }
 
+/// An admitted call's place in the loop history, for recording its outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    seq: i64,
+    key: Key,
+}
+
+/// The loop history of one state database.
+pub struct Loops {
+    db: Arc<StateDb>,
+    config: LoopConfig,
+    /// Admissions by this process, for pruning now and then.
+    admitted: AtomicU64,
+}
+
+/// A call refused, or the database failing.
+#[derive(Debug)]
+pub enum Refused {
+    /// What the call repeats, for the agent.
+    Loop(String),
+    State(StateError),
+}
+
 impl Loops {
-    pub fn new(config: LoopConfig) -> Loops {
-        Loops { config, sessions: Mutex::new((HashMap::new(), VecDeque::new())) }
+    pub fn new(db: Arc<StateDb>, config: LoopConfig) -> Result<Loops, StateError> {
+        db.with(|conn| conn.execute_batch(SCHEMA))?;
+        Ok(Loops { db, config, admitted: AtomicU64::new(0) })
     }
 
-    /// Refuses a call that repeats itself past a limit, saying what it repeats.
-    pub fn check(&self, session: &str, tool: &str, key: &Key) -> Result<(), String> {
-        let sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(session) = sessions.0.get(session) else { return Ok(()) };
+    fn off(&self) -> bool {
+        let c = &self.config;
+        c.repeats == 0 && c.retries == 0 && c.same_error == 0
+    }
+
+    /// Refuses a call that repeats itself past a limit, in its session or among its
+    /// principal's recent calls, saying what it repeats; else counts it as made, in the same
+    /// transaction. `None` when every check is off (nothing is kept).
+    pub fn admit(
+        &self,
+        session: &str,
+        principal: &str,
+        tool: &str,
+        key: Key,
+    ) -> Result<Option<Ticket>, Refused> {
+        if self.off() {
+            return Ok(None);
+        }
+        let prune = self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0;
+        let admitted = self.db.with(|conn| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            if let Some(refusal) = self.in_session(&tx, session, tool, &key)? {
+                return Ok(Err(refusal));
+            }
+            if let Some(refusal) = self.in_principal(&tx, principal, tool, &key)? {
+                return Ok(Err(refusal));
+            }
+            let seq: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO loop_recent (principal, call, failed) VALUES (?1, ?2, NULL)
+                     RETURNING seq",
+                )?
+                .query_row((principal, &key.exact[..]), |row| row.get(0))?;
+            tx.prepare_cached(
+                "INSERT INTO loop_calls (session, call, made, failures, error, used)
+                 VALUES (?1, ?2, 1, 0, '', ?3)
+                 ON CONFLICT (session, call) DO UPDATE SET made = made + 1, used = ?3",
+            )?
+            .execute((session, &key.exact[..], seq))?;
+            // The principal's window: its last PRINCIPAL_RECENT calls.
+            tx.prepare_cached(
+                "DELETE FROM loop_recent WHERE principal = ?1
+                 AND seq < (SELECT seq FROM loop_recent WHERE principal = ?1
+                            ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+            )?
+            .execute((principal, PRINCIPAL_RECENT - 1))?;
+            if prune {
+                for (table, kept) in
+                    [("loop_calls", KEPT), ("loop_streaks", KEPT), ("loop_recent", RECENT_KEPT)]
+                {
+                    let column = if table == "loop_recent" { "seq" } else { "used" };
+                    tx.execute(&format!("DELETE FROM {table} WHERE {column} <= ?1"), [seq - kept])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Ok(Ticket { seq, key }))
+        });
+        match admitted {
+            Ok(Ok(ticket)) => Ok(Some(ticket)),
+            Ok(Err(refusal)) => Err(Refused::Loop(refusal)),
+            Err(e) => Err(Refused::State(e)),
+        }
+    }
+
+    /// The session's counts of this call, and its streak of same errors.
+    fn in_session(
+        &self,
+        tx: &Connection,
+        session: &str,
+        tool: &str,
+        key: &Key,
+    ) -> rusqlite::Result<Option<String>> {
         let config = &self.config;
-        if let Some((made, failures, error)) = session.calls.get(&key.exact) {
-            if config.retries > 0 && *failures > config.retries {
-                return Err(format!(
+        let counts: Option<(u32, u32, String)> = tx
+            .prepare_cached(
+                "SELECT made, failures, error FROM loop_calls WHERE session = ?1 AND call = ?2",
+            )?
+            .query_row((session, &key.exact[..]), |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        if let Some((made, failures, error)) = counts {
+            if config.retries > 0 && failures > config.retries {
+                return Ok(Some(format!(
                     "loop: this exact call of `{tool}` failed {failures} times in a row in this \
                      session ({error}); retrying it will not help: change the arguments or stop"
-                ));
+                )));
             }
-            if config.repeats > 0 && *made >= config.repeats {
-                return Err(format!(
+            if config.repeats > 0 && made >= config.repeats {
+                return Ok(Some(format!(
                     "loop: this session already made this exact call of `{tool}` {made} times \
                      (limit {}); its result will not change: use the earlier result, or change \
                      the arguments",
                     config.repeats
-                ));
+                )));
             }
         }
-        if let Some((shape, _, count, error)) = &session.streak {
-            if config.same_error > 0 && *shape == key.shape && *count >= config.same_error {
-                return Err(format!(
+        let streak: Option<(Vec<u8>, u32, String)> = tx
+            .prepare_cached("SELECT shape, count, error FROM loop_streaks WHERE session = ?1")?
+            .query_row([session], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .optional()?;
+        if let Some((shape, count, error)) = streak {
+            if config.same_error > 0 && shape == key.shape && count >= config.same_error {
+                return Ok(Some(format!(
                     "loop: the last {count} calls of `{tool}` in this session failed with the \
                      same error ({error}), with arguments differing only in their values; \
                      change the approach, not the values"
-                ));
+                )));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Records the call's outcome: `error` is the failure's message, if it failed.
-    pub fn record(&self, session: &str, key: &Key, error: Option<&str>) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (map, order) = &mut *sessions;
-        if !map.contains_key(session) {
-            order.push_back(session.to_owned());
-            if order.len() > SESSIONS {
-                if let Some(oldest) = order.pop_front() {
-                    map.remove(&oldest);
-                }
-            }
-        }
-        let state = map.entry(session.to_owned()).or_default();
-        if !state.calls.contains_key(&key.exact) {
-            state.order.push_back(key.exact.clone());
-            if state.order.len() > CALLS {
-                if let Some(oldest) = state.order.pop_front() {
-                    state.calls.remove(&oldest);
-                }
-            }
-        }
-        let entry = state.calls.entry(key.exact.clone()).or_insert((0, 0, String::new()));
-        entry.0 += 1;
-        match error {
-            Some(error) => {
-                entry.1 += 1;
-                entry.2 = shorten(error);
-                let normal = normalize(error);
-                state.streak = match state.streak.take() {
-                    Some((shape, same, count, _)) if shape == key.shape && same == normal => {
-                        Some((shape, same, count + 1, shorten(error)))
-                    }
-                    _ => Some((key.shape.clone(), normal, 1, shorten(error))),
-                };
-            }
-            None => {
-                entry.1 = 0;
-                state.streak = None;
-            }
-        }
-    }
-}
-
-/// Calls remembered per principal: the window its repeats and retries are counted in.
-pub const PRINCIPAL_RECENT: usize = 64;
-/// Principals remembered; past this, the oldest is forgotten.
-const PRINCIPALS: usize = 10_000;
-
-/// The same checks over each principal's recent calls, whatever session labels the agent
-/// gave them: a new label resets nothing. Each call is kept as a hash of its exact key and
-/// whether it failed, the last [`PRINCIPAL_RECENT`] per principal: memory stays bounded
-/// whatever the arguments.
-pub struct PrincipalLoops {
-    config: LoopConfig,
-    recent: Mutex<(HashMap<String, Recent>, VecDeque<String>)>,
-}
-
-/// One principal's last calls: the hash of each exact call, and whether it failed.
-type Recent = VecDeque<([u8; 32], bool)>;
-
-impl PrincipalLoops {
-    pub fn new(config: LoopConfig) -> PrincipalLoops {
-        PrincipalLoops { config, recent: Mutex::new((HashMap::new(), VecDeque::new())) }
-    }
-
-    /// Refuses a call its principal made too often lately, or retried after too many
-    /// failures, in whatever sessions.
-    pub fn check(&self, principal: &str, tool: &str, key: &Key) -> Result<(), String> {
-        let recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(calls) = recent.0.get(principal) else { return Ok(()) };
-        let hash = *blake3::hash(key.exact.as_bytes()).as_bytes();
-        let same: Vec<bool> =
-            calls.iter().filter(|(h, _)| *h == hash).map(|(_, failed)| *failed).collect();
-        let failures = same.iter().rev().take_while(|failed| **failed).count() as u32;
+    /// The principal's last calls, whatever their session: this call's repeats, and its
+    /// failures in a row (a call still running has not failed).
+    fn in_principal(
+        &self,
+        tx: &Connection,
+        principal: &str,
+        tool: &str,
+        key: &Key,
+    ) -> rusqlite::Result<Option<String>> {
         let config = &self.config;
-        if config.retries > 0 && failures > config.retries {
-            return Err(format!(
+        let same: Vec<Option<bool>> = tx
+            .prepare_cached(
+                "SELECT failed FROM (SELECT call, failed, seq FROM loop_recent
+                  WHERE principal = ?1 ORDER BY seq DESC LIMIT ?3)
+                 WHERE call = ?2 ORDER BY seq DESC",
+            )?
+            .query_map((principal, &key.exact[..], PRINCIPAL_RECENT), |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let failures = same.iter().take_while(|failed| **failed == Some(true)).count();
+        if config.retries > 0 && failures > config.retries as usize {
+            return Ok(Some(format!(
                 "loop: this exact call of `{tool}` failed {failures} times in a row among the \
                  last {PRINCIPAL_RECENT} calls of `{principal}`, whatever their session or \
                  task; retrying it will not help: change the arguments or stop"
-            ));
+            )));
         }
-        let made = same.len() as u32;
-        if config.repeats > 0 && made >= config.repeats {
-            return Err(format!(
+        let made = same.len();
+        if config.repeats > 0 && made >= config.repeats as usize {
+            return Ok(Some(format!(
                 "loop: `{principal}` made this exact call of `{tool}` {made} times among its \
                  last {PRINCIPAL_RECENT} calls, whatever their session or task (limit {}); its \
                  result will not change: use the earlier result, or change the arguments",
                 config.repeats
-            ));
+            )));
         }
-        Ok(())
+        Ok(None)
     }
 
-    /// Records the call: `failed` when it failed.
-    pub fn record(&self, principal: &str, key: &Key, failed: bool) {
-        let mut recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (map, order) = &mut *recent;
-        if !map.contains_key(principal) {
-            order.push_back(principal.to_owned());
-            if order.len() > PRINCIPALS {
-                if let Some(oldest) = order.pop_front() {
-                    map.remove(&oldest);
+    /// Records how an admitted call ended: `error` is the failure's message, if it failed.
+    pub fn record(
+        &self,
+        ticket: Ticket,
+        session: &str,
+        error: Option<&str>,
+    ) -> Result<(), StateError> {
+        let key = ticket.key;
+        self.db.with(|conn| {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            tx.prepare_cached("UPDATE loop_recent SET failed = ?2 WHERE seq = ?1")?
+                .execute((ticket.seq, error.is_some()))?;
+            let preview = error.map(shorten).unwrap_or_default();
+            tx.prepare_cached(
+                "UPDATE loop_calls SET failures = CASE WHEN ?3 THEN failures + 1 ELSE 0 END,
+                 error = ?4 WHERE session = ?1 AND call = ?2",
+            )?
+            .execute((session, &key.exact[..], error.is_some(), &preview))?;
+            match error {
+                None => {
+                    tx.prepare_cached("DELETE FROM loop_streaks WHERE session = ?1")?
+                        .execute([session])?;
+                }
+                Some(error) => {
+                    let normal = *blake3::hash(normalize(error).as_bytes()).as_bytes();
+                    tx.prepare_cached(
+                        "INSERT INTO loop_streaks (session, shape, normal, count, error, used)
+                         VALUES (?1, ?2, ?3, 1, ?4, ?5)
+                         ON CONFLICT (session) DO UPDATE SET
+                           count = CASE WHEN shape = ?2 AND normal = ?3 THEN count + 1 ELSE 1 END,
+                           shape = ?2, normal = ?3, error = ?4, used = ?5",
+                    )?
+                    .execute((
+                        session,
+                        &key.shape[..],
+                        &normal[..],
+                        &preview,
+                        ticket.seq,
+                    ))?;
                 }
             }
-        }
-        let calls = map.entry(principal.to_owned()).or_default();
-        if calls.len() == PRINCIPAL_RECENT {
-            calls.pop_front();
-        }
-        calls.push_back((*blake3::hash(key.exact.as_bytes()).as_bytes(), failed));
+            tx.commit()
+        })
     }
 }
 
-/// The JSON with object keys sorted, compact: equal arguments give equal text.
-fn canonical(value: &Value) -> String {
+/// Hashes the JSON with object keys sorted, compact (equal arguments give equal text),
+/// without writing that text out: a large argument is not copied.
+fn canonical(value: &Value, hasher: &mut blake3::Hasher) {
     match value {
         Value::Object(fields) => {
             let mut keys: Vec<&String> = fields.keys().collect();
             keys.sort();
-            let inner: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&fields[k])))
-                .collect();
-            format!("{{{}}}", inner.join(","))
+            hasher.update(b"{");
+            for (n, k) in keys.into_iter().enumerate() {
+                if n > 0 {
+                    hasher.update(b",");
+                }
+                scalar(&Value::String(k.clone()), hasher);
+                hasher.update(b":");
+                canonical(&fields[k], hasher);
+            }
+            hasher.update(b"}");
         }
         Value::Array(items) => {
-            format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(","))
+            hasher.update(b"[");
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    hasher.update(b",");
+                }
+                canonical(item, hasher);
+            }
+            hasher.update(b"]");
         }
-        other => other.to_string(),
+        other => scalar(other, hasher),
     }
+}
+
+/// A scalar's JSON text, written straight into the hash.
+fn scalar(value: &Value, hasher: &mut blake3::Hasher) {
+    // Writing to a hasher does not fail.
+    let _ = serde_json::to_writer(&mut *hasher, value);
 }
 
 /// The argument keys (nested), without values.
@@ -301,6 +407,14 @@ mod tests {
         let b = Key::new("t", r#"{"a": {"x": [1, {"p": 2, "q": 1}], "y": 2}, "b": 1}"#);
         assert_eq!(a.exact, b.exact);
         assert_eq!(a.shape, Key::new("t", r#"{"a": {"x": [7], "y": 0}, "b": 9}"#).shape);
+        assert_ne!(
+            a.exact,
+            Key::new("t", r#"{"a": {"x": [1, {"p": 2, "q": 1}], "y": 2}, "b": 2}"#).exact
+        );
+        assert_ne!(
+            a.exact,
+            Key::new("u", r#"{"b": 1, "a": {"y": 2, "x": [1, {"q": 1, "p": 2}]}}"#).exact
+        );
     }
 
     #[test]

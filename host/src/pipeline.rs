@@ -427,7 +427,7 @@ impl Host {
         //    may ask a person).
         if let Err(refusal) = self
             .controls
-            .check_loop(call)
+            .check_loop(call, &mut spent.passage)
             .and_then(|()| self.check_confidence(call, spec))
             .and_then(|()| self.check_call(call))
         {

@@ -117,7 +117,7 @@ pub struct LimitsConfig {
 }
 
 /// What a principal's windows count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Meter {
     Calls,
     Tokens,
@@ -241,14 +241,32 @@ impl PrincipalMeters {
                 conn,
                 rusqlite::TransactionBehavior::Immediate,
             )?;
-            let (hour, day) = Self::used(&tx, principal, meter)?;
-            if let Err(over) = within(per_hour, per_day, hour, day, amount) {
+            if let Err(over) = self.take_in(&tx, principal, meter, amount)? {
                 return Ok(Err(over));
             }
-            add(&tx, principal, meter, amount)?;
             tx.commit()?;
             Ok(Ok(()))
         })
+    }
+
+    /// [`PrincipalMeters::take`], inside the caller's transaction on the same database.
+    pub(crate) fn take_in(
+        &self,
+        tx: &rusqlite::Connection,
+        principal: &str,
+        meter: Meter,
+        amount: u64,
+    ) -> rusqlite::Result<Result<(), Over>> {
+        let (per_hour, per_day) = self.limits(meter);
+        if amount == 0 || (per_hour == 0 && per_day == 0) {
+            return Ok(Ok(())); // Not limited: nothing to count.
+        }
+        let (hour, day) = Self::used(tx, principal, meter)?;
+        if let Err(over) = within(per_hour, per_day, hour, day, amount) {
+            return Ok(Err(over));
+        }
+        add(tx, principal, meter, amount)?;
+        Ok(Ok(()))
     }
 
     /// Counts `amount` on `meter`, whatever the windows say (what already happened).

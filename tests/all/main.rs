@@ -2,6 +2,7 @@
 //! once per run by `just plugins` (which `just test` runs first) into `target/wasm/`.
 
 mod alerts;
+mod atomic;
 mod audit;
 mod audit_cli;
 mod budgets;

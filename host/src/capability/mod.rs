@@ -191,6 +191,8 @@ pub(crate) struct CallCaps {
     pub journal: Option<Arc<crate::audit::staged::Journal>>,
     /// This call's counts per meter key, added to the task's on commit.
     counts: HashMap<String, u64>,
+    /// The per-task limit of each meter key charged, checked again on commit.
+    per_task: HashMap<String, u64>,
     /// The effects that happened (staged), in order.
     pub effects: Vec<Effect>,
     /// Everything the call touched, reads included, for the session's history.
@@ -232,6 +234,7 @@ impl CallCaps {
             waited: Duration::ZERO,
             journal: None,
             counts: HashMap::new(),
+            per_task: HashMap::new(),
             effects: Vec::new(),
             touched: Vec::new(),
             fs: fs::FsCall::default(),
@@ -272,6 +275,8 @@ impl CallCaps {
             self.shared.principals.check(&self.call.principal, meter, pending, amount)?;
         }
         *self.counts.entry(key.to_owned()).or_insert(0) += amount;
+        let limit = self.per_task.entry(key.to_owned()).or_insert(per_task);
+        *limit = (*limit).min(per_task);
         Ok(())
     }
 
@@ -325,24 +330,33 @@ impl CallCaps {
     }
 
     /// Makes every staged effect final and adds the call's counts to its task.
-    /// kv first: its commit may still refuse (the namespace's quota, counted again with what
-    /// other calls committed); if the sql commit then fails, the kv changes are put back.
-    /// The counts go to the task's meters first: a crash after them counts more, never less;
-    /// a meter that cannot be written refuses the commit.
+    /// The counts first, checked again against the task's limits and the principal's
+    /// windows and added in one transaction (another call of the task may have committed
+    /// since this one was charged); a count that no longer fits, or a meter that cannot be
+    /// written, refuses the commit. Then kv: its commit may still refuse (the namespace's
+    /// quota, counted again with what other calls committed); if the sql commit then fails,
+    /// the kv changes are put back. A crash after the counts counts more, never less.
     pub fn commit(&mut self) -> Result<(), String> {
         let meters = &self.shared.meters;
-        meters.add(&self.task, &self.counts, 1).map_err(|e| format!("task meters: {e}"))?;
-        // The caller's windows count what happened (a failed commit below counts too: more,
-        // never less).
-        for (key, amount) in &self.counts {
-            if let Some(meter) = Meter::of_key(key) {
-                let principal = &self.call.principal;
-                if let Err(e) = self.shared.principals.add(principal, meter, *amount) {
-                    return Err(format!("principal meters: {e}"));
-                }
+        let principals = &self.shared.principals;
+        let principal = &self.call.principal;
+        match meters.commit(&self.task, &self.counts, &self.per_task, principals, principal) {
+            Ok(Ok(())) => {}
+            Ok(Err((key, over))) => {
+                return Err(format!(
+                    "{key}: limit {} {} would be exceeded (used {} by calls committed \
+                     meanwhile, {} more by this call): nothing it did stands",
+                    over.limit,
+                    over.scope,
+                    over.used,
+                    self.counts.get(&key).copied().unwrap_or(0),
+                ));
             }
+            Err(e) => return Err(format!("task meters: {e}")),
         }
-        let take_back = |problem: String| match meters.add(&self.task, &self.counts, -1) {
+        // (The principal's windows keep the counts of a commit that fails below: more,
+        // never less.)
+        let take_back = |problem: String| match meters.take_back(&self.task, &self.counts) {
             Ok(()) => problem,
             Err(also) => format!("{problem}; task meters: {also}"),
         };
