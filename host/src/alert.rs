@@ -14,6 +14,7 @@
 //! queue = 1000                           # alerts waiting for delivery; more are dropped
 //! ```
 
+use crate::audit::torn;
 use crate::units::Millis;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
@@ -154,6 +155,8 @@ pub enum AlertKind {
     TaskStopped,
     LoopDetected,
     BudgetExhausted,
+    /// The alert log's torn last line was cut off (and saved) when moat opened it.
+    LogRepaired,
 }
 
 impl AlertKind {
@@ -164,6 +167,7 @@ impl AlertKind {
             AlertKind::TaskStopped => "task_stopped",
             AlertKind::LoopDetected => "loop_detected",
             AlertKind::BudgetExhausted => "budget_exhausted",
+            AlertKind::LogRepaired => "log_repaired",
         }
     }
 }
@@ -352,8 +356,9 @@ impl Shared {
 }
 
 impl Alerts {
-    /// Checks `config`, opens (creating) the alert log at `log_path` for appending, and
-    /// starts the delivery thread. `config.log` is not read: the caller resolves it.
+    /// Checks `config`, opens (creating) the alert log at `log_path` for appending, cuts off
+    /// a torn last line a crash left there (saved beside it as `NAME.torn-UNIX_MS`, and
+    /// noted in the log as a `log_repaired` line), and starts the delivery thread. `config.log` is not read: the caller resolves it.
     pub fn new(config: AlertConfig, log_path: PathBuf) -> Result<Alerts, AlertError> {
         config.check()?;
         let webhook = match &config.webhook {
@@ -366,8 +371,10 @@ impl Alerts {
         if let Some(parent) = log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&log_path).map_err(io)?;
-        let log = AlertLog { path: log_path, file };
+        let file =
+            OpenOptions::new().read(true).create(true).append(true).open(&log_path).map_err(io)?;
+        let mut log = AlertLog { path: log_path, file };
+        log.repair()?;
         let shared = Arc::new(Shared {
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
@@ -524,11 +531,58 @@ struct AlertLog {
 }
 
 impl AlertLog {
+    /// Cuts off a last line without its newline, or one that is not an alert, saving it
+    /// beside the log; then appends a `log_repaired` line saying what was cut. Other moat
+    /// processes appending meanwhile wait: each append holds a shared lock on the file, the
+    /// repair an exclusive one.
+    fn repair(&mut self) -> Result<(), AlertError> {
+        let log_path = self.path.clone();
+        let io = |source| AlertError::Log { path: log_path.clone(), source };
+        self.file.lock().map_err(io)?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.unwrap_or_else(|| "alerts.jsonl".to_owned());
+        let path = &self.path;
+        let saved_as = |_| path.with_file_name(format!("{name}.torn-{}", torn::now_ms()));
+        let valid = |line: &[u8]| serde_json::from_slice::<LoggedAlert>(line).is_ok();
+        let repaired = torn::repair(&mut self.file, saved_as, valid);
+        let cut = match repaired {
+            Ok(cut) => cut.cut,
+            Err(e) => {
+                let _ = self.file.unlock();
+                return Err(io(e));
+            }
+        };
+        let Some(cut) = cut else {
+            return self.file.unlock().map_err(io);
+        };
+        let saved = cut.saved.display().to_string();
+        let message = format!(
+            "the alert log {} was repaired when moat opened it: {}; the {} bytes after byte {} \
+             were cut off and saved to {saved}",
+            self.path.display(),
+            cut.why.describe(),
+            cut.bytes,
+            cut.offset,
+        );
+        tracing::warn!(path = %self.path.display(), dropped_bytes = cut.bytes, saved, "{message}");
+        let note = LoggedAlert {
+            alert: Alert::new(AlertKind::LogRepaired, message),
+            delivered: None,
+            attempts: 0,
+            error: None,
+        };
+        let written = self.write(&note);
+        let unlocked = self.file.unlock();
+        written.and(unlocked).map_err(io)
+    }
+
     /// Appends one line; a failure is reported on standard error, never fatal.
     fn append(&mut self, logged: &LoggedAlert) {
-        let written = serde_json::to_string(logged)
-            .map_err(std::io::Error::other)
-            .and_then(|json| self.file.write_all(format!("{json}\n").as_bytes()));
+        let written = self.file.lock_shared().and_then(|()| {
+            let written = self.write(logged);
+            let _ = self.file.unlock();
+            written
+        });
         if let Err(e) = written {
             tracing::warn!(path = %self.path.display(), "alert log not written: {e}");
             print_stderr(&format!(
@@ -537,6 +591,12 @@ impl AlertLog {
                 logged.alert
             ));
         }
+    }
+
+    /// One line, in one write.
+    fn write(&mut self, logged: &LoggedAlert) -> std::io::Result<()> {
+        let json = serde_json::to_string(logged).map_err(std::io::Error::other)?;
+        self.file.write_all(format!("{json}\n").as_bytes())
     }
 }
 

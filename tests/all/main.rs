@@ -38,4 +38,5 @@ mod sql_capability;
 mod sql_limits;
 mod support;
 mod tools;
+mod torn_tails;
 mod trust;

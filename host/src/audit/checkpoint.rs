@@ -121,6 +121,21 @@ pub fn read_all(path: &Path) -> Result<Vec<Checkpoint>, String> {
     Ok(checkpoints)
 }
 
+/// Cuts a torn last line off the checkpoints file at `path` (one without its newline, or one
+/// that is not a checkpoint), saving it beside the file as `checkpoints.torn-UNIX_MS`. Only
+/// the writer of the log calls this, holding its lock. A missing file needs no repair.
+pub(crate) fn repair(path: &Path) -> std::io::Result<Option<super::torn::Cut>> {
+    let mut file = match fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let saved_as = |_| path.with_file_name(format!("{name}.torn-{}", super::torn::now_ms()));
+    let valid = |line: &[u8]| serde_json::from_slice::<Checkpoint>(line).is_ok();
+    Ok(super::torn::repair(&mut file, saved_as, valid)?.cut)
+}
+
 /// Appends `checkpoint` and makes it durable.
 pub fn append(path: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
     let mut line = serde_json::to_string(checkpoint).map_err(std::io::Error::other)?;

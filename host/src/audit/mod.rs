@@ -11,6 +11,7 @@ pub mod read;
 pub mod record;
 pub(crate) mod staged;
 pub mod task;
+pub(crate) mod torn;
 pub(crate) mod trail;
 pub mod verify;
 mod writer;
@@ -173,7 +174,7 @@ pub struct Audit {
 
 impl Audit {
     /// Opens the audit directory for writing: takes the writer's lock, recovers a torn tail
-    /// (recording what was dropped), loads the signing key (creating it for a new log), and
+    /// of the log and of the checkpoints (recording what was dropped), loads the signing key (creating it for a new log), and
     /// signs a checkpoint of the head.
     pub fn open(dir: &Path, keys: &KeyFiles, config: &AuditConfig) -> Result<Audit, AuditError> {
         fs::create_dir_all(dir).map_err(|e| AuditError::io(dir, e))?;
@@ -204,6 +205,9 @@ impl Audit {
             }
         };
         let opened = Writer::open(&log)?;
+        let checkpoints = checkpoints_path(dir);
+        let repaired =
+            checkpoint::repair(&checkpoints).map_err(|e| AuditError::io(&checkpoints, e))?;
         let head = opened.writer.head().seq;
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
@@ -224,6 +228,22 @@ impl Audit {
                 after_seq: head,
                 dropped_bytes,
                 saved_to: saved_to.unwrap_or_default(),
+            });
+        }
+        if let Some(cut) = repaired {
+            let file = checkpoints.file_name().map(|n| n.to_string_lossy().into_owned());
+            let saved_to = cut.saved.file_name().map(|n| n.to_string_lossy().into_owned());
+            tracing::warn!(
+                dropped_bytes = cut.bytes,
+                "audit checkpoints {}: cut its last line after a crash, as {}",
+                checkpoints.display(),
+                cut.why.describe()
+            );
+            events.push(Event::Repaired {
+                file: file.unwrap_or_default(),
+                dropped_bytes: cut.bytes,
+                saved_to: saved_to.unwrap_or_default(),
+                reason: cut.why.describe().to_owned(),
             });
         }
         events.push(Event::Opened {

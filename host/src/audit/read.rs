@@ -107,9 +107,10 @@ impl Matcher {
             | Event::Rollback { task, .. } => {
                 (filter.task.as_ref().is_none_or(|t| t == task), filter.tool.is_none())
             }
-            Event::Opened { .. } | Event::Recovery { .. } | Event::LoadRefused { .. } => {
-                (filter.task.is_none(), filter.tool.is_none())
-            }
+            Event::Opened { .. }
+            | Event::Recovery { .. }
+            | Event::Repaired { .. }
+            | Event::LoadRefused { .. } => (filter.task.is_none(), filter.tool.is_none()),
             Event::Breaker { scope, name, .. } => {
                 let task = filter.task.as_ref().is_none_or(|t| scope == "task" && t == name);
                 let tool = filter.tool.as_ref().is_none_or(|t| scope == "tool" && t == name);
@@ -147,6 +148,10 @@ pub fn describe(record: &Record) -> String {
         Event::Recovery { after_seq, dropped_bytes, saved_to } => format!(
             "recovered after a crash: cut {dropped_bytes} bytes of a torn record after #{after_seq} \
              (saved to {saved_to})"
+        ),
+        Event::Repaired { file, dropped_bytes, saved_to, reason } => format!(
+            "repaired {file} after a crash: cut {dropped_bytes} bytes, as {reason} (saved to \
+             {saved_to})"
         ),
         Event::TaskStart { task, prompt } => format!(
             "task {task} started{}",

@@ -52,6 +52,17 @@ pub enum Event {
         /// Where the dropped bytes were saved (in the audit directory).
         saved_to: String,
     },
+    /// A torn (or invalid) last line was cut off another file of the audit directory (the
+    /// `checkpoints`) when the log was opened after a crash.
+    Repaired {
+        /// The file's name in the audit directory.
+        file: String,
+        dropped_bytes: u64,
+        /// Where the dropped bytes were saved (in the audit directory).
+        saved_to: String,
+        /// Why they were cut.
+        reason: String,
+    },
     /// A task began; the prompt as the caller reported it.
     TaskStart { task: String, prompt: Option<Text> },
     /// A task ended; its final output as the caller reported it.
@@ -187,6 +198,7 @@ impl Event {
         match self {
             Event::Opened { .. } => "opened",
             Event::Recovery { .. } => "recovery",
+            Event::Repaired { .. } => "repaired",
             Event::TaskStart { .. } => "task_start",
             Event::TaskEnd { .. } => "task_end",
             Event::Call { .. } => "call",

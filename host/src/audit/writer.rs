@@ -5,7 +5,7 @@
 use super::record::{decode, encode, now_us, Event, Record, GENESIS};
 use super::AuditError;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -64,18 +64,10 @@ impl Writer {
         let io = |e: std::io::Error| AuditError::io(path, e);
         let mut file =
             fs::OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let (end, last) = last_line(&mut file, len).map_err(io)?;
-        let mut torn = None;
-        if end < len {
-            let dropped = read_at(&mut file, end, len - end).map_err(io)?;
-            let saved = path.with_file_name(format!("torn-{}-at-{end}.bin", now_us()));
-            fs::write(&saved, &dropped).map_err(|e| AuditError::io(&saved, e))?;
-            File::open(&saved).and_then(|f| f.sync_all()).map_err(|e| AuditError::io(&saved, e))?;
-            file.set_len(end).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            torn = Some((len - end, saved));
-        }
+        let saved_as = |end: u64| path.with_file_name(format!("torn-{}-at-{end}.bin", now_us()));
+        let tail = super::torn::repair(&mut file, saved_as, |_| true).map_err(io)?;
+        let last = tail.last;
+        let torn = tail.cut.map(|cut| (cut.bytes, cut.saved));
         let head = match last {
             None => Head { seq: 0, hash: GENESIS.to_owned() },
             Some(line) => {
@@ -174,34 +166,4 @@ impl Writer {
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Acquire)
     }
-}
-
-/// The offset just past the last newline, and the last complete line (without newline).
-fn last_line(file: &mut File, len: u64) -> std::io::Result<(u64, Option<Vec<u8>>)> {
-    let mut window = 64 * 1024u64;
-    loop {
-        let start = len.saturating_sub(window);
-        let bytes = read_at(file, start, len - start)?;
-        let newlines: Vec<usize> =
-            bytes.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i).collect();
-        match newlines.as_slice() {
-            // The last complete line starts after the newline before its own.
-            [.., before, last] => {
-                let line = bytes[before + 1..*last].to_vec();
-                return Ok((start + *last as u64 + 1, Some(line)));
-            }
-            [last] if start == 0 => {
-                return Ok((*last as u64 + 1, Some(bytes[..*last].to_vec())));
-            }
-            [] if start == 0 => return Ok((0, None)),
-            _ => window *= 4,
-        }
-    }
-}
-
-fn read_at(file: &mut File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    Read::by_ref(file).take(len).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
