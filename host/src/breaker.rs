@@ -241,8 +241,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS breakers (
         PRIMARY KEY (scope, name));
     CREATE TABLE IF NOT EXISTS task_results (
         task TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (task, hash));
+    -- AUTOINCREMENT: a lease id is never reused, so a call whose lease expired cannot give
+    -- back another call's.
     CREATE TABLE IF NOT EXISTS breaker_probes (
-        lease INTEGER PRIMARY KEY, scope TEXT NOT NULL, name TEXT NOT NULL,
+        lease INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, name TEXT NOT NULL,
         pid INTEGER NOT NULL, started INTEGER NOT NULL, expires INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS breaker_probes_of ON breaker_probes (scope, name);";
 
@@ -379,7 +381,7 @@ impl Breakers {
         admitted: Admitted,
         outcome: Outcome<'_>,
     ) -> Result<Vec<Transition>, StateError> {
-        let prune = self.recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0;
+        let prune = self.recorded.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY);
         self.db.with(|conn| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             release(&tx, admitted)?;

@@ -143,7 +143,7 @@ impl Loops {
         if self.off() {
             return Ok(None);
         }
-        let prune = self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0;
+        let prune = self.admitted.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY);
         let admitted = self.db.with(|conn| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
             if let Some(refusal) = self.in_session(&tx, session, tool, &key)? {

@@ -221,7 +221,7 @@ fn a_probe_whose_process_was_killed_no_longer_holds_the_breaker() {
     let spin = |task: &str| {
         let request = CallRequest {
             task: Some(task.into()),
-            budgets: small.clone(),
+            budgets: small,
             ..CallRequest::new("spin", "{}")
         };
         host.run(&request)
