@@ -573,3 +573,22 @@ fn serve_without_a_transport_says_what_is_available() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--stdio") && stderr.contains("--http ADDR"), "{stderr}");
 }
+
+#[test]
+fn an_invalid_request_whose_id_is_readable_is_answered_with_that_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = Client::start(dir.path(), "");
+    // The method is not a string: not a request at all.
+    client.send(r#"{"jsonrpc": "2.0", "id": 7, "method": 42}"#);
+    let error = client.answer(&json!(7));
+    assert_eq!(error["error"]["code"], -32600, "{error}");
+    // No method.
+    client.send(r#"{"jsonrpc": "2.0", "id": "eight"}"#);
+    assert_eq!(client.answer(&json!("eight"))["error"]["code"], -32600);
+    // A known method with params of the wrong type.
+    client.send(r#"{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": 3}"#);
+    let error = client.answer(&json!(9));
+    assert_eq!(error["error"]["code"], -32602, "{error}");
+    assert_eq!(client.call("echo", json!({"text": "still here"}), json!({}))["isError"], false);
+    assert!(client.hang_up().success());
+}

@@ -317,3 +317,33 @@ fn a_client_that_cannot_elicit_waits_in_the_approval_queue_a_person_approves_on_
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"isError\":false") && body.contains("approved"), "{body}");
 }
+
+#[test]
+fn deleting_an_unknown_session_is_404_and_a_known_one_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (status, said) =
+        send(&server.mcp, "DELETE", "/mcp", &[("Mcp-Session-Id", "no-such-session")], "");
+    assert_eq!(status, 404, "{said}");
+    assert!(said.contains("no such session: no-such-session"), "{said}");
+    let (status, said) = send(&server.mcp, "DELETE", "/mcp", &[], "");
+    assert_eq!(status, 400, "without the header: {said}");
+    let id = session_id(&server);
+    let (status, said) = send(&server.mcp, "DELETE", "/mcp", &[("Mcp-Session-Id", &id)], "");
+    assert!((200..300).contains(&status), "{status}: {said}");
+    // Closed: deleting it again is a session this server no longer holds.
+    let (status, _) = send(&server.mcp, "DELETE", "/mcp", &[("Mcp-Session-Id", &id)], "");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn an_invalid_request_whose_id_is_readable_is_a_400_with_that_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "");
+    let (status, body) = post(&server, &[], r#"{"jsonrpc": "2.0", "id": 7, "method": 42}"#);
+    assert_eq!(status, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON-RPC error");
+    assert_eq!((error["id"].clone(), error["error"]["code"].clone()), (json!(7), json!(-32600)));
+    // Serving goes on.
+    assert_eq!(post(&server, &[], &initialize()).0, 200);
+}

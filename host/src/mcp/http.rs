@@ -132,8 +132,8 @@ pub async fn serve_http(
     // tokens, loopback's.
     let factory =
         move || Ok(McpServer::with_random_session(host.clone()).with_principal("http:loopback"));
-    let service =
-        StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config);
+    let sessions = Arc::new(LocalSessionManager::default());
+    let service = StreamableHttpService::new(factory, sessions.clone(), config);
     let tokens = server.tokens;
     loop {
         let (stream, peer) = tokio::select! {
@@ -151,10 +151,12 @@ pub async fn serve_http(
         let service = service.clone();
         let stop = stop.clone();
         let tokens = tokens.clone();
+        let sessions = sessions.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let mut service = service.clone();
                 let tokens = tokens.clone();
+                let sessions = sessions.clone();
                 async move {
                     match authorize(&request, &tokens) {
                         Ok(Some(identity)) => {
@@ -162,6 +164,9 @@ pub async fn serve_http(
                         }
                         Ok(None) => {}
                         Err(refusal) => return Ok::<_, Infallible>(*refusal),
+                    }
+                    if let Some(refusal) = unknown_session(&request, &sessions).await {
+                        return Ok(refusal);
                     }
                     match read_body(request).await {
                         Ok(request) => service.call(request).await,
@@ -181,6 +186,22 @@ pub async fn serve_http(
             }
         });
     }
+}
+
+/// The answer to a `DELETE` of a session this server does not hold: 404, as the MCP
+/// streamable HTTP transport says (the SDK would answer 202). Without the header the SDK
+/// answers 400 itself.
+async fn unknown_session(
+    request: &Request<Incoming>,
+    sessions: &LocalSessionManager,
+) -> Option<Response<Body>> {
+    use rmcp::transport::streamable_http_server::session::SessionManager;
+    if request.method() != http::Method::DELETE {
+        return None;
+    }
+    let id = request.headers().get("mcp-session-id")?.to_str().unwrap_or_default();
+    let known = sessions.has_session(&Arc::<str>::from(id)).await.unwrap_or(false);
+    (!known).then(|| reply(StatusCode::NOT_FOUND, &format!("no such session: {id}")))
 }
 
 /// Who the request comes from, or the answer to a request moat refuses before the SDK sees
@@ -254,6 +275,17 @@ async fn read_body(request: Request<Incoming>) -> Result<Request<Full<Bytes>>, R
                 "error": {"code": -32700, "message": format!("Parse error: not JSON: {e}")}
             });
             let mut response = Response::new(Full::new(Bytes::from(error.to_string())).boxed());
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            return Err(response);
+        }
+        // Not a JSON-RPC message, but its id is readable: answered with that id.
+        if let Some(mut error) = super::stdio::invalid_request(&bytes) {
+            error.pop(); // The line's newline.
+            let mut response = Response::new(Full::new(Bytes::from(error)).boxed());
             *response.status_mut() = StatusCode::BAD_REQUEST;
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,

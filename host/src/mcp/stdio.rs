@@ -102,6 +102,12 @@ async fn read_lines<R: AsyncRead + Unpin>(
             }
             continue;
         }
+        if let Some(error) = invalid_request(text) {
+            if replies.send(error).await.is_err() {
+                break;
+            }
+            continue;
+        }
         let forwarded = async {
             to_sdk.write_all(text).await?;
             to_sdk.write_all(b"\n").await?;
@@ -128,6 +134,38 @@ async fn skip_line<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> bool {
 }
 
 /// A JSON-RPC parse error, as a line.
+/// The error answering JSON that is not a valid JSON-RPC message but whose `id` is readable,
+/// with that id, so that the client waiting on it hears: `-32602` when only the method's
+/// params are wrong, `-32600` otherwise. `None` for a valid message, and for an invalid one
+/// without an id (a notification: nobody waits on it; the SDK logs it).
+pub(crate) fn invalid_request(text: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Readable {
+        id: Option<serde_json::Value>,
+        jsonrpc: Option<serde_json::Value>,
+        method: Option<serde_json::Value>,
+    }
+    let Err(error) = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(text) else {
+        return None;
+    };
+    let readable: Readable = serde_json::from_slice(text).ok()?;
+    let id = readable.id.filter(|id| id.is_string() || id.is_number())?;
+    let well_formed = readable.jsonrpc.as_ref().and_then(|v| v.as_str()) == Some("2.0")
+        && readable.method.as_ref().is_some_and(|m| m.is_string());
+    let (code, what) = match well_formed {
+        true => (-32602, "Invalid params"),
+        false => (-32600, "Invalid Request"),
+    };
+    let error = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {"code": code, "message": format!("{what}: {error}")}
+    });
+    let mut line = error.to_string().into_bytes();
+    line.push(b'\n');
+    Some(line)
+}
+
 fn parse_error(message: &str) -> Vec<u8> {
     let error = serde_json::json!({
         "jsonrpc": "2.0",
