@@ -5,6 +5,7 @@
 
 use crate::alert::{Alert, AlertKind, Alerts};
 use crate::audit::Event;
+use crate::bounded::Bounded;
 use crate::breaker::{self, Admitted, Breakers};
 use crate::config::Config;
 use crate::effect::CallView;
@@ -16,12 +17,14 @@ use crate::state::StateDb;
 use crate::task_budget::{TaskBudgetError, TaskLedger};
 use crate::tokens::{TokenError, Tokenizer};
 use crate::window::{Window, Windows};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 /// The name of the built-in tool that reads on in a windowed output.
 pub const READ_MORE: &str = "read_more";
+/// Tasks whose used-up budgets are remembered as told; past this, the least recent go (and
+/// would be told again).
+const TOLD: usize = 10_000;
 
 /// Where a windowed output stands, returned beside the window's text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,7 +53,7 @@ pub(crate) struct Controls {
     windows: OnceLock<Result<Windows, String>>,
     tokenizer: Mutex<Option<JoinHandle<Result<Tokenizer, TokenError>>>>,
     /// Tasks whose used-up budgets a person was told of (once each).
-    told: Mutex<HashSet<(String, &'static str)>>,
+    told: Mutex<Bounded<(String, &'static str), ()>>,
     config: Config,
 }
 
@@ -85,7 +88,7 @@ impl Controls {
                 let kind = config.tokenizer;
                 move || Tokenizer::new(kind)
             }))),
-            told: Mutex::new(HashSet::new()),
+            told: Mutex::new(Bounded::new(TOLD)),
             config: config.clone(),
         })
     }
@@ -285,10 +288,7 @@ impl Controls {
         used: &str,
     ) -> Option<Event> {
         let mut told = self.told.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if told.len() > 100_000 {
-            told.clear();
-        }
-        if !told.insert((call.task.clone(), budget)) {
+        if !told.insert_new(&(call.task.clone(), budget), ()) {
             return None;
         }
         let message = format!(

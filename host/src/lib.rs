@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod audit;
 mod bindings;
+pub mod bounded;
 pub mod breaker;
 pub mod budget;
 pub mod calibrate;

@@ -2,6 +2,7 @@
 
 use crate::audit::staged::Journal;
 use crate::audit::{trail, Audit, AuditError, Event};
+use crate::bounded::{self, Bounded};
 use crate::budget::{BudgetOverrides, Usage};
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
@@ -19,7 +20,7 @@ use crate::metrics::{Metrics, Observed};
 use crate::plugin::{EffectKind, Plugin, ToolSpec};
 use crate::registry::{fingerprint, Registry};
 use crate::trust::Trust;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,8 +32,13 @@ type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 /// Calls of a session that `check-call` sees, newest last.
 const HISTORY: usize = 32;
-/// Sessions whose history is kept; past this the oldest is forgotten.
+/// Sessions whose history is kept (and tasks whose start this host knows); past this the
+/// least recently used is forgotten.
 const SESSIONS: usize = 10_000;
+/// Effects of one call kept in its session's history (the first ones).
+const HISTORY_EFFECTS: usize = 64;
+/// Characters of an effect's target kept in a session's history.
+const TARGET_CHARS: usize = 200;
 
 /// A running moat: the engine, the configuration, the loaded tools and policies.
 pub struct Host {
@@ -49,9 +55,10 @@ pub struct Host {
     policies: Arc<Policies>,
     /// Each configured tool's grants, shared by its calls.
     grants: HashMap<String, Arc<Grants>>,
-    sessions: Mutex<Sessions>,
+    /// Each session's recent calls, for `check-call`.
+    sessions: Mutex<Bounded<String, VecDeque<HistoryEntry>>>,
     /// Tasks this host has seen (their start is recorded once).
-    tasks: Mutex<HashSet<String>>,
+    tasks: Mutex<Bounded<String, ()>>,
     audit: Option<Arc<Audit>>,
     controls: Controls,
     metrics: Arc<Metrics>,
@@ -65,12 +72,6 @@ struct Spent {
     usage: Usage,
     secrets: Revealed,
     passage: Passage,
-}
-
-#[derive(Default)]
-struct Sessions {
-    history: HashMap<String, VecDeque<HistoryEntry>>,
-    order: VecDeque<String>,
 }
 
 /// One call as a caller makes it.
@@ -189,7 +190,7 @@ impl HostBuilder {
             .iter()
             .map(|(name, tool)| (name.clone(), Arc::new(tool.grants.clone())))
             .collect();
-        let sessions = Mutex::new(Sessions::default());
+        let sessions = Mutex::new(Bounded::new(SESSIONS));
         let audit = match config.audit.enabled {
             true => {
                 let dir = config.audit.dir(&config.state_dir);
@@ -198,7 +199,7 @@ impl HostBuilder {
             }
             false => None,
         };
-        let tasks = Mutex::new(HashSet::new());
+        let tasks = Mutex::new(Bounded::new(SESSIONS));
         let metrics = Arc::new(Metrics::new());
         let tools_seen = Mutex::new((Instant::now(), fingerprint(&config.plugins.tools)));
         let host = Host {
@@ -509,6 +510,7 @@ impl Host {
     /// Records that a task began, with the prompt it was given. Calls of a task not begun
     /// this way begin it without a prompt.
     pub fn start_task(&self, task: &str, prompt: Option<&str>) -> Result<(), AuditError> {
+        let task = &*bounded::name(task);
         self.started(task);
         let Some(audit) = &self.audit else { return Ok(()) };
         let prompt = prompt.map(|p| audit.text(p)).transpose()?;
@@ -517,6 +519,7 @@ impl Host {
 
     /// Records that a task ended, with its final output as the caller reports it.
     pub fn end_task(&self, task: &str, output: Option<&str>) -> Result<(), AuditError> {
+        let task = &*bounded::name(task);
         let Some(audit) = &self.audit else { return Ok(()) };
         let output = output.map(|o| audit.text(o)).transpose()?;
         audit.record(vec![Event::TaskEnd { task: task.to_owned(), output }]).map(|_| ())
@@ -530,10 +533,7 @@ impl Host {
     /// Whether `task` is new to this host (and from now on, known).
     fn started(&self, task: &str) -> bool {
         let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if tasks.len() >= SESSIONS {
-            tasks.clear();
-        }
-        tasks.insert(task.to_owned())
+        tasks.insert_new(&task.to_owned(), ())
     }
 
     /// Writes the call's first record (after its task's, for a new task); returns its `seq`,
@@ -586,19 +586,27 @@ impl Host {
         }
     }
 
-    /// The call as checks see it, with its session's history.
+    /// The call as checks see it, with its session's history. Names longer than
+    /// [`bounded::MAX_NAME`] are keyed (and recorded) by their head and hash.
     fn view(&self, request: &CallRequest, spec: Option<&ToolSpec>) -> CallView {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let task = request.task.clone().unwrap_or_else(|| {
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            format!("call-{}-{n}", std::process::id())
-        });
-        let session = request.session.clone().unwrap_or_else(|| task.clone());
-        let sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let task = match &request.task {
+            Some(task) => bounded::name(task).into_owned(),
+            None => {
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("call-{}-{n}", std::process::id())
+            }
+        };
+        let session = match &request.session {
+            Some(session) => bounded::name(session).into_owned(),
+            None => task.clone(),
+        };
+        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let history =
-            sessions.history.get(&session).map(|h| h.iter().cloned().collect()).unwrap_or_default();
+            sessions.get(&session).map(|h| h.iter().cloned().collect()).unwrap_or_default();
+        drop(sessions);
         CallView {
-            tool: request.tool.clone(),
+            tool: bounded::name(&request.tool).into_owned(),
             args: request.args.clone(),
             task,
             session,
@@ -688,25 +696,21 @@ impl Host {
         }
     }
 
-    /// Adds the call to its session's history.
+    /// Adds the call to its session's history: the kinds of its first effects and previews
+    /// of their targets, never whole targets.
     fn remember(&self, call: &CallView, touched: &[(EffectKind, String)], ok: bool) {
+        let touched = &touched[..touched.len().min(HISTORY_EFFECTS)];
         let entry = HistoryEntry {
             tool: call.tool.clone(),
             effects: touched.iter().map(|(kind, _)| *kind).collect(),
-            targets: touched.iter().map(|(_, target)| target.clone()).collect(),
+            targets: touched
+                .iter()
+                .map(|(_, target)| bounded::preview(target, TARGET_CHARS).into_owned())
+                .collect(),
             ok,
         };
         let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let sessions = &mut *sessions;
-        if !sessions.history.contains_key(&call.session) {
-            sessions.order.push_back(call.session.clone());
-            if sessions.order.len() > SESSIONS {
-                if let Some(oldest) = sessions.order.pop_front() {
-                    sessions.history.remove(&oldest);
-                }
-            }
-        }
-        let history = sessions.history.entry(call.session.clone()).or_default();
+        let history = sessions.get_or_insert_with(&call.session, VecDeque::new);
         history.push_back(entry);
         if history.len() > HISTORY {
             history.pop_front();

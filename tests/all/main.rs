@@ -28,6 +28,7 @@ mod loading;
 mod mcp;
 mod mcp_client;
 mod mcp_http;
+mod memory;
 mod policies;
 mod principals;
 mod python;

@@ -101,6 +101,11 @@ impl Client {
         Client { child, stdin, lines, next_id: 1 }
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes one line.
     pub(crate) fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
@@ -109,7 +114,7 @@ impl Client {
     }
 
     /// The next line moat writes, as JSON; fails after [`TIMEOUT`].
-    fn next(&self) -> Value {
+    pub(crate) fn next(&self) -> Value {
         let line = self.lines.recv_timeout(TIMEOUT).expect("moat answers in time");
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
     }

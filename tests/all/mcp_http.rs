@@ -347,3 +347,20 @@ fn an_invalid_request_whose_id_is_readable_is_a_400_with_that_id() {
     // Serving goes on.
     assert_eq!(post(&server, &[], &initialize()).0, 200);
 }
+
+#[test]
+fn past_max_sessions_a_new_session_closes_the_least_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[serve]\nmax_sessions = 2\n");
+    let (first, second) = (session_id(&server), session_id(&server));
+    // The first is used again: the second is now the least recently used.
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let headers = [("Mcp-Session-Id", first.as_str()), ("Mcp-Protocol-Version", "2025-06-18")];
+    let (status, said) = post(&server, &headers, &initialized.to_string());
+    assert!((200..300).contains(&status), "{status}: {said}");
+    let third = session_id(&server);
+    let delete = |id: &str| send(&server.mcp, "DELETE", "/mcp", &[("Mcp-Session-Id", id)], "").0;
+    assert_eq!(delete(&second), 404, "the least recently used session was closed");
+    assert!((200..300).contains(&delete(&first)), "the first is still open");
+    assert!((200..300).contains(&delete(&third)), "the newest is open");
+}

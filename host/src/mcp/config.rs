@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 /// blake3 = "..."                         # the token's blake3 (`moat token ci-bot` makes one)
 /// tools = ["echo", "db_query"]           # the tools it may list and call (default: all)
 /// ```
+///
+/// `max_sessions = 1024` bounds the MCP sessions open at once over HTTP.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
@@ -35,6 +37,20 @@ pub struct ServeConfig {
     /// a principal of its own, `http:NAME`, with the tools it may list and call.
     #[serde(default)]
     pub tokens: BTreeMap<String, NamedToken>,
+    /// MCP sessions open at once over HTTP (default 1024): a new one past this closes the
+    /// least recently used (its client gets 404 and starts again).
+    #[serde(default)]
+    pub max_sessions: Option<usize>,
+}
+
+impl ServeConfig {
+    /// The default of `max_sessions`.
+    pub const MAX_SESSIONS: usize = 1024;
+
+    /// `max_sessions`, or its default.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions.unwrap_or(Self::MAX_SESSIONS).max(1)
+    }
 }
 
 /// `[serve.tokens.NAME]`.

@@ -9,6 +9,7 @@
 //! cross-site requests from a browser).
 
 use super::{McpServer, ServeConfig, ServeError};
+use crate::bounded::Bounded;
 use crate::mcp::config::Auth;
 use crate::Host;
 use bytes::Bytes;
@@ -21,7 +22,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -57,6 +58,7 @@ pub struct HttpServer {
     /// The tokens a request may carry (blake3 of each); empty: none is required.
     tokens: Arc<Vec<Accepted>>,
     config: StreamableHttpServerConfig,
+    max_sessions: usize,
 }
 
 impl HttpServer {
@@ -102,7 +104,8 @@ impl HttpServer {
             .with_allowed_hosts(hosts)
             .with_allowed_origins(serve.origins.clone())
             .enforce_origin_validation();
-        Ok(HttpServer { listener, address, tokens: Arc::new(tokens), config })
+        let max_sessions = serve.max_sessions();
+        Ok(HttpServer { listener, address, tokens: Arc::new(tokens), config, max_sessions })
     }
 
     /// The address it listens on (with the port chosen when 0 was asked for).
@@ -134,6 +137,10 @@ pub async fn serve_http(
         move || Ok(McpServer::with_random_session(host.clone()).with_principal("http:loopback"));
     let sessions = Arc::new(LocalSessionManager::default());
     let service = StreamableHttpService::new(factory, sessions.clone(), config);
+    let open = Arc::new(Open {
+        sessions: sessions.clone(),
+        used: Mutex::new(Bounded::new(server.max_sessions)),
+    });
     let tokens = server.tokens;
     loop {
         let (stream, peer) = tokio::select! {
@@ -152,11 +159,13 @@ pub async fn serve_http(
         let stop = stop.clone();
         let tokens = tokens.clone();
         let sessions = sessions.clone();
+        let open = open.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
                 let mut service = service.clone();
                 let tokens = tokens.clone();
                 let sessions = sessions.clone();
+                let open = open.clone();
                 async move {
                     match authorize(&request, &tokens) {
                         Ok(Some(identity)) => {
@@ -168,8 +177,16 @@ pub async fn serve_http(
                     if let Some(refusal) = unknown_session(&request, &sessions).await {
                         return Ok(refusal);
                     }
+                    let session = session_of(request.headers());
+                    let deleting = request.method() == http::Method::DELETE;
                     match read_body(request).await {
-                        Ok(request) => service.call(request).await,
+                        Ok(request) => {
+                            let response = service.call(request).await;
+                            if let Ok(response) = &response {
+                                open.used(session, deleting, response).await;
+                            }
+                            response
+                        }
                         Err(refusal) => Ok(refusal),
                     }
                 }
@@ -186,6 +203,48 @@ pub async fn serve_http(
             }
         });
     }
+}
+
+/// The sessions open, by last use: past `[serve] max_sessions`, a new session closes the
+/// least recently used one (the SDK keeps every session it made until it is deleted, even
+/// after it timed out, so this is also what forgets those).
+struct Open {
+    sessions: Arc<LocalSessionManager>,
+    used: Mutex<Bounded<Arc<str>, ()>>,
+}
+
+impl Open {
+    /// Notes a request of `session` (deleted when `deleting`) and the session its answer
+    /// opened, closing the least recently used one if that makes too many.
+    async fn used(&self, session: Option<Arc<str>>, deleting: bool, answer: &Response<Body>) {
+        use rmcp::transport::streamable_http_server::session::SessionManager;
+        let opened = session_of(answer.headers());
+        let evicted = {
+            let mut used = self.used.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match (&session, deleting) {
+                (Some(id), true) => {
+                    used.remove(id);
+                }
+                (Some(id), false) => {
+                    used.get(id);
+                }
+                (None, _) => {}
+            }
+            opened.filter(|_| !deleting).and_then(|id| used.put(&id, ())).map(|(id, ())| id)
+        };
+        if let Some(id) = evicted {
+            tracing::info!(session = %id, "too many MCP sessions open: closing the least recently used");
+            if let Err(e) = self.sessions.close_session(&id).await {
+                tracing::warn!(session = %id, "cannot close the session: {e}");
+            }
+        }
+    }
+}
+
+/// The `Mcp-Session-Id` header's value.
+fn session_of(headers: &http::HeaderMap) -> Option<Arc<str>> {
+    let id = headers.get("mcp-session-id")?.to_str().ok()?;
+    Some(Arc::from(id))
 }
 
 /// The answer to a `DELETE` of a session this server does not hold: 404, as the MCP

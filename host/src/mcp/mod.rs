@@ -31,6 +31,7 @@ pub use http::{http_token, serve_http, token_path, HttpServer, ENDPOINT};
 pub use stdio::{serve_io, serve_stdio};
 
 use crate::audit::AuditError;
+use crate::bounded::Bounded;
 use crate::escalation::{ClientDecides, Escalator};
 use crate::{CallError, CallRequest, CallResponse, Host};
 use meta::CallMeta;
@@ -40,13 +41,12 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 /// How often a session looks for changes of the tool directories.
 const LOOK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Tasks one connection remembers having seen; past this, it forgets them all.
+/// Tasks one connection remembers having seen; past this, the least recently used goes.
 const TASKS: usize = 10_000;
 
 const INSTRUCTIONS: &str = "moat runs each tool sandboxed, under budgets and policies. A \
@@ -141,7 +141,7 @@ pub struct McpServer {
     /// per-principal controls hold over every session label the agent gives.
     principal: String,
     /// Tasks seen on this connection: a task's prompt is recorded the first time.
-    tasks: Mutex<HashSet<String>>,
+    tasks: Mutex<Bounded<String, ()>>,
     /// Its calls in flight.
     inflight: Arc<InFlight>,
 }
@@ -154,7 +154,7 @@ impl McpServer {
             host,
             session,
             principal: "mcp".to_owned(),
-            tasks: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(Bounded::new(TASKS)),
             inflight: Arc::default(),
         }
     }
@@ -206,10 +206,7 @@ impl McpServer {
     /// Whether this connection sees `task` for the first time (and from now on, knows it).
     fn first_seen(&self, task: &str) -> bool {
         let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if tasks.len() >= TASKS {
-            tasks.clear();
-        }
-        tasks.insert(task.to_owned())
+        tasks.insert_new(&task.to_owned(), ())
     }
 
     fn forget(&self, task: &str) {
@@ -317,7 +314,10 @@ impl ServerHandler for McpServer {
         let meta =
             CallMeta::parse(&fields).map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
         let (principal, allowed) = self.caller(&context);
-        let task = meta.task.unwrap_or_else(|| self.session.clone());
+        let task = match &meta.task {
+            Some(task) => crate::bounded::name(task).into_owned(),
+            None => self.session.clone(),
+        };
         let first = self.first_seen(&task);
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
         let ends = meta.task_output.is_some();

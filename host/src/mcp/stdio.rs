@@ -1,13 +1,17 @@
 //! The stdio transport: newline-delimited JSON-RPC on standard input and output.
 //!
-//! Lines pass through a filter before the SDK sees them: a line that is not JSON gets a
-//! JSON-RPC parse error (`-32700`, `id: null`) on the output, and serving goes on (the SDK
-//! alone would drop it silently). A line longer than [`MAX_LINE`] is skipped the same way.
-//! All output, the SDK's and the parse errors, goes through one writer, a line at a time.
-//! Serving ends when the input ends; then every answer already due is written and flushed.
+//! moat reads the lines itself and hands the SDK each message parsed, once (the line is
+//! dropped as soon as it is parsed: one request costs at most its line and its parse). A
+//! line that is not JSON gets a JSON-RPC parse error (`-32700`, `id: null`) on the output,
+//! and serving goes on (the SDK alone would drop it silently); one longer than
+//! [`MAX_LINE`] is skipped the same way; an invalid message with a readable id is answered
+//! with that id. All output, the SDK's and these errors, goes through one writer, a line at
+//! a time. Serving ends when the input ends; then every answer already due is written and
+//! flushed.
 
 use super::{McpServer, ServeError};
-use rmcp::service::ServerInitializeError;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::service::{RoleServer, ServerInitializeError};
 use rmcp::ServiceExt;
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -15,8 +19,10 @@ use tokio::sync::mpsc;
 
 /// The longest request line read: 16 MiB.
 pub const MAX_LINE: usize = 16 << 20;
-/// Buffer of each in-process pipe between the filter and the SDK.
-const PIPE: usize = 64 * 1024;
+/// Capacity kept by the line buffer between lines: a longer line's buffer is given back.
+const KEPT_LINE: usize = 64 * 1024;
+/// Messages parsed and not yet taken by the SDK, at most.
+const QUEUED: usize = 16;
 
 /// Serves one client on this process's standard input and output.
 pub async fn serve_stdio(host: Arc<crate::Host>) -> Result<(), ServeError> {
@@ -34,13 +40,12 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let inflight = server.inflight();
-    let (to_sdk, sdk_input) = tokio::io::duplex(PIPE);
-    let (sdk_output, from_sdk) = tokio::io::duplex(PIPE);
+    let (to_sdk, from_reader) = mpsc::channel(QUEUED);
     let (lines, pending) = mpsc::channel::<Vec<u8>>(64);
     let writer = tokio::spawn(write_lines(pending, output));
-    let answers = tokio::spawn(forward_lines(from_sdk, lines.clone()));
-    let reader = tokio::spawn(read_lines(input, to_sdk, lines));
-    let outcome = match server.serve((sdk_input, sdk_output)).await {
+    let reader = tokio::spawn(read_lines(input, to_sdk, lines.clone()));
+    let transport = Messages { from_reader, lines };
+    let outcome = match server.serve(transport).await {
         Ok(running) => match running.waiting().await {
             Ok(_) => Ok(()),
             Err(e) => Err(ServeError::Failed(e.to_string())),
@@ -51,8 +56,7 @@ where
     };
     // The client is gone: its calls in flight are cancelled (rolled back, recorded).
     inflight.cancel_all(std::time::Duration::from_secs(30)).await;
-    // The SDK has dropped its pipes: its answers end; then stop reading, and write the rest.
-    let _ = answers.await;
+    // The SDK has dropped the transport: its answers are queued; stop reading, write the rest.
     reader.abort();
     let _ = reader.await;
     match writer.await {
@@ -62,17 +66,56 @@ where
     }
 }
 
-/// Reads request lines: JSON goes on to the SDK, anything else is answered with a parse
-/// error. Ends at the end of the input, or when the SDK stops listening.
+/// The SDK's transport: the messages [`read_lines`] parsed, and the writer's queue for its
+/// own, a line each.
+struct Messages {
+    from_reader: mpsc::Receiver<ClientJsonRpcMessage>,
+    lines: mpsc::Sender<Vec<u8>>,
+}
+
+impl rmcp::transport::Transport<RoleServer> for Messages {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        message: ServerJsonRpcMessage,
+    ) -> impl std::future::Future<Output = Result<(), std::io::Error>> + Send + 'static {
+        let lines = self.lines.clone();
+        async move {
+            let mut line = serde_json::to_vec(&message)?;
+            line.push(b'\n');
+            lines.send(line).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the output is closed")
+            })
+        }
+    }
+
+    fn receive(
+        &mut self,
+    ) -> impl std::future::Future<Output = Option<ClientJsonRpcMessage>> + Send {
+        self.from_reader.recv()
+    }
+
+    async fn close(&mut self) -> Result<(), std::io::Error> {
+        self.from_reader.close();
+        Ok(())
+    }
+}
+
+/// Reads request lines: a message goes on to the SDK, parsed; anything else is answered
+/// with an error. Ends at the end of the input, or when the SDK stops listening.
 async fn read_lines<R: AsyncRead + Unpin>(
     input: R,
-    mut to_sdk: tokio::io::DuplexStream,
+    to_sdk: mpsc::Sender<ClientJsonRpcMessage>,
     replies: mpsc::Sender<Vec<u8>>,
 ) {
     let mut input = BufReader::new(input);
     let mut line = Vec::new();
     loop {
         line.clear();
+        if line.capacity() > KEPT_LINE {
+            line = Vec::new();
+        }
         match (&mut input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await {
             Ok(0) => break,
             Ok(_) => {}
@@ -95,26 +138,38 @@ async fn read_lines<R: AsyncRead + Unpin>(
         if text.is_empty() {
             continue;
         }
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(text) {
-            tracing::debug!("a line that is not JSON: {e}");
-            if replies.send(parse_error(&format!("not JSON: {e}"))).await.is_err() {
-                break;
-            }
-            continue;
+        let message = parse(text);
+        // The line is not needed any more: a long one's memory goes back now.
+        line.clear();
+        if line.capacity() > KEPT_LINE {
+            line = Vec::new();
         }
-        if let Some(error) = invalid_request(text) {
-            if replies.send(error).await.is_err() {
-                break;
-            }
-            continue;
-        }
-        let forwarded = async {
-            to_sdk.write_all(text).await?;
-            to_sdk.write_all(b"\n").await?;
-            to_sdk.flush().await
+        let sent = match message {
+            Ok(message) => to_sdk.send(message).await.is_ok(),
+            Err(Some(error)) => replies.send(error).await.is_ok(),
+            Err(None) => true,
         };
-        if forwarded.await.is_err() {
+        if !sent {
             break;
+        }
+    }
+}
+
+/// A line as the message it holds; or the error line that answers it (`None`: nobody waits
+/// for one, as for an invalid notification).
+fn parse(text: &[u8]) -> Result<ClientJsonRpcMessage, Option<Vec<u8>>> {
+    match serde_json::from_slice::<ClientJsonRpcMessage>(text) {
+        Ok(message) => Ok(message),
+        Err(error) if error.is_syntax() || error.is_eof() => {
+            tracing::debug!("a line that is not JSON: {error}");
+            Err(Some(parse_error(&format!("not JSON: {error}"))))
+        }
+        Err(error) => {
+            let answer = invalid_answer(text, &error);
+            if answer.is_none() {
+                tracing::debug!("an invalid message without an id: {error}");
+            }
+            Err(answer)
         }
     }
 }
@@ -139,15 +194,19 @@ async fn skip_line<R: AsyncRead + Unpin>(input: &mut BufReader<R>) -> bool {
 /// params are wrong, `-32600` otherwise. `None` for a valid message, and for an invalid one
 /// without an id (a notification: nobody waits on it; the SDK logs it).
 pub(crate) fn invalid_request(text: &[u8]) -> Option<Vec<u8>> {
+    let error = serde_json::from_slice::<ClientJsonRpcMessage>(text).err()?;
+    invalid_answer(text, &error)
+}
+
+/// The answer to `text`, JSON that is not a valid message (`error` says why), if its id is
+/// readable.
+fn invalid_answer(text: &[u8], error: &serde_json::Error) -> Option<Vec<u8>> {
     #[derive(serde::Deserialize)]
     struct Readable {
         id: Option<serde_json::Value>,
         jsonrpc: Option<serde_json::Value>,
         method: Option<serde_json::Value>,
     }
-    let Err(error) = serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(text) else {
-        return None;
-    };
     let readable: Readable = serde_json::from_slice(text).ok()?;
     let id = readable.id.filter(|id| id.is_string() || id.is_number())?;
     let well_formed = readable.jsonrpc.as_ref().and_then(|v| v.as_str()) == Some("2.0")
@@ -175,22 +234,6 @@ fn parse_error(message: &str) -> Vec<u8> {
     let mut line = error.to_string().into_bytes();
     line.push(b'\n');
     line
-}
-
-/// Passes the SDK's output on to the writer, a whole line at a time.
-async fn forward_lines(from_sdk: tokio::io::DuplexStream, lines: mpsc::Sender<Vec<u8>>) {
-    let mut from_sdk = BufReader::new(from_sdk);
-    loop {
-        let mut line = Vec::new();
-        match from_sdk.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if lines.send(line).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// Writes lines to the output, flushing after each, until every sender is gone.
