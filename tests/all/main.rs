@@ -16,6 +16,7 @@ mod crash;
 mod deadlines;
 mod escalation;
 mod fail_closed;
+mod faults;
 mod foreign;
 mod fs_limits;
 mod fuzz;

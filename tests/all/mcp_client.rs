@@ -30,7 +30,7 @@ const LISTENING: &str = "moat: MCP over streamable HTTP at ";
 
 /// The Python of the client's virtualenv. Fails, saying how to install it, when it is
 /// missing or half-built: these tests never skip.
-fn python() -> PathBuf {
+pub(crate) fn python() -> PathBuf {
     let venv = root().join("target/mcp-venv");
     let python = venv.join("bin/python");
     assert!(

@@ -24,8 +24,10 @@ pub struct Head {
 struct Tail {
     file: File,
     head: Head,
-    /// Set when a write failed midway: the file may end in a partial line, so nothing more
-    /// may be appended until the log is opened again (which cuts it off).
+    /// The length of the log up to the end of its last whole record.
+    len: u64,
+    /// Set when a write failed midway and its partial line could not be cut off: nothing
+    /// more may be appended until the log is opened again (which cuts it off).
     broken: Option<String>,
 }
 
@@ -81,12 +83,12 @@ impl Writer {
                 Head { seq: record.seq, hash }
             }
         };
-        file.seek(SeekFrom::End(0)).map_err(io)?;
+        let len = file.seek(SeekFrom::End(0)).map_err(io)?;
         let sync_file = file.try_clone().map_err(io)?;
         let seq = head.seq;
         let writer = Writer {
             path: path.to_owned(),
-            tail: Mutex::new(Tail { file, head, broken: None }),
+            tail: Mutex::new(Tail { file, head, len, broken: None }),
             written: AtomicU64::new(seq),
             sync: Mutex::new(SyncState { synced: seq, ..SyncState::default() }),
             synced: Condvar::new(),
@@ -116,10 +118,16 @@ impl Writer {
             head = Head { seq: record.seq, hash };
         }
         if let Err(e) = tail.file.write_all(lines.as_bytes()) {
+            // A full disk, say. What part of the records went out is cut off again, so the
+            // log still ends at its last whole record and the next write (once there is
+            // room) goes on from there; only if that fails too is the log broken.
             let reason = format!("writing {} failed: {e}", self.path.display());
-            tail.broken = Some(reason.clone());
+            if let Err(cut) = tail.file.set_len(tail.len) {
+                tail.broken = Some(format!("{reason}; cutting it back failed: {cut}"));
+            }
             return Err(AuditError::Broken(reason));
         }
+        tail.len += lines.len() as u64;
         self.written.store(head.seq, Ordering::Release);
         let seq = head.seq;
         tail.head = head;
