@@ -36,7 +36,7 @@ pub struct HistoryEntry {
 pub struct CallView {
     pub tool: String,
     /// The arguments, JSON text, valid against the tool's schema.
-    pub args: String,
+    pub args: std::sync::Arc<str>,
     pub task: String,
     pub session: String,
     /// Who is calling, as the host knows it (the connection, the token): never a name the

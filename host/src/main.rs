@@ -246,7 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let budgets = BudgetOverrides { fuel, memory, wall_time, output, table_elements: None };
             let request = CallRequest {
                 tool,
-                args,
+                args: args.into(),
                 task,
                 reasoning,
                 confidence,
@@ -517,7 +517,7 @@ fn batch(host: &Host, file: &Path) -> Result<ExitCode> {
         }
         let request = CallRequest {
             tool: entry.tool,
-            args: args.to_string(),
+            args: args.to_string().into(),
             task: Some(entry.task.unwrap_or_else(|| "batch".to_owned())),
             session: entry.session,
             principal: Some(local_principal()),

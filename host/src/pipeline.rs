@@ -78,8 +78,8 @@ struct Spent {
 #[derive(Clone, Debug, Default)]
 pub struct CallRequest {
     pub tool: String,
-    /// A JSON object, as text.
-    pub args: String,
+    /// A JSON object, as text (shared, not copied, by the call's checks).
+    pub args: Arc<str>,
     /// The task the call belongs to: per-task limits add up over its calls. Without one,
     /// the call is a task of its own.
     pub task: Option<String>,
@@ -109,7 +109,7 @@ pub struct CallRequest {
 
 impl CallRequest {
     pub fn new(tool: &str, args: &str) -> CallRequest {
-        CallRequest { tool: tool.to_owned(), args: args.to_owned(), ..CallRequest::default() }
+        CallRequest { tool: tool.to_owned(), args: Arc::from(args), ..CallRequest::default() }
     }
 }
 
@@ -576,7 +576,7 @@ impl Host {
             (Err(e), Ok(_)) => Err(CallError::Audit {
                 tool: call.tool.clone(),
                 reason: format!(
-                    "ran and its effects were committed, but the audit log could not record                      it: {e}"
+                    "ran and its effects were committed, but the audit log could not record it: {e}"
                 ),
             }),
             (Err(e), Err(error)) => Err(CallError::Audit {

@@ -342,7 +342,7 @@ fn kind_to_wit(kind: EffectKind) -> crate::bindings::EffectKind {
 pub(crate) fn to_wit(call: &CallView) -> wit::Call {
     wit::Call {
         tool: call.tool.clone(),
-        args: call.args.clone(),
+        args: call.args.to_string(),
         task: call.task.clone(),
         session: call.session.clone(),
         confidence: call.confidence,

@@ -319,7 +319,9 @@ impl ServerHandler for McpServer {
             None => self.session.clone(),
         };
         let first = self.first_seen(&task);
+        // The arguments as text, once; the parsed ones are dropped here.
         let args = serde_json::Value::Object(request.arguments.unwrap_or_default()).to_string();
+        let args: Arc<str> = args.into();
         let ends = meta.task_output.is_some();
         let escalation = &self.host.config().escalation;
         let timeout = escalation.timeout.duration();
