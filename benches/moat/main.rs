@@ -10,6 +10,7 @@
 mod calls;
 mod e2e;
 mod load;
+mod soak;
 mod stats;
 
 use stats::Table;
@@ -42,7 +43,7 @@ fn quick() -> bool {
 
 /// Whether the part `name` runs: all do, unless some are named (`-- calls e2e`).
 fn wanted(name: &str) -> bool {
-    let parts = ["calls", "load", "e2e"];
+    let parts = ["calls", "load", "e2e", "soak"];
     let named: Vec<String> = std::env::args().filter(|a| parts.contains(&a.as_str())).collect();
     named.is_empty() || named.iter().any(|n| n == name)
 }
@@ -65,6 +66,9 @@ fn main() {
     }
     if wanted("e2e") {
         e2e::run(&work, &mut table);
+    }
+    if wanted("soak") {
+        soak::run(&work, &mut table);
     }
     let report = table.render(started.elapsed());
     println!("\n{report}");

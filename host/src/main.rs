@@ -165,7 +165,20 @@ impl std::io::Write for LogWriter {
     }
 }
 
+/// Allocations of 1 MiB and more (a large request, its parse, its arguments) are mapped
+/// for themselves and given back to the system when freed. glibc's default raises that
+/// threshold after each large free, so that the next large buffers come from the heap and
+/// stay resident after use: memory would then grow with the largest requests seen.
+fn large_allocations_go_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called first, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    large_allocations_go_back();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MOAT_LOG")

@@ -1,7 +1,7 @@
 //! Bounded memory: whatever the agent sends, and however many names it makes up, what moat
 //! keeps is bounded. A stream of distinct calls with large arguments through `moat serve
-//! --stdio` leaves resident memory flat after warm-up; one large request costs a small
-//! multiple of its size (measured by the peak resident memory); task and session names are kept by their head and hash; a
+//! --stdio` leaves resident memory flat after warm-up; one large request raises the peak
+//! resident memory by about twice its size; task and session names are kept by their head and hash; a
 //! session's history holds previews of effect targets, never whole ones. (The 100,000-call
 //! soak is in `just bench`; this one is smaller, bounded in calls, and not timed.)
 
@@ -107,27 +107,29 @@ fn peak_of_one_call(tool: &str, size: usize) -> u64 {
 }
 
 #[test]
-fn one_large_request_is_read_parsed_and_recorded_within_three_times_its_size() {
-    // Refused once recorded (no such tool): the transport, the parse and the log only. The
-    // line and its parse (twice its size), then the arguments as text for the call.
+fn one_large_request_is_read_parsed_and_recorded_within_about_twice_its_size() {
+    // Refused once recorded (no such tool): the transport, the parse and the log only. At
+    // most two copies are alive at once (the line and its parse; the parsed arguments and
+    // their text); measured: 1.9 times. The bound leaves room for the allocator's pages.
     const SIZE: usize = 12 << 20;
     let peak = peak_of_one_call("no_such_tool", SIZE);
     assert!(
-        peak <= 3 * SIZE as u64,
-        "one request of {} MiB raised the peak resident memory by {} MiB (at most 3 times)",
+        peak <= 5 * SIZE as u64 / 2,
+        "one request of {} MiB raised the peak resident memory by {} MiB (at most 2.5 times)",
         SIZE >> 20,
         peak >> 20
     );
 }
 
 #[test]
-fn one_large_call_that_runs_costs_a_bounded_multiple_of_its_size() {
-    // Run: the tool's sandbox holds a copy of the arguments and its own parse of them.
+fn one_large_call_that_runs_costs_about_twice_its_size() {
+    // Run: the host's copy is shared by every check; the tool's sandbox has its own copy
+    // once the host's parse is gone. Measured: 1.9 times.
     const SIZE: usize = 12 << 20;
     let peak = peak_of_one_call("ok", SIZE);
     assert!(
-        peak <= 4 * SIZE as u64,
-        "one call of {} MiB raised the peak resident memory by {} MiB (at most 4 times)",
+        peak <= 5 * SIZE as u64 / 2,
+        "one call of {} MiB raised the peak resident memory by {} MiB (at most 2.5 times)",
         SIZE >> 20,
         peak >> 20
     );
