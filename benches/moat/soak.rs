@@ -18,7 +18,13 @@ const PAD: usize = 16 * 1024;
 const BATCH: usize = 16;
 
 pub fn run(work: &Path, table: &mut Table) {
-    let calls: usize = if quick() { 10_000 } else { 100_000 };
+    // MOAT_BENCH_SOAK_CALLS: a longer (or shorter) soak, to see where memory levels off.
+    let calls: usize =
+        match std::env::var("MOAT_BENCH_SOAK_CALLS").ok().and_then(|n| n.parse().ok()) {
+            Some(calls) => calls,
+            None if quick() => 10_000,
+            None => 100_000,
+        };
     eprintln!("soak: {calls} distinct calls of {} KiB through moat serve --stdio", PAD >> 10);
     let misbehave = [component("tests/misbehave.wasm")];
     let dir = work.join("hosts/soak");
