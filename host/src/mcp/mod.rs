@@ -67,17 +67,25 @@ pub enum ServeError {
 
 /// Cancels a call when dropped, unless disarmed: the handler's future dropped mid-call (its
 /// client gone) cancels the call it started.
-struct CancelOnDrop(crate::cancel::Cancel);
+struct CancelOnDrop(Option<crate::cancel::Cancel>);
 
 impl CancelOnDrop {
-    fn disarm(self) {
-        std::mem::forget(self);
+    fn new(cancel: crate::cancel::Cancel) -> CancelOnDrop {
+        CancelOnDrop(Some(cancel))
+    }
+
+    /// The call ended: dropping the guard no longer cancels it (and its handle is freed:
+    /// forgetting the guard instead would leak it, once per call).
+    fn disarm(mut self) {
+        self.0 = None;
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.cancel();
+        if let Some(cancel) = &self.0 {
+            cancel.cancel();
+        }
     }
 }
 
@@ -334,7 +342,7 @@ impl ServerHandler for McpServer {
                 .map(|elicitor| Arc::new(elicitor) as Arc<dyn Escalator>);
         // Cancelled when the client cancels the request, or goes away (the handler dropped).
         let cancel = crate::cancel::Cancel::new();
-        let guard = CancelOnDrop(cancel.clone());
+        let guard = CancelOnDrop::new(cancel.clone());
         let watcher = {
             let (ct, cancel) = (context.ct.clone(), cancel.clone());
             tokio::spawn(async move {
