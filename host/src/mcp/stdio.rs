@@ -112,10 +112,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     let mut input = BufReader::new(input);
     let mut line = Vec::new();
     loop {
-        line.clear();
-        if line.capacity() > KEPT_LINE {
-            line = Vec::new();
-        }
+        empty(&mut line);
         match (&mut input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).await {
             Ok(0) => break,
             Ok(_) => {}
@@ -140,10 +137,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
         }
         let message = parse(text);
         // The line is not needed any more: a long one's memory goes back now.
-        line.clear();
-        if line.capacity() > KEPT_LINE {
-            line = Vec::new();
-        }
+        empty(&mut line);
         let sent = match message {
             Ok(message) => to_sdk.send(message).await.is_ok(),
             Err(Some(error)) => replies.send(error).await.is_ok(),
@@ -152,6 +146,14 @@ async fn read_lines<R: AsyncRead + Unpin>(
         if !sent {
             break;
         }
+    }
+}
+
+/// Empties the line buffer, giving back the memory of a long line.
+fn empty(line: &mut Vec<u8>) {
+    line.clear();
+    if line.capacity() > KEPT_LINE {
+        *line = Vec::new();
     }
 }
 
