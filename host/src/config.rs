@@ -3,22 +3,22 @@
 //! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
-use crate::alert::AlertConfig;
+use crate::controls::alert::AlertConfig;
 use crate::audit::AuditConfig;
-use crate::breaker::BreakerConfig;
-use crate::budget::{BudgetOverrides, Budgets};
+use crate::controls::breaker::BreakerConfig;
+use crate::runtime::budget::{BudgetOverrides, Budgets};
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
 use crate::error::ConfigError;
 use crate::escalation::EscalationConfig;
-use crate::facts::FactSource;
+use crate::guard::facts::FactSource;
 use crate::guard::PolicyConfig;
-use crate::loops::LoopConfig;
+use crate::controls::loops::LoopConfig;
 use crate::plugin::Stakes;
-use crate::task_budget::TaskBudgets;
-use crate::tokens::TokenizerKind;
+use crate::controls::task_budget::TaskBudgets;
+use crate::controls::tokens::TokenizerKind;
 use crate::units::ByteSize;
-use crate::window::WindowConfig;
+use crate::controls::window::WindowConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,7 +70,7 @@ pub struct Config {
     pub task: TaskBudgets,
     /// `[limits.principal]`: per caller, over the last hour and day, whatever the task.
     #[serde(default)]
-    pub limits: crate::principal::LimitsConfig,
+    pub limits: crate::controls::principal::LimitsConfig,
     /// Outputs over this many tokens are returned a window at a time.
     #[serde(default)]
     pub window: WindowConfig,
@@ -147,7 +147,7 @@ impl Default for Config {
             loops: LoopConfig::default(),
             alerts: AlertConfig::default(),
             task: TaskBudgets::default(),
-            limits: crate::principal::LimitsConfig::default(),
+            limits: crate::controls::principal::LimitsConfig::default(),
             window: WindowConfig::default(),
             tokenizer: TokenizerKind::default(),
             compile_cache: CompileCacheConfig::default(),

@@ -3,7 +3,7 @@
 //! Messages are one line, lowercase, and name the thing and the number, so that an agent or a
 //! person can act on them without reading logs.
 
-use crate::budget::BudgetKind;
+use crate::runtime::budget::BudgetKind;
 use crate::units::ByteSize;
 use std::fmt;
 use std::path::PathBuf;
@@ -157,7 +157,7 @@ pub enum CallError {
     },
     /// A circuit breaker (of the tool, or of the task) is open.
     #[error("{0}")]
-    Breaker(crate::breaker::Refusal),
+    Breaker(crate::controls::breaker::Refusal),
     /// The session is repeating itself; the reason says what and what to do instead.
     #[error("tool `{tool}` was refused: {reason}")]
     Loop { tool: String, reason: String },

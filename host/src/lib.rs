@@ -5,47 +5,26 @@
 //! budgets (fuel, memory, wall time, output size). The call pipeline is [`Host::call`] in
 //! `pipeline.rs`; each step lives in its own module.
 
-pub mod alert;
 pub mod audit;
-mod bindings;
 pub mod bounded;
-pub mod breaker;
-pub mod budget;
-pub mod calibrate;
 pub mod cancel;
 pub mod capability;
-pub mod compile_cache;
-pub mod componentize;
 pub mod config;
 pub mod controls;
 pub mod effect;
-mod engine;
 pub mod error;
 pub mod escalation;
-mod exec;
-pub mod facts;
 pub mod guard;
-pub mod loops;
 pub mod mcp;
 pub mod metrics;
 mod pipeline;
 pub mod plugin;
-pub mod principal;
-mod reaper;
-pub mod registry;
-pub mod rollback;
+pub mod runtime;
 pub mod state;
-pub mod task_budget;
-pub mod tokens;
-pub mod trust;
-mod typed;
 pub mod undo;
 pub mod units;
-mod validate;
-pub mod wasi;
-pub mod window;
 
-pub use budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
+pub use runtime::budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
 pub use config::Config;
 pub use controls::WindowInfo;
 pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
@@ -57,5 +36,5 @@ pub use plugin::{EffectKind, Stakes, ToolSpec};
 /// benchmark's raw-wasmtime row to measure wasmtime under the same settings. Not an API.
 #[doc(hidden)]
 pub fn engine_for_benchmarks(config: &Config) -> wasmtime::Result<wasmtime::Engine> {
-    engine::new_engine(&config.engine, config.largest_table())
+    runtime::engine::new_engine(&config.engine, config.largest_table())
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use moat::audit::checkpoint::KeyFiles;
-use moat::trust::{signature_path, Lockfile};
+use moat::plugin::trust::{signature_path, Lockfile};
 use moat::Config;
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,7 @@ pub fn sign(args: SignArgs) -> Result<()> {
             bail!("{}: not a WebAssembly component; nothing signed", file.display());
         }
         let sig = signature_path(file);
-        write_atomically(&sig, moat::trust::sign(&key, &bytes).as_bytes())?;
+        write_atomically(&sig, moat::plugin::trust::sign(&key, &bytes).as_bytes())?;
         println!("{}: signed ({})", file.display(), sig.display());
     }
     Ok(())

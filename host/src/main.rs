@@ -217,7 +217,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Calibrate { json } => {
             let config = load_config(cli.config.as_deref())?;
             let dir = config.audit.dir(&config.state_dir);
-            let calibration = moat::calibrate::calibrate(&dir, Some(config.confidence.high))?;
+            let calibration = moat::controls::calibrate::calibrate(&dir, Some(config.confidence.high))?;
             match json {
                 true => println!("{}", serde_json::to_string_pretty(&calibration)?),
                 false => print!("{calibration}"),
@@ -228,7 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Componentize { input, output } => {
             let core = std::fs::read(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
-            let component = moat::componentize::componentize(&core)
+            let component = moat::plugin::componentize::componentize(&core)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
             std::fs::write(&output, component)
                 .with_context(|| format!("cannot write {}", output.display()))?;

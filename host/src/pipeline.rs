@@ -3,23 +3,23 @@
 use crate::audit::staged::Journal;
 use crate::audit::{trail, Audit, AuditError, Event};
 use crate::bounded::{self, Bounded};
-use crate::budget::{BudgetOverrides, Usage};
+use crate::runtime::budget::{BudgetOverrides, Usage};
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
-use crate::compile_cache::{CompileCache, Compiler};
+use crate::runtime::compile_cache::{CompileCache, Compiler};
 use crate::config::Config;
 use crate::controls::{Controls, Passage, WindowInfo, READ_MORE};
 use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Note, Verdict};
 use crate::error::{CallError, LoadError, Stage};
 use crate::escalation::{escalate, DenyAll, Escalator, NotApproved, Override};
-use crate::exec::{self, Runtime};
-use crate::facts::Facts;
+use crate::runtime::exec::{self, Runtime};
+use crate::guard::facts::Facts;
 use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
 use crate::plugin::{EffectKind, Plugin, ToolSpec};
-use crate::registry::{fingerprint, Registry};
-use crate::trust::Trust;
+use crate::plugin::registry::{fingerprint, Registry};
+use crate::plugin::trust::Trust;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -152,7 +152,7 @@ impl HostBuilder {
     /// returned beside the host; their tools and policies are not in force.
     pub fn build(self) -> wasmtime::Result<(Host, Vec<LoadError>)> {
         let config = self.config;
-        let engine = crate::engine::new_engine(&config.engine, config.largest_table())?;
+        let engine = crate::runtime::engine::new_engine(&config.engine, config.largest_table())?;
         let cache = config.compile_cache_dir().and_then(|dir| {
             let max_size = config.compile_cache.max_size.0;
             CompileCache::open(&dir, max_size).inspect_err(|e| tracing::warn!("{e}")).ok()
@@ -744,7 +744,7 @@ fn roll_back(caps: &mut CallCaps, cause: CallError) -> CallError {
 fn check_output(tool: &str, secrets: &Revealed, output: String) -> Result<String, CallError> {
     let bad = |reason: String| CallError::BadOutput { tool: tool.to_owned(), reason };
     serde_json::from_str::<serde::de::IgnoredAny>(&output).map_err(|e| bad(e.to_string()))?;
-    crate::validate::check_depth(&output).map_err(bad)?;
+    crate::plugin::validate::check_depth(&output).map_err(bad)?;
     Ok(secrets.redact_output(output))
 }
 

@@ -2,7 +2,7 @@
 //! the webhook as JSON, retried on failures worth retrying; raising one never waits for the
 //! log or the webhook, and a full queue drops alerts and counts them.
 
-use moat::alert::{read_log, Alert, AlertConfig, AlertKind, Alerts, LoggedAlert};
+use moat::controls::alert::{read_log, Alert, AlertConfig, AlertKind, Alerts, LoggedAlert};
 use moat::units::Millis;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

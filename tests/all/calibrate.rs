@@ -3,7 +3,7 @@
 
 use moat::audit::checkpoint::KeyFiles;
 use moat::audit::{Audit, AuditConfig, Event, Text};
-use moat::calibrate::{calibrate, CalibrateError, Calibration, Row, ToolCalibration};
+use moat::controls::calibrate::{calibrate, CalibrateError, Calibration, Row, ToolCalibration};
 use std::path::PathBuf;
 
 /// How a call went.

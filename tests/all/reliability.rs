@@ -2,10 +2,10 @@
 //! by window with cursors, and per-task budgets kept in the state database.
 
 use moat::state::StateDb;
-use moat::task_budget::{TaskBudgetError, TaskBudgets, TaskLedger};
-use moat::tokens::{Tokenizer, TokenizerKind};
+use moat::controls::task_budget::{TaskBudgetError, TaskBudgets, TaskLedger};
+use moat::controls::tokens::{Tokenizer, TokenizerKind};
 use moat::units::{ByteSize, Millis};
-use moat::window::{Window, WindowConfig, WindowError, Windows};
+use moat::controls::window::{Window, WindowConfig, WindowError, Windows};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! Rolling a task back: every effect committed through the host says how to undo it; kept as
 //! the audit log keeps it (large parts as blobs named by their hash) and applied newest first
-//! by `moat::rollback::apply`, it puts files back byte for byte and rows back row for row, or
+//! by `moat::undo::rollback::apply`, it puts files back byte for byte and rows back row for row, or
 //! refuses and changes nothing.
 
 use crate::support::built;
-use moat::rollback::{self, Report, RollbackError, Step};
+use moat::undo::rollback::{self, Report, RollbackError, Step};
 use moat::undo::{RowChange, RowOp, Undo};
 use moat::{CallResponse, Config, Host};
 use rusqlite::types::Value;

@@ -61,7 +61,7 @@ pub fn without_controls(config: &mut Config) {
     config.breakers.failure_rate = 0.0;
     config.breakers.task_failures = 0;
     config.breakers.task_no_progress = 0;
-    config.loops = moat::loops::LoopConfig { repeats: 0, retries: 0, same_error: 0 };
+    config.loops = moat::controls::loops::LoopConfig { repeats: 0, retries: 0, same_error: 0 };
 }
 
 /// A host and the directory holding its state (removed with it).

@@ -6,7 +6,7 @@ use super::checkpoint::parse_public;
 use super::read::{lines, Line};
 use super::{blobs_dir, log_path, Audit, Blobs, Event};
 use crate::config::Config;
-use crate::rollback::{self, Report, Step};
+use crate::undo::rollback::{self, Report, Step};
 use std::collections::HashSet;
 use std::path::Path;
 

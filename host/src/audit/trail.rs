@@ -5,7 +5,7 @@
 //! in a path, key or table it names, is not kept.
 
 use super::{Audit, AuditError, Event};
-use crate::budget::Usage;
+use crate::runtime::budget::Usage;
 use crate::capability::secrets::Revealed;
 use crate::effect::{CallView, Effect, Note, Verdict};
 use crate::error::CallError;

@@ -7,9 +7,9 @@
 //! is a size on the wire.
 
 use super::CallCaps;
-use crate::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
+use crate::capability::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
 use crate::effect::Effect;
-use crate::exec::CallState;
+use crate::runtime::exec::CallState;
 use crate::plugin::EffectKind;
 use crate::undo::Undo;
 use crate::units::{ByteSize, Millis};

@@ -8,9 +8,9 @@
 //! transaction, so that calls committing at once cannot pass it together. Every wait for the
 //! store (another process holding it locked) ends by the call's deadline.
 
-use crate::bindings::moat::plugin::kv::{Host, KvError};
+use crate::capability::bindings::moat::plugin::kv::{Host, KvError};
 use crate::effect::Effect;
-use crate::exec::CallState;
+use crate::runtime::exec::CallState;
 use crate::plugin::EffectKind;
 use crate::undo::{self, Undo};
 use crate::units::ByteSize;

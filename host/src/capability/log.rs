@@ -1,10 +1,10 @@
 //! `log`: messages from plugins into the host's tracing, bounded in number and size per call,
 //! and redacted of every secret value known (what a WASI guest prints comes this way too).
 
-use crate::bindings::moat::plugin::log::{Host, Level};
-use crate::bindings::moat::plugin::types;
+use crate::capability::bindings::moat::plugin::log::{Host, Level};
+use crate::capability::bindings::moat::plugin::types;
 use crate::capability::secrets::Revealed;
-use crate::exec::CallState;
+use crate::runtime::exec::CallState;
 use std::sync::Arc;
 
 /// Messages one call may log; later ones are counted and dropped.

@@ -6,7 +6,7 @@
 //! and added in one transaction: two calls (or hosts) that each fit alone cannot both pass
 //! the last unit.
 
-use crate::principal::{Meter, Over, PrincipalMeters};
+use crate::controls::principal::{Meter, Over, PrincipalMeters};
 use crate::state::{StateDb, StateError};
 use rusqlite::OptionalExtension;
 use std::collections::HashMap;

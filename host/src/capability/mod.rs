@@ -5,6 +5,9 @@
 //! authority; [`CallCaps`] is what one call may do and what it has done so far: the effects
 //! it staged, to be committed or rolled back by the pipeline.
 
+pub(crate) mod bindings;
+pub mod wasi;
+
 /// Returns a refusal to the guest (`Ok(Err(..))` of a trappable host function).
 macro_rules! refuse {
     ($result:expr) => {
@@ -25,9 +28,9 @@ pub mod sql;
 
 use crate::effect::{CallView, Effect, Gate, Verdict};
 use crate::escalation::{escalate, Escalator, NotApproved};
-use crate::exec::CallState;
+use crate::runtime::exec::CallState;
 use crate::plugin::EffectKind;
-use crate::principal::{Meter, PrincipalMeters};
+use crate::controls::principal::{Meter, PrincipalMeters};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -85,7 +88,7 @@ pub const MAX_HANDLES: usize = 64;
 
 /// Adds every provided interface to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    crate::bindings::ToolPlugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| {
+    crate::capability::bindings::ToolPlugin::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| {
         state
     })
 }
@@ -166,7 +169,7 @@ impl Shared {
 
 /// A magnitude limit that would be exceeded (defined with the principals' windows, which
 /// report the same way).
-pub use crate::principal::Over;
+pub use crate::controls::principal::Over;
 
 /// What one call may do, and what it has staged so far.
 pub(crate) struct CallCaps {

@@ -7,13 +7,15 @@
 //! answers something unusable denies (fail closed). A `shadow` policy's verdict is only
 //! noted; it changes nothing.
 
+pub mod facts;
+
 mod run;
 
-use crate::budget::{BudgetOverrides, Budgets};
+use crate::runtime::budget::{BudgetOverrides, Budgets};
 use crate::config::OnPolicyError;
 use crate::effect::{CallView, Effect, Gate, Note, Verdict};
 use crate::error::{LoadError, LoadProblem};
-use crate::facts::Facts;
+use crate::guard::facts::Facts;
 use crate::units::{ByteSize, Millis};
 use run::{GuardRuntime, Point};
 use serde::Deserialize;
@@ -94,7 +96,7 @@ pub struct Policies {
 /// that its coming back is seen.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     match std::fs::read_dir(dir) {
-        Ok(_) => crate::registry::fingerprint(&[dir.to_owned()]),
+        Ok(_) => crate::plugin::registry::fingerprint(&[dir.to_owned()]),
         Err(_) => vec![(dir.to_owned(), u64::MAX, None)],
     }
 }
@@ -103,7 +105,7 @@ impl Policies {
     /// Loads every `*.wasm` of the source's directory (if any) in file-name order. Broken
     /// files are returned, and while one is broken every call is refused.
     pub(crate) fn load(
-        compiler: &crate::compile_cache::Compiler,
+        compiler: &crate::runtime::compile_cache::Compiler,
         source: Option<PolicySource>,
         config: BTreeMap<String, PolicyConfig>,
         facts: Arc<Facts>,
@@ -131,7 +133,7 @@ impl Policies {
         let mut expected = self.expected.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let keep_last = source.on_error == OnPolicyError::KeepLast;
         let mut out = Outcome { keep_last, ..Outcome::default() };
-        let files = match crate::registry::component_files(&source.dir) {
+        let files = match crate::plugin::registry::component_files(&source.dir) {
             Ok(files) => Some(files),
             // Never named and never there: no policies.
             Err(_) if !source.dir.exists() && !source.required && expected.is_empty() => {

@@ -4,16 +4,16 @@
 //! serves exactly one check.
 
 use super::{default_guard_budgets, Mode, PolicyConfig};
-use crate::budget::{Budgets, Limiter};
+use crate::runtime::budget::{Budgets, Limiter};
 use crate::capability::log::CallLog;
 use crate::capability::{MAX_HANDLES, WASI};
-use crate::compile_cache::Compiler;
+use crate::runtime::compile_cache::Compiler;
 use crate::effect::{CallView, Effect, Verdict};
-use crate::engine;
+use crate::runtime::engine;
 use crate::error::{one_line, LoadError, LoadProblem};
-use crate::facts::Facts;
+use crate::guard::facts::Facts;
 use crate::plugin::{compile, EffectKind, World};
-use crate::wasi::Wasi;
+use crate::capability::wasi::Wasi;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
@@ -26,8 +26,8 @@ mod bindings {
         world: "guard-plugin",
         imports: { default: trappable },
         with: {
-            "moat:plugin/types": crate::bindings::moat::plugin::types,
-            "moat:plugin/log": crate::bindings::moat::plugin::log,
+            "moat:plugin/types": crate::capability::bindings::moat::plugin::types,
+            "moat:plugin/log": crate::capability::bindings::moat::plugin::log,
         },
     });
 }
@@ -67,10 +67,10 @@ impl WasiView for GuardState {
     }
 }
 
-impl crate::bindings::moat::plugin::log::Host for GuardState {
+impl crate::capability::bindings::moat::plugin::log::Host for GuardState {
     fn log(
         &mut self,
-        level: crate::bindings::moat::plugin::log::Level,
+        level: crate::capability::bindings::moat::plugin::log::Level,
         message: String,
     ) -> wasmtime::Result<()> {
         self.log.record(level, message);
@@ -210,7 +210,7 @@ impl GuardRuntime {
         let (engine, facts) = (self.engine.clone(), self.facts.clone());
         let (pre, ahead) = (policy.pre.clone(), policy.ahead.clone());
         let (name, budgets) = (policy.name.clone(), policy.budgets);
-        let _ = crate::reaper::later(move || {
+        let _ = crate::runtime::reaper::later(move || {
             if ahead.len() >= AHEAD {
                 return;
             }
@@ -264,7 +264,7 @@ impl GuardRuntime {
             Ok(wit::Verdict::Rewrite(text)) => match point {
                 Point::Result(_) => match serde_json::from_str::<serde::de::IgnoredAny>(&text)
                     .map_err(|e| e.to_string())
-                    .and_then(|_| crate::validate::check_depth(&text))
+                    .and_then(|_| crate::plugin::validate::check_depth(&text))
                 {
                     Ok(()) => Verdict::Rewrite(text),
                     Err(e) => Verdict::Deny(format!(
@@ -296,7 +296,7 @@ impl GuardRuntime {
             }
         };
         // The instance is freed off the call path.
-        crate::reaper::drop_later(store);
+        crate::runtime::reaper::drop_later(store);
         verdict
     }
 }
@@ -327,8 +327,8 @@ fn new_store(
     store
 }
 
-fn kind_to_wit(kind: EffectKind) -> crate::bindings::EffectKind {
-    use crate::bindings::EffectKind as K;
+fn kind_to_wit(kind: EffectKind) -> crate::capability::bindings::EffectKind {
+    use crate::capability::bindings::EffectKind as K;
     match kind {
         EffectKind::Read => K::Read,
         EffectKind::Write => K::Write,
@@ -370,7 +370,7 @@ fn effect_to_wit(effect: &Effect) -> wit::Effect {
     }
 }
 
-impl crate::bindings::moat::plugin::types::Host for GuardState {}
+impl crate::capability::bindings::moat::plugin::types::Host for GuardState {}
 
 /// Moves what a WASI guard wrote to standard output and error into its log.
 fn drain_output(store: &mut Store<GuardState>) {

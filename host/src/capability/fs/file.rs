@@ -5,7 +5,7 @@
 //! changes an inode that another path (a hard link outside the grant, or in a read-only one)
 //! also names, and a crash leaves either the old content or the new, never a torn file.
 
-use crate::bindings::moat::plugin::fs::FsError;
+use crate::capability::bindings::moat::plugin::fs::FsError;
 use crate::units::ByteSize;
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 use cap_std::fs::{Dir, File, FileType, Metadata, OpenOptions, Permissions};

@@ -13,9 +13,9 @@ mod file;
 pub use file::{scratch_name, SCRATCH_PREFIX};
 
 use super::Over;
-use crate::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
+use crate::capability::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
 use crate::effect::Effect;
-use crate::exec::CallState;
+use crate::runtime::exec::CallState;
 use crate::plugin::EffectKind;
 use crate::undo;
 use crate::units::ByteSize;

@@ -14,8 +14,8 @@
 mod json;
 pub mod redact;
 
-use crate::bindings::moat::plugin::secrets::{Host, SecretError};
-use crate::exec::CallState;
+use crate::capability::bindings::moat::plugin::secrets::{Host, SecretError};
+use crate::runtime::exec::CallState;
 pub use redact::{Redactor, MIN_REDACTED_LEN};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

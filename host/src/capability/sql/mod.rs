@@ -8,9 +8,9 @@
 //! may be called (`functions.rs`). Every row a released statement changed is recorded exactly
 //! (`undo.rs`), so that each committed effect says how to put its rows back.
 
-use crate::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
+use crate::capability::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
 use crate::effect::Effect;
-use crate::exec::CallState;
+use crate::runtime::exec::CallState;
 use crate::plugin::EffectKind;
 use crate::units::ByteSize;
 use rusqlite::config::DbConfig;

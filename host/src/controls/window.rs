@@ -8,7 +8,7 @@
 //! Reading the same cursor again is allowed and returns the same window (an agent may
 //! retry). Cursors live as long as the process that gave them out.
 
-use crate::tokens::Tokenizer;
+use crate::controls::tokens::Tokenizer;
 use crate::units::{ByteSize, Millis};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -2,7 +2,7 @@
 //! componentize-js): nothing preopened, no network, an empty environment, standard output
 //! and error captured into the call's log. Capabilities come only through moat's interfaces.
 
-use crate::bindings::moat::plugin::log::Level;
+use crate::capability::bindings::moat::plugin::log::Level;
 use crate::capability::log::CallLog;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;

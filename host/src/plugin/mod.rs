@@ -2,15 +2,21 @@
 //! instantiation, with the tools its `describe()` reported; or a component built for another
 //! host, whose exported functions are the tools (`typed/`).
 
-use crate::bindings::{self, ToolPluginPre};
-use crate::budget::Budgets;
+pub mod componentize;
+pub mod registry;
+pub mod trust;
+pub(crate) mod typed;
+pub(crate) mod validate;
+
+use crate::capability::bindings::{self, ToolPluginPre};
+use crate::runtime::budget::Budgets;
 use crate::capability::{CallCaps, PROVIDED, WASI};
-use crate::compile_cache::Compiler;
+use crate::runtime::compile_cache::Compiler;
 use crate::error::{one_line, LoadError, LoadProblem};
-use crate::exec::{self, CallState, Runtime};
-use crate::typed::{self, Typed};
+use crate::runtime::exec::{self, CallState, Runtime};
+use crate::plugin::typed::Typed;
 use crate::units::ByteSize;
-use crate::validate::ArgsSchema;
+use crate::plugin::validate::ArgsSchema;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

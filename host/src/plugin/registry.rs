@@ -1,9 +1,9 @@
 //! The registry: every plugin loaded from the tool directories, and which plugin serves
 //! which tool name.
 
-use crate::budget::Budgets;
+use crate::runtime::budget::Budgets;
 use crate::error::{LoadError, LoadProblem};
-use crate::exec::Runtime;
+use crate::runtime::exec::Runtime;
 use crate::plugin::{read_component, Plugin, ToolSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

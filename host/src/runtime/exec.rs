@@ -1,17 +1,17 @@
 //! Execution: one call on a fresh instance in a fresh store, under hard budgets, with every
 //! way it can end mapped to a typed result.
 
-use crate::bindings::ToolError;
-use crate::bindings::{ToolInfo, ToolPluginPre};
-use crate::budget::{BudgetKind, Budgets, Limiter, Usage};
+use crate::capability::bindings::ToolError;
+use crate::capability::bindings::{ToolInfo, ToolPluginPre};
+use crate::runtime::budget::{BudgetKind, Budgets, Limiter, Usage};
 use crate::capability::log::CallLog;
 use crate::capability::{CallCaps, Shared, MAX_HANDLES};
-use crate::compile_cache::Compiler;
-use crate::engine::{self, MAX_WASM_STACK};
+use crate::runtime::compile_cache::Compiler;
+use crate::runtime::engine::{self, MAX_WASM_STACK};
 use crate::error::{one_line, BudgetExceeded, CallError, ToolErrorKind};
 use crate::plugin::Prepared;
-use crate::typed::{self, Typed};
-use crate::wasi::Wasi;
+use crate::plugin::typed::{self, Typed};
+use crate::capability::wasi::Wasi;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
@@ -199,7 +199,7 @@ fn in_fresh_store<T>(
     let caps = std::mem::replace(&mut state.caps, emptied);
     drop(std::mem::take(&mut state.table));
     drop(state.wasi.take());
-    crate::reaper::drop_later(store);
+    crate::runtime::reaper::drop_later(store);
     (returned, usage, caps)
 }
 

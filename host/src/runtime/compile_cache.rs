@@ -4,7 +4,7 @@
 //! checked before wasmtime sees them. A stale, corrupt or unreadable entry is compiled again
 //! and replaced, never trusted; a cache directory others could write to is not used at all.
 
-use crate::trust::Trust;
+use crate::plugin::trust::Trust;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -233,7 +233,7 @@ mod tests {
     use super::*;
 
     fn engine() -> Engine {
-        crate::engine::new_engine(&Default::default(), 20_000).expect("the engine starts")
+        crate::runtime::engine::new_engine(&Default::default(), 20_000).expect("the engine starts")
     }
 
     /// The smallest component there is.

@@ -4,6 +4,8 @@
 //! An [`Undo`] is generic over how its large parts are held: as bytes while the call runs
 //! ([`Bytes`]), as blob hashes once in the audit log ([`BlobRef`]).
 
+pub mod rollback;
+
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

@@ -3,20 +3,29 @@
 //! counting after it, and afterwards what the call teaches the breakers, the loop detector
 //! and the task's ledger, with alerts for a person when one of them stops something.
 
-use crate::alert::{Alert, AlertKind, Alerts};
+pub mod alert;
+pub mod breaker;
+pub mod calibrate;
+pub mod loops;
+pub mod principal;
+pub mod task_budget;
+pub mod tokens;
+pub mod window;
+
+use crate::controls::alert::{Alert, AlertKind, Alerts};
 use crate::audit::Event;
 use crate::bounded::Bounded;
-use crate::breaker::{self, Admitted, Breakers};
+use crate::controls::breaker::{Admitted, Breakers};
 use crate::config::Config;
 use crate::effect::CallView;
 use crate::error::{CallError, ToolErrorKind};
-use crate::loops::{self, Loops, Ticket};
+use crate::controls::loops::{Loops, Ticket};
 use crate::pipeline::CallResponse;
-use crate::principal::{Meter, Over, PrincipalMeters};
+use crate::controls::principal::{Meter, Over, PrincipalMeters};
 use crate::state::StateDb;
-use crate::task_budget::{TaskBudgetError, TaskLedger};
-use crate::tokens::{TokenError, Tokenizer};
-use crate::window::{Window, Windows};
+use crate::controls::task_budget::{TaskBudgetError, TaskLedger};
+use crate::controls::tokens::{TokenError, Tokenizer};
+use crate::controls::window::{Window, Windows};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -207,7 +216,7 @@ impl Controls {
         call: &CallView,
         outcome: &Result<CallResponse, CallError>,
         passage: &Passage,
-        usage: &crate::budget::Usage,
+        usage: &crate::runtime::budget::Usage,
         redact: &dyn Fn(&str) -> String,
     ) -> Vec<Event> {
         let mut events = Vec::new();

@@ -4,7 +4,7 @@
 use super::convert::{params, to_json, to_val};
 use super::{discover, output, schema};
 use crate::error::{CallError, LoadProblem};
-use crate::validate::ArgsSchema;
+use crate::plugin::validate::ArgsSchema;
 use serde_json::{json, Value};
 use wasmtime::component::types::{ComponentItem, Type};
 use wasmtime::component::{Component, Val};
