@@ -3,10 +3,13 @@
 //! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
+pub use crate::plugin::OnPolicyError;
+pub use crate::plugin::PluginDirs;
+pub use crate::runtime::engine::EngineConfig;
 use crate::controls::alert::AlertConfig;
 use crate::audit::AuditConfig;
 use crate::controls::breaker::BreakerConfig;
-use crate::runtime::budget::{BudgetOverrides, Budgets};
+use crate::budget::{BudgetOverrides, Budgets};
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
 use crate::error::ConfigError;
@@ -14,7 +17,7 @@ use crate::escalation::EscalationConfig;
 use crate::guard::facts::FactSource;
 use crate::guard::PolicyConfig;
 use crate::controls::loops::LoopConfig;
-use crate::plugin::Stakes;
+use crate::call::Stakes;
 use crate::controls::task_budget::TaskBudgets;
 use crate::controls::tokens::TokenizerKind;
 use crate::units::ByteSize;
@@ -182,115 +185,12 @@ fn default_cache_size() -> ByteSize {
     ByteSize::mib(2048)
 }
 
-/// `[engine]`: how instances are allocated. Every call and every guard check runs on a
-/// fresh instance; the pool keeps their memories and tables reserved ahead, and resets a
-/// memory to its initial image by copy-on-write instead of copying it.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineConfig {
-    /// Off: each instance's memory is mapped and unmapped at each call (slower, reserves
-    /// no address space ahead).
-    #[serde(default = "yes")]
-    pub pooling: bool,
-    /// Instances alive at once, over all calls in flight (a call holds its tool's and one
-    /// guard's at most; a Python or JavaScript component counts each core module); a call
-    /// past this fails instead of waiting. Each reserves address space, not memory.
-    #[serde(default = "default_instances")]
-    pub instances: u32,
-}
-
-impl Default for EngineConfig {
-    fn default() -> EngineConfig {
-        EngineConfig { pooling: true, instances: default_instances() }
-    }
-}
-
-fn default_instances() -> u32 {
-    1000
-}
-
 fn yes() -> bool {
     true
 }
 
 fn default_state_dir() -> PathBuf {
     PathBuf::from(".moat")
-}
-
-/// Directories scanned for components (`*.wasm`), in order.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PluginDirs {
-    #[serde(default = "default_tool_dirs")]
-    pub tools: Vec<PathBuf>,
-    /// Guard policies, run in file-name order; watched, so changes apply to the next call.
-    #[serde(default = "default_policy_dir")]
-    pub policies: PathBuf,
-    /// Load only plugins the lockfile pins (or a trusted key signed); also `--locked`.
-    #[serde(default)]
-    pub locked: bool,
-    /// The lockfile `moat lock` writes and `locked` reads.
-    #[serde(default = "default_lockfile")]
-    pub lockfile: PathBuf,
-    /// Public keys (64 hex digits) of publishers whose signed plugins (`FILE.wasm.sig`, made
-    /// by `moat sign`) load without a pin when locked.
-    #[serde(default)]
-    pub trusted_keys: Vec<String>,
-    /// A component file larger than this is refused before it is read or compiled.
-    #[serde(default = "default_max_component_size")]
-    pub max_component_size: ByteSize,
-    /// What a policy that cannot be in force as configured (a missing policies directory, a
-    /// policy that fails to load, one removed while serving) does to calls.
-    #[serde(default)]
-    pub on_policy_error: OnPolicyError,
-    /// Whether `policies` was named in `moat.toml` (set by [`Config::parse`]): then a missing
-    /// directory is an error, not "no policies".
-    #[serde(skip)]
-    pub policies_named: bool,
-}
-
-/// `[plugins] on_policy_error`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnPolicyError {
-    /// Every call is refused, with the error naming the file, until it is fixed.
-    #[default]
-    Deny,
-    /// A policy that was in force stays in force in its previous version, and that is
-    /// audited. A policy that never loaded (at start, or new) still refuses every call.
-    KeepLast,
-}
-
-impl Default for PluginDirs {
-    fn default() -> PluginDirs {
-        PluginDirs {
-            tools: default_tool_dirs(),
-            policies: default_policy_dir(),
-            locked: false,
-            lockfile: default_lockfile(),
-            trusted_keys: Vec::new(),
-            max_component_size: default_max_component_size(),
-            on_policy_error: OnPolicyError::Deny,
-            policies_named: false,
-        }
-    }
-}
-
-fn default_lockfile() -> PathBuf {
-    PathBuf::from("moat.lock")
-}
-
-/// Large enough for a Python component with its interpreter and libraries (about 40 MB).
-fn default_max_component_size() -> ByteSize {
-    ByteSize::mib(128)
-}
-
-fn default_policy_dir() -> PathBuf {
-    PathBuf::from("policies")
-}
-
-fn default_tool_dirs() -> Vec<PathBuf> {
-    vec![PathBuf::from("tools")]
 }
 
 /// Settings of one tool.

@@ -3,10 +3,10 @@
 //! Messages are one line, lowercase, and name the thing and the number, so that an agent or a
 //! person can act on them without reading logs.
 
-use crate::runtime::budget::BudgetKind;
 use crate::units::ByteSize;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A component that could not be loaded. Displays as `PATH: PROBLEM` on one line.
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +157,7 @@ pub enum CallError {
     },
     /// A circuit breaker (of the tool, or of the task) is open.
     #[error("{0}")]
-    Breaker(crate::controls::breaker::Refusal),
+    Breaker(crate::error::Refusal),
     /// The session is repeating itself; the reason says what and what to do instead.
     #[error("tool `{tool}` was refused: {reason}")]
     Loop { tool: String, reason: String },
@@ -251,4 +251,84 @@ pub(crate) fn one_line(error: &dyn fmt::Display) -> String {
         line.push('…');
     }
     line
+}
+
+/// Which budget a call ran out of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetKind {
+    Fuel,
+    Memory,
+    WallTime,
+    Output,
+    /// The engine-wide WebAssembly stack limit (unbounded recursion).
+    Stack,
+    Table,
+}
+
+impl BudgetKind {
+    /// Formats an amount of this budget with its unit.
+    pub fn amount(self, value: u64) -> String {
+        match self {
+            BudgetKind::Fuel => format!("{value} fuel"),
+            BudgetKind::Memory | BudgetKind::Output | BudgetKind::Stack => {
+                ByteSize(value).to_string()
+            }
+            BudgetKind::WallTime => format!("{value} ms"),
+            BudgetKind::Table => format!("{value} elements"),
+        }
+    }
+}
+
+impl fmt::Display for BudgetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BudgetKind::Fuel => "fuel",
+            BudgetKind::Memory => "memory",
+            BudgetKind::WallTime => "wall-time",
+            BudgetKind::Output => "output",
+            BudgetKind::Stack => "stack",
+            BudgetKind::Table => "table",
+        })
+    }
+}
+
+/// Whose breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Tool,
+    Task,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Tool => "tool",
+            Scope::Task => "task",
+        }
+    }
+}
+
+/// A call refused because a breaker is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub scope: Scope,
+    pub name: String,
+    /// Why it opened.
+    pub reason: String,
+    /// When a probe may go through (zero while half-open with its probes in flight).
+    pub retry_in: Duration,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.scope {
+            Scope::Tool => format!("tool `{}` is unavailable: its circuit breaker", self.name),
+            Scope::Task => format!("task `{}` is stopped: its circuit breaker", self.name),
+        };
+        let retry = match self.retry_in.as_millis() {
+            0 => "a probe call is already testing it; retry after it ends".to_owned(),
+            ms => format!("retry in {:.1} s", ms as f64 / 1000.0),
+        };
+        write!(f, "{what} opened ({}); {retry}", self.reason)
+    }
 }

@@ -11,7 +11,9 @@ pub mod cancel;
 pub mod capability;
 pub mod config;
 pub mod controls;
-pub mod effect;
+pub mod budget;
+pub mod call;
+pub mod clock;
 pub mod error;
 pub mod escalation;
 pub mod guard;
@@ -20,17 +22,19 @@ pub mod metrics;
 mod pipeline;
 pub mod plugin;
 pub mod runtime;
+pub mod redact;
 pub mod state;
+pub mod text;
 pub mod undo;
 pub mod units;
 
-pub use runtime::budget::{BudgetKind, BudgetOverrides, Budgets, Usage};
+pub use call::{CallRequest, CallResponse, CallView, Effect, EffectKind, Gate, HistoryEntry, Stakes, Usage, Verdict, WindowInfo};
+pub use error::BudgetKind;
+pub use budget::{BudgetOverrides, Budgets};
 pub use config::Config;
-pub use controls::WindowInfo;
-pub use effect::{CallView, Effect, Gate, HistoryEntry, Verdict};
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
-pub use pipeline::{CallRequest, CallResponse, Host, HostBuilder, TOOLS_LOOK};
-pub use plugin::{EffectKind, Stakes, ToolSpec};
+pub use pipeline::{Host, HostBuilder, TOOLS_LOOK};
+pub use plugin::ToolSpec;
 
 /// The engine a host with `config` runs on (its metering, epochs and instance pool), for the
 /// benchmark's raw-wasmtime row to measure wasmtime under the same settings. Not an API.

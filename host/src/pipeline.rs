@@ -3,21 +3,22 @@
 use crate::audit::staged::Journal;
 use crate::audit::{trail, Audit, AuditError, Event};
 use crate::bounded::{self, Bounded};
-use crate::runtime::budget::{BudgetOverrides, Usage};
+use crate::call::{
+    decide, CallRequest, CallResponse, CallView, Chain, CheckPoint, DenyAll, EffectKind,
+    Escalator, Gate, HistoryEntry, NotApproved, Note, Override, Usage, Verdict,
+};
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
 use crate::runtime::compile_cache::{CompileCache, Compiler};
 use crate::config::Config;
-use crate::controls::{Controls, Passage, WindowInfo, READ_MORE};
-use crate::effect::{CallView, Chain, Effect, Gate, HistoryEntry, Note, Verdict};
+use crate::controls::{Controls, Passage, READ_MORE};
 use crate::error::{CallError, LoadError, Stage};
-use crate::escalation::{escalate, DenyAll, Escalator, NotApproved, Override};
-use crate::runtime::exec::{self, Runtime};
+use crate::runtime::exec::Runtime;
 use crate::guard::facts::Facts;
 use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
-use crate::plugin::{EffectKind, Plugin, ToolSpec};
+use crate::plugin::{Plugin, ToolSpec};
 use crate::plugin::registry::{fingerprint, Registry};
 use crate::plugin::trust::Trust;
 use std::collections::{HashMap, VecDeque};
@@ -74,59 +75,6 @@ struct Spent {
     passage: Passage,
 }
 
-/// One call as a caller makes it.
-#[derive(Clone, Debug, Default)]
-pub struct CallRequest {
-    pub tool: String,
-    /// A JSON object, as text (shared, not copied, by the call's checks).
-    pub args: Arc<str>,
-    /// The task the call belongs to: per-task limits add up over its calls. Without one,
-    /// the call is a task of its own.
-    pub task: Option<String>,
-    /// The session: `check-call` sees its recent calls. Default: the task.
-    pub session: Option<String>,
-    /// Who is calling, as the embedder knows it: the connection, the token (`moat serve`
-    /// sets it per transport, `moat call` to the local user). Never taken from the agent's
-    /// message. Default: `local`.
-    pub principal: Option<String>,
-    /// The agent's confidence in this action, 0 to 1.
-    pub confidence: Option<f64>,
-    /// The model's reasoning, shown to guards (and recorded).
-    pub reasoning: Option<String>,
-    /// Tokens the model used for this step, as the caller reports them: added to the
-    /// task's token budget.
-    pub model_tokens: Option<u64>,
-    /// Replaces budgets of this call only. The embedder decides who may set these: an agent
-    /// must never be able to raise its own limits.
-    pub budgets: BudgetOverrides,
-    /// Set to stop the call in flight (an MCP cancel, a client gone): its effects are rolled
-    /// back and it is recorded as cancelled.
-    pub cancel: Option<crate::cancel::Cancel>,
-    /// The tools this caller may call (a named token's `tools`), as the embedder knows it;
-    /// `None`: all. Another is refused before it runs, and recorded.
-    pub tools: Option<Vec<String>>,
-}
-
-impl CallRequest {
-    pub fn new(tool: &str, args: &str) -> CallRequest {
-        CallRequest { tool: tool.to_owned(), args: Arc::from(args), ..CallRequest::default() }
-    }
-}
-
-/// A successful call: the tool's output (JSON text, as rewritten by policies), what the
-/// call consumed, the effects it had (now committed), and what shadow policies would have
-/// done.
-#[derive(Clone, Debug)]
-pub struct CallResponse {
-    pub output: String,
-    pub usage: Usage,
-    pub effects: Vec<Effect>,
-    pub shadow: Vec<String>,
-    /// Set when the output was over the token window: `output` is one window of it, and
-    /// this says where it stands and how to read on (the `read_more` tool).
-    pub window: Option<WindowInfo>,
-}
-
 /// Builds a [`Host`]: the configuration, plus optionally an extra gate (asked after the
 /// policies) and the way to ask a person.
 pub struct HostBuilder {
@@ -159,7 +107,9 @@ impl HostBuilder {
         });
         let trust = Trust::from_config(&config.plugins)?;
         let max_component_size = config.plugins.max_component_size.0;
-        let compiler = Compiler::new(engine, cache, trust, max_component_size);
+        let admit: crate::runtime::compile_cache::Admit =
+            Arc::new(move |path, bytes| trust.check(path, bytes));
+        let compiler = Compiler::new(engine, cache, admit, max_component_size);
         let facts = Arc::new(Facts::new(config.facts.clone()));
         let source = crate::guard::PolicySource {
             dir: config.plugins.policies.clone(),
@@ -172,7 +122,17 @@ impl HostBuilder {
         let mut gates: Vec<Arc<dyn Gate>> = vec![policies.clone()];
         gates.extend(self.gate);
         // Started before the components compile: it builds its tokenizer meanwhile.
-        let controls = Controls::new(&config)?;
+        let controls = Controls::new(crate::controls::Settings {
+            state_dir: config.state_dir.clone(),
+            principal: config.limits.principal.clone(),
+            breakers: config.breakers.clone(),
+            loops: config.loops.clone(),
+            task: config.task.clone(),
+            alerts: config.alerts.clone(),
+            alert_log: config.alert_log(),
+            tokenizer: config.tokenizer,
+            window: config.window.clone(),
+        })?;
         let shared = Shared::new(
             SecretStore::new(config.secrets.clone()),
             KvStore::new(config.state_dir.join("kv.sqlite")),
@@ -286,7 +246,7 @@ impl Host {
     fn record_load_refusals(&self, errors: &[LoadError]) {
         let Some(audit) = self.audit.as_ref().filter(|_| !errors.is_empty()) else { return };
         let events =
-            crate::audit::trail::load_refused(errors, self.config.plugins.max_component_size.0);
+            crate::plugin::load_refused(errors, self.config.plugins.max_component_size.0);
         if let Err(error) = audit.record(events) {
             tracing::error!("the refusal to load a plugin could not be audited: {error}");
         }
@@ -448,7 +408,7 @@ impl Host {
         caps.journal = self.audit.clone().map(|audit| Arc::new(Journal::new(audit, spent.call)));
         let engine = &self.runtime.engine;
         let (result, mut usage, mut caps) =
-            exec::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
+            crate::plugin::call::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
         spent.passage.ran = true;
         spent.usage = usage;
         spent.secrets = caps.secrets.clone();
@@ -548,7 +508,8 @@ impl Host {
         if self.started(&call.task) {
             events.push(Event::TaskStart { task: call.task.clone(), prompt: None });
         }
-        events.push(trail::call(audit, call, plugin).map_err(refused)?);
+        let component = plugin.map(|p| (p.name.as_ref(), p.hash));
+        events.push(trail::call(audit, call, component).map_err(refused)?);
         audit.write(events).map_err(refused)
     }
 
@@ -640,7 +601,7 @@ impl Host {
         let Some(threshold) = self.config.confidence.threshold(stakes) else { return Ok(()) };
         let stakes = format!("{stakes:?}").to_lowercase();
         let note = |verdict| Note::Verdict {
-            stage: "confidence",
+            stage: CheckPoint::Confidence,
             guard: "confidence".to_owned(),
             verdict,
             shadow: false,
@@ -659,41 +620,40 @@ impl Host {
             ),
         };
         call.note(note(Verdict::Escalate(reason.clone())));
-        escalate(self.runtime.shared.escalator.as_ref(), call, "confidence", &reason)
-            .map_err(|refusal| not_approved(call, Stage::BeforeCall, refusal))
+        self.decide(call, CheckPoint::Confidence, Verdict::Escalate(reason)).map(drop)
     }
 
     fn check_call(&self, call: &CallView) -> Result<(), CallError> {
         let not_loaded = self.policies.reload_if_changed();
         self.record_load_refusals(&not_loaded);
-        match self.runtime.shared.gate.check_call(call) {
-            Verdict::Allow | Verdict::Rewrite(_) => Ok(()),
-            Verdict::Deny(reason) => Err(refused(call, Stage::BeforeCall, reason)),
-            Verdict::Escalate(reason) => {
-                escalate(self.runtime.shared.escalator.as_ref(), call, "check-call", &reason)
-                    .map_err(|refusal| not_approved(call, Stage::BeforeCall, refusal))
-            }
-        }
+        let verdict = self.runtime.shared.gate.check_call(call);
+        self.decide(call, CheckPoint::Call, verdict).map(drop)
     }
 
     fn check_result(&self, call: &CallView, output: String) -> Result<String, CallError> {
-        match self.runtime.shared.gate.check_result(call, &output) {
-            Verdict::Allow => Ok(output),
+        let verdict = self.runtime.shared.gate.check_result(call, &output);
+        match self.decide(call, CheckPoint::Result, verdict)? {
+            None => Ok(output),
             // Held to the tool's output budget whichever gate rewrote it (policies already
             // hold each rewrite to theirs as well, naming both).
-            Verdict::Rewrite(rewritten) => {
+            Some(rewritten) => {
                 match crate::guard::oversized_rewrite(&rewritten, call.output_budget, None) {
                     Some(reason) => Err(refused(call, Stage::AfterCall, reason)),
                     None => Ok(rewritten),
                 }
             }
-            Verdict::Deny(reason) => Err(refused(call, Stage::AfterCall, reason)),
-            Verdict::Escalate(reason) => {
-                escalate(self.runtime.shared.escalator.as_ref(), call, "check-result", &reason)
-                    .map(|()| output)
-                    .map_err(|refusal| not_approved(call, Stage::AfterCall, refusal))
-            }
         }
+    }
+
+    /// [`decide`] on the host's escalator, a refusal as the call's error.
+    fn decide(
+        &self,
+        call: &CallView,
+        point: CheckPoint,
+        verdict: Verdict,
+    ) -> Result<Option<String>, CallError> {
+        decide(verdict, point, call, self.runtime.shared.escalator.as_ref())
+            .map_err(|refusal| not_approved(call, point.stage(), refusal))
     }
 
     /// Adds the call to its session's history: the kinds of its first effects and previews

@@ -26,7 +26,7 @@ fn host_with(moat_toml: &str, gate: Arc<dyn Gate>) -> (Host, tempfile::TempDir) 
 }
 
 fn host(moat_toml: &str) -> (Host, tempfile::TempDir) {
-    host_with(moat_toml, Arc::new(moat::effect::AllowAll))
+    host_with(moat_toml, Arc::new(moat::call::AllowAll))
 }
 
 fn read_write(tool: &str) -> String {

@@ -308,7 +308,7 @@ fn a_rewrite_is_an_output_held_to_the_tools_output_budget_and_the_guards() {
 struct Bloat(usize);
 
 impl moat::Gate for Bloat {
-    fn check_result(&self, _: &moat::effect::CallView, _: &str) -> moat::Verdict {
+    fn check_result(&self, _: &moat::call::CallView, _: &str) -> moat::Verdict {
         moat::Verdict::Rewrite(format!("\"{}\"", "x".repeat(self.0 - 2)))
     }
 }

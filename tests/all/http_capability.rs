@@ -195,7 +195,7 @@ fn host_with(grant: &str, gate: Arc<dyn Gate>) -> (Host, tempfile::TempDir) {
 }
 
 fn host(grant: &str) -> (Host, tempfile::TempDir) {
-    host_with(grant, Arc::new(moat::effect::AllowAll))
+    host_with(grant, Arc::new(moat::call::AllowAll))
 }
 
 /// `allow = [..]` for the given servers' origins.

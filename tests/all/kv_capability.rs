@@ -135,7 +135,7 @@ struct Hold {
 }
 
 impl Gate for Hold {
-    fn check_effect(&self, _: &moat::effect::CallView, effect: &Effect) -> Verdict {
+    fn check_effect(&self, _: &moat::call::CallView, effect: &Effect) -> Verdict {
         match effect.capability {
             "kv" => Verdict::Escalate("held for the test".into()),
             _ => Verdict::Allow,
@@ -233,7 +233,7 @@ fn a_store_locked_by_another_process_ends_the_call_by_its_deadline() {
 struct DenyK1;
 
 impl Gate for DenyK1 {
-    fn check_effect(&self, _: &moat::effect::CallView, effect: &Effect) -> Verdict {
+    fn check_effect(&self, _: &moat::call::CallView, effect: &Effect) -> Verdict {
         match (effect.capability, effect.target.as_str()) {
             ("kv", "k1") => Verdict::Deny("not k1".into()),
             _ => Verdict::Allow,

@@ -50,7 +50,7 @@ pub(crate) fn host_with(dir: &Path, grants: &str, gate: Arc<dyn Gate>) -> Host {
 }
 
 pub(crate) fn host(dir: &Path, grants: &str) -> Host {
-    host_with(dir, grants, Arc::new(moat::effect::AllowAll))
+    host_with(dir, grants, Arc::new(moat::call::AllowAll))
 }
 
 /// A grant `shop` on `shop.db` for `tool`, with extra keys.

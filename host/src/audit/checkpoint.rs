@@ -48,7 +48,7 @@ fn message_v1(seq: u64, head: &str) -> Vec<u8> {
 
 impl Checkpoint {
     pub fn sign(key: &SigningKey, seq: u64, head: &str) -> Checkpoint {
-        let time_us = super::record::now_us();
+        let time_us = crate::clock::now_us();
         let signature = key.sign(&message(seq, time_us, head));
         Checkpoint {
             seq,

@@ -5,7 +5,6 @@
 use super::checkpoint::parse_public;
 use super::read::{lines, Line};
 use super::{blobs_dir, log_path, Audit, Blobs, Event};
-use crate::config::Config;
 use crate::undo::rollback::{self, Report, Step};
 use std::collections::HashSet;
 use std::path::Path;
@@ -87,13 +86,14 @@ pub fn steps_of(dir: &Path, task: &str) -> Result<Vec<Step>, String> {
 /// task's effects newest first, and records what was undone. Refuses, changing nothing, when
 /// an effect cannot be undone, unless `skip_irreversible`.
 pub fn roll_back_task(
-    config: &Config,
+    config: &super::AuditConfig,
+    state_dir: &std::path::Path,
     task: &str,
     skip_irreversible: bool,
 ) -> Result<RolledBack, TaskRollbackError> {
-    let dir = config.audit.dir(&config.state_dir);
-    let keys = config.audit.key_files(&config.state_dir);
-    let audit = Audit::open(&dir, &keys, &config.audit)?;
+    let dir = config.dir(state_dir);
+    let keys = config.key_files(state_dir);
+    let audit = Audit::open(&dir, &keys, config)?;
     let public = std::fs::read_to_string(&keys.public)
         .map_err(|e| TaskRollbackError::Read(format!("{}: {e}", keys.public.display())))?;
     let trusted = parse_public(&public).map_err(TaskRollbackError::Read)?;

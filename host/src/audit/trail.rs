@@ -5,43 +5,28 @@
 //! in a path, key or table it names, is not kept.
 
 use super::{Audit, AuditError, Event};
-use crate::runtime::budget::Usage;
-use crate::capability::secrets::Revealed;
-use crate::effect::{CallView, Effect, Note, Verdict};
+use crate::call::Usage;
+use crate::redact::Revealed;
+use crate::call::{CallView, Effect, Note, Verdict};
 use crate::error::CallError;
-use crate::escalation::Decision;
-use crate::pipeline::CallResponse;
-use crate::plugin::Plugin;
+use crate::call::Decision;
+use crate::call::CallResponse;
 use crate::undo::{BlobRef, Bytes, Undo};
 
-/// The records of component files that were not loaded, with the hash of each as it was
-/// read (when it could be, within `max_size` bytes).
-pub(crate) fn load_refused(errors: &[crate::error::LoadError], max_size: u64) -> Vec<Event> {
-    errors
-        .iter()
-        .map(|error| Event::LoadRefused {
-            path: error.path.display().to_string(),
-            blake3: crate::plugin::read_component(&error.path, max_size)
-                .ok()
-                .map(|bytes| blake3::hash(&bytes).to_hex().to_string()),
-            reason: error.problem.to_string(),
-        })
-        .collect()
-}
-
-/// The record of a call entering the pipeline.
+/// The record of a call entering the pipeline, naming the component (its name and hash)
+/// that will run it.
 pub(crate) fn call(
     audit: &Audit,
     call: &CallView,
-    plugin: Option<&Plugin>,
+    component: Option<(&str, blake3::Hash)>,
 ) -> Result<Event, AuditError> {
     Ok(Event::Call {
         principal: call.principal.clone(),
         task: call.task.clone(),
         session: call.session.clone(),
         tool: call.tool.clone(),
-        plugin: plugin.map(|p| p.name.to_string()).unwrap_or_default(),
-        plugin_hash: plugin.map(|p| p.hash.to_hex().to_string()).unwrap_or_default(),
+        plugin: component.map(|(name, _)| name.to_owned()).unwrap_or_default(),
+        plugin_hash: component.map(|(_, hash)| hash.to_hex().to_string()).unwrap_or_default(),
         args: audit.text(&call.args)?,
         reasoning: call.reasoning.as_deref().map(|r| audit.text(r)).transpose()?,
         confidence: call.confidence,
@@ -123,7 +108,7 @@ fn noted(id: u64, note: Note, secrets: &Revealed) -> Event {
             };
             Event::Verdict {
                 call: id,
-                stage: stage.to_owned(),
+                stage: stage.name().to_owned(),
                 guard,
                 verdict: verdict.to_owned(),
                 reason: reason.map(|r| secrets.redact(&r)),
@@ -146,7 +131,7 @@ fn noted(id: u64, note: Note, secrets: &Revealed) -> Event {
             };
             Event::Escalation {
                 call: id,
-                stage,
+                stage: stage.name().to_owned(),
                 channel,
                 reason: secrets.redact(&reason),
                 decision: decision.to_owned(),

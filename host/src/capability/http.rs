@@ -8,9 +8,9 @@
 
 use super::CallCaps;
 use crate::capability::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
-use crate::effect::Effect;
+use crate::call::Effect;
 use crate::runtime::exec::CallState;
-use crate::plugin::EffectKind;
+use crate::call::EffectKind;
 use crate::undo::Undo;
 use crate::units::{ByteSize, Millis};
 use serde::{Deserialize, Deserializer};

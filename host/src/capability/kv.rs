@@ -9,9 +9,9 @@
 //! store (another process holding it locked) ends by the call's deadline.
 
 use crate::capability::bindings::moat::plugin::kv::{Host, KvError};
-use crate::effect::Effect;
+use crate::call::Effect;
 use crate::runtime::exec::CallState;
-use crate::plugin::EffectKind;
+use crate::call::EffectKind;
 use crate::undo::{self, Undo};
 use crate::units::ByteSize;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -409,7 +409,7 @@ impl CallState {
             before,
             after: value.as_deref().map(undo::hash),
         };
-        undo::attach(&mut self.caps.effects, staged, how);
+        crate::call::attach(&mut self.caps.effects, staged, how);
         self.caps.kv.staged.insert(key, value);
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use crate::capability::bindings::moat::plugin::log::{Host, Level};
 use crate::capability::bindings::moat::plugin::types;
-use crate::capability::secrets::Revealed;
+use crate::redact::Revealed;
 use crate::runtime::exec::CallState;
 use std::sync::Arc;
 

@@ -26,10 +26,8 @@ pub(crate) mod meters;
 pub mod secrets;
 pub mod sql;
 
-use crate::effect::{CallView, Effect, Gate, Verdict};
-use crate::escalation::{escalate, Escalator, NotApproved};
+use crate::call::{decide, CallView, CheckPoint, Effect, EffectKind, Escalator, Gate, NotApproved, Verdict};
 use crate::runtime::exec::CallState;
-use crate::plugin::EffectKind;
 use crate::controls::principal::{Meter, PrincipalMeters};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -305,27 +303,23 @@ impl CallCaps {
             ));
         }
         let what = format!("{} {kind} of `{}`", effect.capability, effect.target);
-        match self.shared.gate.check_effect(&self.call, &effect) {
-            Verdict::Allow | Verdict::Rewrite(_) => {}
-            Verdict::Deny(reason) => {
-                let reason = format!("{what} refused by policy: {reason}");
-                self.refusal.get_or_insert(NotApproved { reason: reason.clone(), asked: false });
-                return Err(reason);
-            }
+        let verdict = match self.shared.gate.check_effect(&self.call, &effect) {
+            Verdict::Deny(reason) => Verdict::Deny(format!("{what} refused by policy: {reason}")),
+            // A person (or an MCP client) is shown it: no secret value in it.
             Verdict::Escalate(reason) => {
-                // A person (or an MCP client) is shown it: no secret value in it.
-                let reason = self.secrets.redact(&format!("{what}: {reason}"));
-                let asked = Instant::now();
-                let decision =
-                    escalate(self.shared.escalator.as_ref(), &self.call, "check-effect", &reason);
-                self.waited += asked.elapsed();
-                self.deadline += asked.elapsed();
-                if let Err(refusal) = decision {
-                    let reason = refusal.reason.clone();
-                    self.refusal.get_or_insert(refusal);
-                    return Err(reason);
-                }
+                Verdict::Escalate(self.secrets.redact(&format!("{what}: {reason}")))
             }
+            other => other,
+        };
+        let asked = Instant::now();
+        let decided = decide(verdict, CheckPoint::Effect, &self.call, self.shared.escalator.as_ref());
+        // The time a person took is not the tool's.
+        self.waited += asked.elapsed();
+        self.deadline += asked.elapsed();
+        if let Err(refusal) = decided {
+            let reason = refusal.reason.clone();
+            self.refusal.get_or_insert(refusal);
+            return Err(reason);
         }
         self.touched.push((effect.kind, effect.target.clone()));
         self.effects.push(effect);

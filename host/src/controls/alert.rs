@@ -200,7 +200,7 @@ impl Alert {
             task: None,
             session: None,
             message: message.into(),
-            time_us: crate::audit::record::now_us(),
+            time_us: crate::clock::now_us(),
         }
     }
     pub fn with_tool(mut self, tool: impl Into<String>) -> Alert {
@@ -474,7 +474,7 @@ impl Drop for Alerts {
 
 /// A line on standard error, made safe for a terminal; a closed stderr is ignored.
 fn print_stderr(line: &str) {
-    let line = crate::escalation::printable(line, false);
+    let line = crate::text::printable(line, false);
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 

@@ -9,6 +9,7 @@
 //! there in one transaction per admission and per outcome: a restart forgets nothing, and
 //! processes sharing `STATE_DIR` share the breakers.
 
+pub use crate::error::{Refusal, Scope};
 use crate::state::{StateDb, StateError};
 use crate::units::Millis;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -94,22 +95,6 @@ impl Default for BreakerConfig {
     }
 }
 
-/// Whose breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Tool,
-    Task,
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Tool => "tool",
-            Scope::Task => "task",
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Position {
     Closed,
@@ -160,31 +145,6 @@ impl State {
             opened_at: 0,
             reason: String::new(),
         }
-    }
-}
-
-/// A call refused because a breaker is open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub scope: Scope,
-    pub name: String,
-    /// Why it opened.
-    pub reason: String,
-    /// When a probe may go through (zero while half-open with its probes in flight).
-    pub retry_in: Duration,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.scope {
-            Scope::Tool => format!("tool `{}` is unavailable: its circuit breaker", self.name),
-            Scope::Task => format!("task `{}` is stopped: its circuit breaker", self.name),
-        };
-        let retry = match self.retry_in.as_millis() {
-            0 => "a probe call is already testing it; retry after it ends".to_owned(),
-            ms => format!("retry in {:.1} s", ms as f64 / 1000.0),
-        };
-        write!(f, "{what} opened ({}); {retry}", self.reason)
     }
 }
 

@@ -12,15 +12,17 @@ pub mod task_budget;
 pub mod tokens;
 pub mod window;
 
+use crate::call::WindowInfo;
+use crate::controls::tokens::TokenizerKind;
+use crate::controls::window::WindowConfig;
 use crate::controls::alert::{Alert, AlertKind, Alerts};
 use crate::audit::Event;
 use crate::bounded::Bounded;
 use crate::controls::breaker::{Admitted, Breakers};
-use crate::config::Config;
-use crate::effect::CallView;
+use crate::call::CallView;
 use crate::error::{CallError, ToolErrorKind};
 use crate::controls::loops::{Loops, Ticket};
-use crate::pipeline::CallResponse;
+use crate::call::CallResponse;
 use crate::controls::principal::{Meter, Over, PrincipalMeters};
 use crate::state::StateDb;
 use crate::controls::task_budget::{TaskBudgetError, TaskLedger};
@@ -35,17 +37,20 @@ pub const READ_MORE: &str = "read_more";
 /// would be told again).
 const TOLD: usize = 10_000;
 
-/// Where a windowed output stands, returned beside the window's text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WindowInfo {
-    /// Read on with `read_more {"cursor": ...}`; `None` at the end.
-    pub cursor: Option<String>,
-    /// Bytes of the output before this window.
-    pub offset: u64,
-    pub total_bytes: u64,
-    pub total_tokens: u64,
-    /// Tokens in this window.
-    pub tokens: u64,
+/// What the controls are configured with: their sections of the configuration, which the
+/// builder hands them.
+pub(crate) struct Settings {
+    /// Where the state database lives.
+    pub state_dir: std::path::PathBuf,
+    pub principal: crate::controls::principal::PrincipalLimits,
+    pub breakers: crate::controls::breaker::BreakerConfig,
+    pub loops: crate::controls::loops::LoopConfig,
+    pub task: crate::controls::task_budget::TaskBudgets,
+    pub alerts: crate::controls::alert::AlertConfig,
+    /// The alert log's file.
+    pub alert_log: std::path::PathBuf,
+    pub tokenizer: TokenizerKind,
+    pub window: WindowConfig,
 }
 
 pub(crate) struct Controls {
@@ -63,7 +68,8 @@ pub(crate) struct Controls {
     tokenizer: Mutex<Option<JoinHandle<Result<Tokenizer, TokenError>>>>,
     /// Tasks whose used-up budgets a person was told of (once each).
     told: Mutex<Bounded<(String, &'static str), ()>>,
-    config: Config,
+    tokenizer_kind: TokenizerKind,
+    window: WindowConfig,
 }
 
 /// What the controls learned while the call went through the pipeline.
@@ -80,25 +86,27 @@ pub(crate) struct Passage {
 }
 
 impl Controls {
-    pub fn new(config: &Config) -> wasmtime::Result<Controls> {
-        let state = Arc::new(StateDb::open(&config.state_dir)?);
+    pub fn new(settings: Settings) -> wasmtime::Result<Controls> {
+        let Settings { state_dir, principal, breakers, loops, task, alerts, alert_log, tokenizer, window } =
+            settings;
+        let state = Arc::new(StateDb::open(&state_dir)?);
         Ok(Controls {
             principals: Arc::new(PrincipalMeters::new(
                 state.clone(),
-                config.limits.principal.clone(),
+                principal,
             )?),
             state: state.clone(),
-            breakers: Breakers::new(state.clone(), config.breakers.clone())?,
-            loops: Loops::new(state.clone(), config.loops.clone())?,
-            ledger: TaskLedger::new(state, config.task.clone())?,
-            alerts: Alerts::new(config.alerts.clone(), config.alert_log())?,
+            breakers: Breakers::new(state.clone(), breakers)?,
+            loops: Loops::new(state.clone(), loops)?,
+            ledger: TaskLedger::new(state, task)?,
+            alerts: Alerts::new(alerts, alert_log)?,
             windows: OnceLock::new(),
             tokenizer: Mutex::new(Some(std::thread::spawn({
-                let kind = config.tokenizer;
-                move || Tokenizer::new(kind)
+                move || Tokenizer::new(tokenizer)
             }))),
             told: Mutex::new(Bounded::new(TOLD)),
-            config: config.clone(),
+            tokenizer_kind: tokenizer,
+            window,
         })
     }
 
@@ -165,10 +173,10 @@ impl Controls {
             let building = self.tokenizer.lock().unwrap_or_else(|p| p.into_inner()).take();
             let tokenizer = match building.map(JoinHandle::join) {
                 Some(Ok(built)) => built,
-                _ => Tokenizer::new(self.config.tokenizer),
+                _ => Tokenizer::new(self.tokenizer_kind),
             };
             let tokenizer = tokenizer.map_err(|e| e.to_string())?;
-            Ok(Windows::new(self.config.window.clone(), tokenizer))
+            Ok(Windows::new(self.window.clone(), tokenizer))
         });
         built.as_ref().map_err(|reason| CallError::Host {
             tool: String::new(),
@@ -216,7 +224,7 @@ impl Controls {
         call: &CallView,
         outcome: &Result<CallResponse, CallError>,
         passage: &Passage,
-        usage: &crate::runtime::budget::Usage,
+        usage: &crate::call::Usage,
         redact: &dyn Fn(&str) -> String,
     ) -> Vec<Event> {
         let mut events = Vec::new();

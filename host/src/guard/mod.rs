@@ -11,9 +11,9 @@ pub mod facts;
 
 mod run;
 
-use crate::runtime::budget::{BudgetOverrides, Budgets};
-use crate::config::OnPolicyError;
-use crate::effect::{CallView, Effect, Gate, Note, Verdict};
+use crate::plugin::OnPolicyError;
+use crate::budget::{BudgetOverrides, Budgets};
+use crate::call::{CallView, Effect, Gate, Note, Verdict};
 use crate::error::{LoadError, LoadProblem};
 use crate::guard::facts::Facts;
 use crate::units::{ByteSize, Millis};
@@ -235,7 +235,7 @@ impl Policies {
             let started = std::time::Instant::now();
             let verdict = self.runtime.check(policy, &record, &point);
             call.note(Note::Verdict {
-                stage: point.name(),
+                stage: point.at(),
                 guard: policy.name.clone(),
                 verdict: verdict.clone(),
                 shadow: policy.mode == Mode::Shadow,
@@ -247,7 +247,7 @@ impl Policies {
                         "shadow policy `{}` would {} at {}",
                         policy.name,
                         describe(&verdict),
-                        point.name()
+                        point.at()
                     ));
                 }
                 continue;

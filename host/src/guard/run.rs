@@ -4,15 +4,17 @@
 //! serves exactly one check.
 
 use super::{default_guard_budgets, Mode, PolicyConfig};
-use crate::runtime::budget::{Budgets, Limiter};
+use crate::budget::Budgets;
+use crate::runtime::limiter::Limiter;
 use crate::capability::log::CallLog;
 use crate::capability::{MAX_HANDLES, WASI};
 use crate::runtime::compile_cache::Compiler;
-use crate::effect::{CallView, Effect, Verdict};
+use crate::call::{CallView, Effect, Verdict};
 use crate::runtime::engine;
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::guard::facts::Facts;
-use crate::plugin::{compile, EffectKind, World};
+use crate::call::EffectKind;
+use crate::plugin::{compile, World};
 use crate::capability::wasi::Wasi;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,11 +89,11 @@ pub(crate) enum Point<'a> {
 }
 
 impl Point<'_> {
-    pub fn name(&self) -> &'static str {
+    pub fn at(&self) -> crate::call::CheckPoint {
         match self {
-            Point::Call => "check-call",
-            Point::Effect(_) => "check-effect",
-            Point::Result(_) => "check-result",
+            Point::Call => crate::call::CheckPoint::Call,
+            Point::Effect(_) => crate::call::CheckPoint::Effect,
+            Point::Result(_) => crate::call::CheckPoint::Result,
         }
     }
 }
@@ -269,7 +271,7 @@ impl GuardRuntime {
                     Ok(()) => Verdict::Rewrite(text),
                     Err(e) => Verdict::Deny(format!(
                         "failed, so the call is denied: its rewrite at {} is not JSON ({e})",
-                        point.name()
+                        point.at()
                     )),
                 },
                 _ => Verdict::Allow,
@@ -292,7 +294,7 @@ impl GuardRuntime {
                 if let Some(said) = state.log.last_problem() {
                     why.push_str(&format!(" (it last logged: {said})"));
                 }
-                Verdict::Deny(format!("failed, so the call is denied: {why} at {}", point.name()))
+                Verdict::Deny(format!("failed, so the call is denied: {why} at {}", point.at()))
             }
         };
         // The instance is freed off the call path.

@@ -153,13 +153,8 @@ fn question(escalation: &Escalation) -> String {
          Accept to let it run; decline or cancel to refuse it. (request {})",
         escalation.tool,
         printable(&escalation.task, false),
-        match escalation.asked_by.as_str() {
-            "confidence" => "the confidence gate",
-            "check-call" => "a policy, before the call",
-            "check-effect" => "a policy, at one of the call's effects",
-            "check-result" => "a policy, on the call's output",
-            other => other,
-        },
+        crate::call::CheckPoint::from_name(&escalation.asked_by)
+            .map_or(escalation.asked_by.as_str(), |point| point.asker()),
         printable(&escalation.reason, false),
         printable(args, false),
         escalation.id,

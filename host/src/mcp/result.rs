@@ -2,7 +2,8 @@
 //! tool result, and a [`CallError`] as a tool result with `isError: true`.
 
 use crate::controls::READ_MORE;
-use crate::plugin::{EffectKind, ToolSpec};
+use crate::call::EffectKind;
+use crate::plugin::ToolSpec;
 use crate::{CallError, CallResponse, WindowInfo};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
 use serde_json::{json, Value};

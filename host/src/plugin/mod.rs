@@ -2,22 +2,24 @@
 //! instantiation, with the tools its `describe()` reported; or a component built for another
 //! host, whose exported functions are the tools (`typed/`).
 
+pub(crate) mod call;
 pub mod componentize;
 pub mod registry;
 pub mod trust;
 pub(crate) mod typed;
 pub(crate) mod validate;
 
+use crate::call::{EffectKind, Stakes};
 use crate::capability::bindings::{self, ToolPluginPre};
-use crate::runtime::budget::Budgets;
+use crate::budget::Budgets;
 use crate::capability::{CallCaps, PROVIDED, WASI};
 use crate::runtime::compile_cache::Compiler;
 use crate::error::{one_line, LoadError, LoadProblem};
-use crate::runtime::exec::{self, CallState, Runtime};
+use crate::runtime::exec::{CallState, Runtime};
 use crate::plugin::typed::Typed;
 use crate::units::ByteSize;
 use crate::plugin::validate::ArgsSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::Component;
@@ -25,26 +27,6 @@ use wasmtime::Engine;
 
 /// The interface every tool component must export.
 pub const TOOL_EXPORT: &str = "moat:plugin/tool@0.1.0";
-
-/// A kind of effect a tool declares (`effect-kind` in WIT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EffectKind {
-    Read,
-    Write,
-    Delete,
-    Network,
-    Send,
-}
-
-/// How much harm a wrong call can do (`stakes` in WIT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stakes {
-    Low,
-    Medium,
-    High,
-}
 
 /// One tool as its component describes it, checked by the host.
 #[derive(Clone, Debug, Serialize)]
@@ -122,7 +104,7 @@ impl Plugin {
             path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default().into();
         // Nothing is granted to describe(): it must be pure.
         let deadline = std::time::Instant::now() + budgets.wall_time.duration();
-        let view = crate::effect::CallView { tool: "describe".into(), ..Default::default() };
+        let view = crate::call::CallView { tool: "describe".into(), ..Default::default() };
         let caps = CallCaps::new(
             Arc::new(view),
             name.clone(),
@@ -130,7 +112,7 @@ impl Plugin {
             runtime.shared.clone(),
             deadline,
         );
-        let infos = exec::describe(&runtime.engine, &pre, &name, budgets, caps)
+        let infos = call::describe(&runtime.engine, &pre, &name, budgets, caps)
             .map_err(|e| fail(LoadProblem::Describe(e.to_string())))?;
         let tools = check_tools(infos).map_err(fail)?;
         let pre = Prepared::Moat(pre);
@@ -204,7 +186,7 @@ fn read_and_compile(
     let fail = |problem| LoadError { path: path.to_owned(), problem };
     let bytes = read_component(path, compiler.max_component_size).map_err(fail)?;
     check_header(&bytes).map_err(fail)?;
-    compiler.trust.check(path, &bytes).map_err(|why| fail(LoadProblem::NotTrusted(why)))?;
+    (compiler.admit)(path, &bytes).map_err(|why| fail(LoadProblem::NotTrusted(why)))?;
     let component =
         compiler.compile(&bytes, path).map_err(|e| fail(LoadProblem::Invalid(one_line(&e))))?;
     check_imports(&compiler.engine, &component, world).map_err(fail)?;
@@ -370,6 +352,97 @@ fn stakes(stakes: bindings::Stakes) -> Stakes {
         bindings::Stakes::Medium => Stakes::Medium,
         bindings::Stakes::High => Stakes::High,
     }
+}
+
+/// Directories scanned for components (`*.wasm`), in order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDirs {
+    #[serde(default = "default_tool_dirs")]
+    pub tools: Vec<PathBuf>,
+    /// Guard policies, run in file-name order; watched, so changes apply to the next call.
+    #[serde(default = "default_policy_dir")]
+    pub policies: PathBuf,
+    /// Load only plugins the lockfile pins (or a trusted key signed); also `--locked`.
+    #[serde(default)]
+    pub locked: bool,
+    /// The lockfile `moat lock` writes and `locked` reads.
+    #[serde(default = "default_lockfile")]
+    pub lockfile: PathBuf,
+    /// Public keys (64 hex digits) of publishers whose signed plugins (`FILE.wasm.sig`, made
+    /// by `moat sign`) load without a pin when locked.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// A component file larger than this is refused before it is read or compiled.
+    #[serde(default = "default_max_component_size")]
+    pub max_component_size: ByteSize,
+    /// What a policy that cannot be in force as configured (a missing policies directory, a
+    /// policy that fails to load, one removed while serving) does to calls.
+    #[serde(default)]
+    pub on_policy_error: OnPolicyError,
+    /// Whether `policies` was named in `moat.toml` (set by [`Config::parse`]): then a missing
+    /// directory is an error, not "no policies".
+    #[serde(skip)]
+    pub policies_named: bool,
+}
+
+impl Default for PluginDirs {
+    fn default() -> PluginDirs {
+        PluginDirs {
+            tools: default_tool_dirs(),
+            policies: default_policy_dir(),
+            locked: false,
+            lockfile: default_lockfile(),
+            trusted_keys: Vec::new(),
+            max_component_size: default_max_component_size(),
+            on_policy_error: OnPolicyError::Deny,
+            policies_named: false,
+        }
+    }
+}
+
+/// `[plugins] on_policy_error`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPolicyError {
+    /// Every call is refused, with the error naming the file, until it is fixed.
+    #[default]
+    Deny,
+    /// A policy that was in force stays in force in its previous version, and that is
+    /// audited. A policy that never loaded (at start, or new) still refuses every call.
+    KeepLast,
+}
+
+fn default_lockfile() -> PathBuf {
+    PathBuf::from("moat.lock")
+}
+
+/// Large enough for a Python component with its interpreter and libraries (about 40 MB).
+fn default_max_component_size() -> ByteSize {
+    ByteSize::mib(128)
+}
+
+fn default_policy_dir() -> PathBuf {
+    PathBuf::from("policies")
+}
+
+fn default_tool_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("tools")]
+}
+
+/// The records of component files that were not loaded, with the hash of each as it was
+/// read (when it could be, within `max_size` bytes).
+pub(crate) fn load_refused(errors: &[LoadError], max_size: u64) -> Vec<crate::audit::Event> {
+    errors
+        .iter()
+        .map(|error| crate::audit::Event::LoadRefused {
+            path: error.path.display().to_string(),
+            blake3: read_component(&error.path, max_size)
+                .ok()
+                .map(|bytes| blake3::hash(&bytes).to_hex().to_string()),
+            reason: error.problem.to_string(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The registry: every plugin loaded from the tool directories, and which plugin serves
 //! which tool name.
 
-use crate::runtime::budget::Budgets;
+use crate::budget::Budgets;
 use crate::error::{LoadError, LoadProblem};
 use crate::runtime::exec::Runtime;
 use crate::plugin::{read_component, Plugin, ToolSpec};

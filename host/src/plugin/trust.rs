@@ -7,7 +7,7 @@
 //! The check runs on the very bytes that are then compiled, so a file swapped between the
 //! check and the compile cannot slip through.
 
-use crate::config::PluginDirs;
+use crate::plugin::PluginDirs;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

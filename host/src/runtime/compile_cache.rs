@@ -4,7 +4,6 @@
 //! checked before wasmtime sees them. A stale, corrupt or unreadable entry is compiled again
 //! and replaced, never trusted; a cache directory others could write to is not used at all.
 
-use crate::plugin::trust::Trust;
 use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -14,23 +13,27 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
+/// Whether a component file may be compiled at all, given its path and bytes; the reason
+/// when not. The host's is its trust policy (`plugin/trust.rs`: pinned or signed).
+pub(crate) type Admit = Arc<dyn Fn(&Path, &[u8]) -> Result<(), String> + Send + Sync>;
+
 /// The engine and, when it is on, the cache: what turns component bytes into code; and what
-/// a component file must be to get that far (its size, its pin or signature).
+/// a component file must be to get that far (its size, and what `admit` asks).
 #[derive(Clone)]
 pub(crate) struct Compiler {
     pub engine: Engine,
     cache: Option<Arc<CompileCache>>,
-    pub trust: Arc<Trust>,
+    pub admit: Admit,
     /// Bytes a component file may have.
     pub max_component_size: u64,
 }
 
 impl Compiler {
-    pub fn new(engine: Engine, cache: Option<CompileCache>, trust: Trust, max: u64) -> Compiler {
+    pub fn new(engine: Engine, cache: Option<CompileCache>, admit: Admit, max: u64) -> Compiler {
         Compiler {
             engine,
             cache: cache.map(Arc::new),
-            trust: Arc::new(trust),
+            admit,
             max_component_size: max,
         }
     }

@@ -1,7 +1,7 @@
 //! The one wasmtime `Engine` of a host: metering, the pooling instance allocator, and the
 //! epoch ticker.
 
-use crate::config::EngineConfig;
+use serde::Deserialize;
 use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
@@ -98,4 +98,35 @@ fn start_epoch_ticker(engine: &Engine) -> wasmtime::Result<()> {
 pub(crate) fn ticks_for(budget: Duration) -> u64 {
     let tick = EPOCH_TICK.as_micros().max(1);
     (budget.as_micros().div_ceil(tick) as u64).saturating_add(1)
+}
+
+/// `[engine]`: how instances are allocated. Every call and every guard check runs on a
+/// fresh instance; the pool keeps their memories and tables reserved ahead, and resets a
+/// memory to its initial image by copy-on-write instead of copying it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Off: each instance's memory is mapped and unmapped at each call (slower, reserves
+    /// no address space ahead).
+    #[serde(default = "yes")]
+    pub pooling: bool,
+    /// Instances alive at once, over all calls in flight (a call holds its tool's and one
+    /// guard's at most; a Python or JavaScript component counts each core module); a call
+    /// past this fails instead of waiting. Each reserves address space, not memory.
+    #[serde(default = "default_instances")]
+    pub instances: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig { pooling: true, instances: default_instances() }
+    }
+}
+
+fn default_instances() -> u32 {
+    1000
+}
+
+fn yes() -> bool {
+    true
 }

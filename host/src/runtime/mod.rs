@@ -3,7 +3,7 @@
 //! call in a fresh store (`exec.rs`), and the reaper that keeps store teardown off the call
 //! path (`reaper.rs`).
 
-pub mod budget;
+pub mod limiter;
 pub mod compile_cache;
 pub(crate) mod engine;
 pub(crate) mod exec;

@@ -153,13 +153,6 @@ impl<B> Undo<B> {
     }
 }
 
-/// Says how to undo the effect staged at `index` of `effects`, once it happened.
-pub(crate) fn attach(effects: &mut [crate::effect::Effect], index: usize, undo: Undo<Bytes>) {
-    if let Some(effect) = effects.get_mut(index) {
-        effect.undo = Some(undo);
-    }
-}
-
 /// The blake3 hash of `bytes`, in hex: what `after` holds and how blobs are named.
 pub fn hash(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
@@ -217,6 +210,24 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
         return None;
     }
     Some(digits.chunks(2).map(|pair| pair[0] << 4 | pair[1]).collect())
+}
+
+/// Names of moat's own staging files start so; a tool may not name such a path, and
+/// listings do not show them.
+pub const SCRATCH_PREFIX: &str = ".moat-staged-";
+
+/// A fresh name for a staging file: [`SCRATCH_PREFIX`] and 16 random bytes in hex, unique
+/// across processes.
+pub fn scratch_name() -> String {
+    let mut random = [0u8; 16];
+    if getrandom::fill(&mut random).is_err() {
+        // Not secret, only unique: the time and a counter will do.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        random[..8].copy_from_slice(&crate::clock::now_us().to_le_bytes());
+        random[8..].copy_from_slice(&n.to_le_bytes());
+    }
+    format!("{SCRATCH_PREFIX}{}", hex::encode(random))
 }
 
 #[cfg(test)]

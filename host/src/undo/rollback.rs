@@ -797,7 +797,7 @@ fn put_back(journal: Vec<Done>) -> Result<(), String> {
 /// content or the new, and at worst a staging file.
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let scratch = path.with_file_name(crate::capability::fs::scratch_name());
+    let scratch = path.with_file_name(crate::undo::scratch_name());
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&scratch)?;
         if let Ok(meta) = std::fs::metadata(path) {

@@ -5,15 +5,13 @@
 //! changes an inode that another path (a hard link outside the grant, or in a read-only one)
 //! also names, and a crash leaves either the old content or the new, never a torn file.
 
+pub use crate::undo::{scratch_name, SCRATCH_PREFIX};
 use crate::capability::bindings::moat::plugin::fs::FsError;
 use crate::units::ByteSize;
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 use cap_std::fs::{Dir, File, FileType, Metadata, OpenOptions, Permissions};
 use std::io::{ErrorKind, Read, Write};
 
-/// Names of moat's own staging files start so; a tool may not name such a path, and
-/// listings do not show them.
-pub const SCRATCH_PREFIX: &str = ".moat-staged-";
 
 /// A regular file as it was found, with its content.
 #[derive(Clone)]
@@ -107,20 +105,6 @@ pub fn before_image(
     }
     let bytes = read_exactly(file, meta.len(), grant, path)?;
     Ok(Some(Found { bytes, permissions: meta.permissions() }))
-}
-
-/// A fresh name for a staging file: [`SCRATCH_PREFIX`] and 16 random bytes in hex, unique
-/// across processes.
-pub fn scratch_name() -> String {
-    let mut random = [0u8; 16];
-    if getrandom::fill(&mut random).is_err() {
-        // Not secret, only unique: the time and a counter will do.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        random[..8].copy_from_slice(&crate::audit::record::now_us().to_le_bytes());
-        random[8..].copy_from_slice(&n.to_le_bytes());
-    }
-    format!("{SCRATCH_PREFIX}{}", hex::encode(random))
 }
 
 /// A fresh staging file name beside `path` (in its directory).

@@ -14,9 +14,9 @@ pub use file::{scratch_name, SCRATCH_PREFIX};
 
 use super::Over;
 use crate::capability::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
-use crate::effect::Effect;
+use crate::call::Effect;
 use crate::runtime::exec::CallState;
-use crate::plugin::EffectKind;
+use crate::call::EffectKind;
 use crate::undo;
 use crate::units::ByteSize;
 use cap_std::fs::Dir;
@@ -117,7 +117,7 @@ impl FsCall {
     pub(crate) fn rollback(
         &mut self,
         journal: Option<&crate::audit::staged::Journal>,
-        call: &crate::effect::CallView,
+        call: &crate::call::CallView,
     ) -> Result<(), String> {
         let mut failed = Vec::new();
         let mut marked = None;
@@ -259,7 +259,7 @@ impl HostDir for CallState {
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
-        undo::attach(&mut self.caps.effects, staged, how);
+        crate::call::attach(&mut self.caps.effects, staged, how);
         self.caps.fs.undo.push((seq, Step::Restore { dir, path, scratch, before }));
         Ok(Ok(()))
     }
@@ -345,7 +345,7 @@ impl HostDir for CallState {
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &path, e)));
         }
-        undo::attach(&mut self.caps.effects, staged, how);
+        crate::call::attach(&mut self.caps.effects, staged, how);
         self.caps.fs.undo.push((seq, Step::Restore { dir, path, scratch, before: Some(before) }));
         Ok(Ok(()))
     }
@@ -409,7 +409,7 @@ impl HostDir for CallState {
             self.caps.effects.truncate(staged);
             return Ok(Err(io_error(&grant, &source, e)));
         }
-        undo::attach(&mut self.caps.effects, staged, how);
+        crate::call::attach(&mut self.caps.effects, staged, how);
         // Undone newest first: move the file back, then restore what it replaced.
         let restore = Step::Restore {
             dir: dir.clone(),

@@ -11,12 +11,10 @@
 //! cannot be loaded does not refuse the call: no call can have it from moat now, and a value
 //! it had before is remembered; the tool hears why if it asks for it (logged once).
 
-mod json;
-pub mod redact;
 
 use crate::capability::bindings::moat::plugin::secrets::{Host, SecretError};
 use crate::runtime::exec::CallState;
-pub use redact::{Redactor, MIN_REDACTED_LEN};
+pub use crate::redact::{redactor as redact, Redactor, Revealed, MIN_REDACTED_LEN};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -91,7 +89,7 @@ impl SecretStore {
     pub fn for_call(&self, granted: &[String]) -> Revealed {
         if granted.is_empty() {
             let known = self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            return Revealed { values: Vec::new(), redactor: known.redactor.clone() };
+            return Revealed::new(Vec::new(), known.redactor.clone());
         }
         let values: Vec<(String, Result<String, String>)> =
             granted.iter().map(|name| (name.clone(), self.value(name))).collect();
@@ -115,7 +113,7 @@ impl SecretStore {
                 .collect();
             known.redactor = Arc::new(Redactor::new(&all));
         }
-        Revealed { values, redactor: known.redactor.clone() }
+        Revealed::new(values, known.redactor.clone())
     }
 
     fn value(&self, name: &str) -> Result<String, String> {
@@ -139,66 +137,6 @@ impl SecretStore {
     }
 }
 
-/// One call's secrets: the granted ones as loaded at its start, and the redactor of every
-/// value known then, to apply wherever text the tool controls would leave the call.
-#[derive(Clone, Default)]
-pub struct Revealed {
-    values: Vec<(String, Result<String, String>)>,
-    redactor: Arc<Redactor>,
-}
-
-impl std::fmt::Debug for Revealed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the values.
-        let names: Vec<&str> = self.values.iter().map(|(name, _)| name.as_str()).collect();
-        f.debug_struct("Revealed").field("granted", &names).finish_non_exhaustive()
-    }
-}
-
-impl Revealed {
-    /// A call's secrets made of `values` alone (for tests and embedders' checks).
-    pub fn of(values: &[(String, String)]) -> Revealed {
-        let loaded = values.iter().map(|(n, v)| (n.clone(), Ok(v.clone()))).collect();
-        Revealed { values: loaded, redactor: Arc::new(Redactor::new(values)) }
-    }
-
-    /// `text` with every known value, in every form, replaced by `[redacted:NAME]`.
-    pub fn redact(&self, text: &str) -> String {
-        self.redactor.redact(text).into_owned()
-    }
-
-    /// A tool's output redacted: JSON string by string (keys too), each as it reads after
-    /// its escapes are undone, and written back as JSON; any other text as text.
-    pub fn redact_output(&self, output: String) -> String {
-        if self.redactor.is_empty() {
-            return output;
-        }
-        if serde_json::from_str::<serde::de::IgnoredAny>(&output).is_ok() {
-            match json::redact_text(&self.redactor, &output) {
-                Ok(Some(redacted)) => return redacted,
-                Ok(None) => return output,
-                Err(()) => {}
-            }
-        }
-        self.redact(&output)
-    }
-
-    /// `value` with every string redacted, keys included.
-    pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
-        json::redact_value(&self.redactor, value)
-    }
-
-    /// Whether there is nothing to redact.
-    pub fn is_empty(&self) -> bool {
-        self.redactor.is_empty()
-    }
-
-    /// Whether `bytes` hold a known value, in any form.
-    pub fn appears_in(&self, bytes: &[u8]) -> bool {
-        self.redactor.finds(bytes)
-    }
-}
-
 impl Host for CallState {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
         let caps = &mut self.caps;
@@ -209,9 +147,9 @@ impl Host for CallState {
             ))));
         }
         // Only a value loaded at the start of the call, and so redacted, is handed out.
-        Ok(match caps.secrets.values.iter().find(|(n, _)| *n == name) {
-            Some((_, Ok(value))) => Ok(value.clone()),
-            Some((_, Err(reason))) => Err(SecretError::Unavailable(reason.clone())),
+        Ok(match caps.secrets.value(&name) {
+            Some(Ok(value)) => Ok(value.clone()),
+            Some(Err(reason)) => Err(SecretError::Unavailable(reason.clone())),
             None => Err(SecretError::Unavailable(format!(
                 "secret `{name}` was not loaded at the start of the call"
             ))),

@@ -9,9 +9,9 @@
 //! (`undo.rs`), so that each committed effect says how to put its rows back.
 
 use crate::capability::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
-use crate::effect::Effect;
+use crate::call::Effect;
 use crate::runtime::exec::CallState;
-use crate::plugin::EffectKind;
+use crate::call::EffectKind;
 use crate::units::ByteSize;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthContext, Authorization, PreUpdateCase};

@@ -8,7 +8,7 @@
 //! `[redacted:TOKEN]#2`, the first number that no key of that object has. The tool's own
 //! keys are never renamed; no value is lost.
 
-use super::redact::Redactor;
+use super::redactor::Redactor;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
