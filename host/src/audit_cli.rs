@@ -233,7 +233,12 @@ fn each(
 pub fn task(config: &Config, command: TaskCommand) -> Result<ExitCode> {
     match command {
         TaskCommand::Rollback { task, skip_irreversible } => {
-            match audit::task::roll_back_task(&config.audit, &config.state_dir, &task, skip_irreversible) {
+            match audit::task::roll_back_task(
+                &config.audit,
+                &config.state_dir,
+                &task,
+                skip_irreversible,
+            ) {
                 Ok(done) => {
                     let report = &done.report;
                     println!(

@@ -3,25 +3,25 @@
 //! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
-pub use crate::plugin::OnPolicyError;
-pub use crate::plugin::PluginDirs;
-pub use crate::runtime::engine::EngineConfig;
-use crate::controls::alert::AlertConfig;
 use crate::audit::AuditConfig;
-use crate::controls::breaker::BreakerConfig;
 use crate::budget::{BudgetOverrides, Budgets};
+use crate::call::Stakes;
 use crate::capability::secrets::SecretSource;
 use crate::capability::{resolve, Grants};
+use crate::controls::alert::AlertConfig;
+use crate::controls::breaker::BreakerConfig;
+use crate::controls::loops::LoopConfig;
+use crate::controls::task_budget::TaskBudgets;
+use crate::controls::tokens::TokenizerKind;
+use crate::controls::window::WindowConfig;
 use crate::error::ConfigError;
 use crate::escalation::EscalationConfig;
 use crate::guard::facts::FactSource;
 use crate::guard::PolicyConfig;
-use crate::controls::loops::LoopConfig;
-use crate::call::Stakes;
-use crate::controls::task_budget::TaskBudgets;
-use crate::controls::tokens::TokenizerKind;
+pub use crate::plugin::OnPolicyError;
+pub use crate::plugin::PluginDirs;
+pub use crate::runtime::engine::EngineConfig;
 use crate::units::ByteSize;
-use crate::controls::window::WindowConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -7,13 +7,13 @@
 
 pub mod audit;
 pub mod bounded;
-pub mod cancel;
-pub mod capability;
-pub mod config;
-pub mod controls;
 pub mod budget;
 pub mod call;
+pub mod cancel;
+pub mod capability;
 pub mod clock;
+pub mod config;
+pub mod controls;
 pub mod error;
 pub mod escalation;
 pub mod guard;
@@ -21,17 +21,20 @@ pub mod mcp;
 pub mod metrics;
 mod pipeline;
 pub mod plugin;
-pub mod runtime;
 pub mod redact;
+pub mod runtime;
 pub mod state;
 pub mod text;
 pub mod undo;
 pub mod units;
 
-pub use call::{CallRequest, CallResponse, CallView, Effect, EffectKind, Gate, HistoryEntry, Stakes, Usage, Verdict, WindowInfo};
-pub use error::BudgetKind;
 pub use budget::{BudgetOverrides, Budgets};
+pub use call::{
+    CallRequest, CallResponse, CallView, Effect, EffectKind, Gate, HistoryEntry, Stakes, Usage,
+    Verdict, WindowInfo,
+};
 pub use config::Config;
+pub use error::BudgetKind;
 pub use error::{BudgetExceeded, CallError, ConfigError, LoadError};
 pub use pipeline::{Host, HostBuilder, TOOLS_LOOK};
 pub use plugin::ToolSpec;

@@ -217,7 +217,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Calibrate { json } => {
             let config = load_config(cli.config.as_deref())?;
             let dir = config.audit.dir(&config.state_dir);
-            let calibration = moat::controls::calibrate::calibrate(&dir, Some(config.confidence.high))?;
+            let calibration =
+                moat::controls::calibrate::calibrate(&dir, Some(config.confidence.high))?;
             match json {
                 true => println!("{}", serde_json::to_string_pretty(&calibration)?),
                 false => print!("{calibration}"),

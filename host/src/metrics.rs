@@ -6,8 +6,8 @@
 //! `confidence`), outcomes are [`CallError::kind`]s.
 
 use crate::audit::Event;
-use crate::call::{CallView, Note, Verdict};
 use crate::call::Decision;
+use crate::call::{CallView, Note, Verdict};
 use crate::{CallError, CallResponse};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -183,7 +183,8 @@ impl Metrics {
                 Note::Verdict {
                     stage, guard, verdict: Verdict::Deny(_), shadow: false, ..
                 } => {
-                    let labels = GuardLabels { guard: guard.clone(), stage: stage.name().to_owned() };
+                    let labels =
+                        GuardLabels { guard: guard.clone(), stage: stage.name().to_owned() };
                     self.denials.get_or_create(&labels).inc();
                 }
                 Note::Escalation { decision, .. } => {

@@ -4,23 +4,23 @@ use crate::audit::staged::Journal;
 use crate::audit::{trail, Audit, AuditError, Event};
 use crate::bounded::{self, Bounded};
 use crate::call::{
-    decide, CallRequest, CallResponse, CallView, Chain, CheckPoint, DenyAll, EffectKind,
-    Escalator, Gate, HistoryEntry, NotApproved, Note, Override, Usage, Verdict,
+    decide, CallRequest, CallResponse, CallView, Chain, CheckPoint, DenyAll, EffectKind, Escalator,
+    Gate, HistoryEntry, NotApproved, Note, Override, Usage, Verdict,
 };
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
-use crate::runtime::compile_cache::{CompileCache, Compiler};
 use crate::config::Config;
 use crate::controls::{Controls, Passage, READ_MORE};
 use crate::error::{CallError, LoadError, Stage};
-use crate::runtime::exec::Runtime;
 use crate::guard::facts::Facts;
 use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
-use crate::plugin::{Plugin, ToolSpec};
 use crate::plugin::registry::{fingerprint, Registry};
 use crate::plugin::trust::Trust;
+use crate::plugin::{Plugin, ToolSpec};
+use crate::runtime::compile_cache::{CompileCache, Compiler};
+use crate::runtime::exec::Runtime;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -245,8 +245,7 @@ impl Host {
     /// Records in the audit log (if it is on) the component files that were not loaded.
     fn record_load_refusals(&self, errors: &[LoadError]) {
         let Some(audit) = self.audit.as_ref().filter(|_| !errors.is_empty()) else { return };
-        let events =
-            crate::plugin::load_refused(errors, self.config.plugins.max_component_size.0);
+        let events = crate::plugin::load_refused(errors, self.config.plugins.max_component_size.0);
         if let Err(error) = audit.record(events) {
             tracing::error!("the refusal to load a plugin could not be audited: {error}");
         }
@@ -407,8 +406,14 @@ impl Host {
         // Changes made in place are recorded, with their undo, before they happen.
         caps.journal = self.audit.clone().map(|audit| Arc::new(Journal::new(audit, spent.call)));
         let engine = &self.runtime.engine;
-        let (result, mut usage, mut caps) =
-            crate::plugin::call::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
+        let (result, mut usage, mut caps) = crate::plugin::call::call(
+            engine,
+            &plugin.pre,
+            &plugin.name,
+            caps,
+            &request.args,
+            &budgets,
+        );
         spent.passage.ran = true;
         spent.usage = usage;
         spent.secrets = caps.secrets.clone();

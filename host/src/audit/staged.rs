@@ -8,8 +8,8 @@
 //! how far it got.
 
 use super::{Audit, AuditError, Event};
-use crate::redact::Revealed;
 use crate::call::{CallView, Effect};
+use crate::redact::Revealed;
 use crate::undo::{Bytes, Undo};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,12 +5,12 @@
 //! in a path, key or table it names, is not kept.
 
 use super::{Audit, AuditError, Event};
+use crate::call::CallResponse;
+use crate::call::Decision;
 use crate::call::Usage;
-use crate::redact::Revealed;
 use crate::call::{CallView, Effect, Note, Verdict};
 use crate::error::CallError;
-use crate::call::Decision;
-use crate::call::CallResponse;
+use crate::redact::Revealed;
 use crate::undo::{BlobRef, Bytes, Undo};
 
 /// The record of a call entering the pipeline, naming the component (its name and hash)

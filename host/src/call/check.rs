@@ -127,7 +127,11 @@ pub enum Stakes {
 }
 
 /// Says how to undo the effect staged at `index` of `effects`, once it happened.
-pub(crate) fn attach(effects: &mut [Effect], index: usize, undo: crate::undo::Undo<crate::undo::Bytes>) {
+pub(crate) fn attach(
+    effects: &mut [Effect],
+    index: usize,
+    undo: crate::undo::Undo<crate::undo::Bytes>,
+) {
     if let Some(effect) = effects.get_mut(index) {
         effect.undo = Some(undo);
     }
@@ -207,6 +211,8 @@ pub fn decide(
         Verdict::Rewrite(text) if point == CheckPoint::Result => Ok(Some(text)),
         Verdict::Rewrite(_) => Ok(None),
         Verdict::Deny(reason) => Err(super::NotApproved { reason, asked: false }),
-        Verdict::Escalate(reason) => super::escalate(escalator, call, point, &reason).map(|()| None),
+        Verdict::Escalate(reason) => {
+            super::escalate(escalator, call, point, &reason).map(|()| None)
+        }
     }
 }

@@ -7,10 +7,11 @@
 //! is a size on the wire.
 
 use super::CallCaps;
-use crate::capability::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
 use crate::call::Effect;
-use crate::runtime::exec::CallState;
 use crate::call::EffectKind;
+use crate::capability::bindings::moat::plugin::http::{Header, Host, HttpError, Request, Response};
+use crate::capability::CapsView;
+use crate::capability::{Capability, Caps, Context, HasCaps, PerCall};
 use crate::undo::Undo;
 use crate::units::{ByteSize, Millis};
 use serde::{Deserialize, Deserializer};
@@ -19,6 +20,7 @@ use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use ureq::http::{self, header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use wasmtime::component::Linker;
 
 /// The methods a tool may name, as the WIT contract lists them.
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
@@ -193,20 +195,41 @@ impl<'de> Deserialize<'de> for Origin {
     }
 }
 
+/// The `http` capability.
+pub(crate) struct Http;
+
+impl Capability for Http {
+    const INTERFACE: &'static str = "moat:plugin/http@0.1.0";
+    type Grant = Option<HttpGrant>;
+    type Call = HttpCall;
+
+    fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::capability::bindings::moat::plugin::http::add_to_linker::<T, Caps>(linker, T::caps)
+    }
+}
+
 /// The requests one call has sent that cannot be taken back.
 #[derive(Default)]
 pub struct HttpCall {
     sent: Vec<String>,
 }
 
-impl HttpCall {
-    /// One message per request that a rollback cannot undo.
-    pub(crate) fn irreversible(&self) -> Vec<String> {
-        self.sent.iter().map(|r| format!("cannot undo {r}: already sent")).collect()
+impl PerCall for HttpCall {
+    /// A request sent cannot be taken back: one problem per request.
+    fn rollback(&mut self, _: &Context<'_>) -> Result<(), String> {
+        match self.sent.is_empty() {
+            true => Ok(()),
+            false => Err(self
+                .sent
+                .iter()
+                .map(|r| format!("cannot undo {r}: already sent"))
+                .collect::<Vec<_>>()
+                .join("; ")),
+        }
     }
 }
 
-impl Host for CallState {
+impl Host for CapsView<'_> {
     fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let grants = self.caps.grants.clone();
         let Some(grant) = &grants.http else {
@@ -296,7 +319,7 @@ fn send(caps: &mut CallCaps, grant: &HttpGrant, request: Request) -> Result<Resp
         }
         let outcome = exchange(&outgoing, left);
         if effect && outcome.as_ref().map_or_else(possibly_sent, |_| true) {
-            caps.http.sent.push(format!("{} {url}", outgoing.method));
+            caps.calls.http.sent.push(format!("{} {url}", outgoing.method));
         }
         let response = outcome.map_err(|e| failure(tool, &url, e))?;
         let status = response.status();

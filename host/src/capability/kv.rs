@@ -8,10 +8,11 @@
 //! transaction, so that calls committing at once cannot pass it together. Every wait for the
 //! store (another process holding it locked) ends by the call's deadline.
 
-use crate::capability::bindings::moat::plugin::kv::{Host, KvError};
 use crate::call::Effect;
-use crate::runtime::exec::CallState;
 use crate::call::EffectKind;
+use crate::capability::bindings::moat::plugin::kv::{Host, KvError};
+use crate::capability::CapsView;
+use crate::capability::{Capability, Caps, Context, HasCaps, PerCall};
 use crate::undo::{self, Undo};
 use crate::units::ByteSize;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use wasmtime::component::Linker;
 
 /// `[tools.NAME.grants.kv]`: the tool's namespace and its limits.
 #[derive(Clone, Debug, Deserialize)]
@@ -185,6 +187,19 @@ impl KvStore {
     }
 }
 
+/// The `kv` capability.
+pub(crate) struct Kv;
+
+impl Capability for Kv {
+    const INTERFACE: &'static str = "moat:plugin/kv@0.1.0";
+    type Grant = Option<KvGrant>;
+    type Call = KvCall;
+
+    fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::capability::bindings::moat::plugin::kv::add_to_linker::<T, Caps>(linker, T::caps)
+    }
+}
+
 /// A call's staged changes: `None` deletes.
 #[derive(Default)]
 pub struct KvCall {
@@ -196,16 +211,12 @@ pub struct KvCall {
     before: BTreeMap<String, Option<Vec<u8>>>,
 }
 
-impl KvCall {
+impl PerCall for KvCall {
     /// Writes the staged changes in one transaction, after checking the namespace's quota
     /// inside it (another call may have committed meanwhile). On a refusal nothing is written.
-    pub(crate) fn commit(
-        &mut self,
-        store: &KvStore,
-        namespace: &str,
-        grant: Option<&KvGrant>,
-        deadline: Instant,
-    ) -> Result<(), String> {
+    fn commit(&mut self, context: &Context<'_>) -> Result<(), String> {
+        let (store, namespace, deadline) = (&context.shared.kv, context.plugin, context.deadline);
+        let grant = context.grants.kv.as_ref();
         if self.staged.is_empty() {
             return Ok(());
         }
@@ -225,12 +236,8 @@ impl KvCall {
     }
 
     /// Puts back what a committed call changed, when the call fails after its kv commit.
-    pub(crate) fn revert(
-        &mut self,
-        store: &KvStore,
-        namespace: &str,
-        deadline: Instant,
-    ) -> Result<(), String> {
+    fn revert(&mut self, context: &Context<'_>) -> Result<(), String> {
+        let (store, namespace, deadline) = (&context.shared.kv, context.plugin, context.deadline);
         let before = std::mem::take(&mut self.before);
         if before.is_empty() {
             return Ok(());
@@ -239,10 +246,11 @@ impl KvCall {
             .map_err(|e| format!("the kv changes, already committed, could not be put back: {e}"))
     }
 
-    pub(crate) fn rollback(&mut self) {
+    fn rollback(&mut self, _: &Context<'_>) -> Result<(), String> {
         self.staged.clear();
         self.before.clear();
         self.delta = Usage::default();
+        Ok(())
     }
 }
 
@@ -284,7 +292,7 @@ fn put(
     Ok(())
 }
 
-impl CallState {
+impl CapsView<'_> {
     fn kv_grant(&self) -> Result<KvGrant, KvError> {
         self.caps.grants.kv.clone().ok_or_else(|| {
             KvError::NotGranted(format!("tool `{}` has no kv grant", self.caps.tool))
@@ -297,7 +305,7 @@ impl CallState {
     }
 
     fn stored(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        if let Some(staged) = self.caps.kv.staged.get(key) {
+        if let Some(staged) = self.caps.calls.kv.staged.get(key) {
             return Ok(staged.clone());
         }
         let namespace = &*self.caps.plugin;
@@ -329,7 +337,7 @@ impl CallState {
                 rows.collect()
             })
             .map_err(KvError::Io)?;
-        for (key, value) in &self.caps.kv.staged {
+        for (key, value) in &self.caps.calls.kv.staged {
             match value {
                 Some(_) if key.starts_with(prefix) && !keys.contains(key) => keys.push(key.clone()),
                 None => keys.retain(|k| k != key),
@@ -350,7 +358,7 @@ impl CallState {
         kind: EffectKind,
     ) -> Result<(), KvError> {
         let change = Usage::of(&key, value.as_deref()).minus(Usage::of(&key, before.as_deref()));
-        let delta = self.caps.kv.delta.plus(change);
+        let delta = self.caps.calls.kv.delta.plus(change);
         if change.keys > 0 || change.bytes > 0 {
             let namespace = &*self.caps.plugin;
             let stored = self
@@ -399,8 +407,8 @@ impl CallState {
             self.caps.uncharge("kv:written", written);
             return Err(KvError::Denied(reason));
         }
-        self.caps.kv.delta = delta;
-        self.caps.kv.before.entry(key.clone()).or_insert_with(|| before.clone());
+        self.caps.calls.kv.delta = delta;
+        self.caps.calls.kv.before.entry(key.clone()).or_insert_with(|| before.clone());
         let store = self.caps.shared.kv.path();
         let how = Undo::Key {
             store: std::path::absolute(store).unwrap_or_else(|_| store.to_owned()),
@@ -410,12 +418,12 @@ impl CallState {
             after: value.as_deref().map(undo::hash),
         };
         crate::call::attach(&mut self.caps.effects, staged, how);
-        self.caps.kv.staged.insert(key, value);
+        self.caps.calls.kv.staged.insert(key, value);
         Ok(())
     }
 }
 
-impl Host for CallState {
+impl Host for CapsView<'_> {
     fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
         Ok(self.kv_grant().and_then(|_| self.stored(&key)))
     }

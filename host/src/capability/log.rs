@@ -3,9 +3,10 @@
 
 use crate::capability::bindings::moat::plugin::log::{Host, Level};
 use crate::capability::bindings::moat::plugin::types;
+use crate::capability::{Capability, Caps, CapsView, HasCaps};
 use crate::redact::Revealed;
-use crate::runtime::exec::CallState;
 use std::sync::Arc;
+use wasmtime::component::Linker;
 
 /// Messages one call may log; later ones are counted and dropped.
 pub const MAX_MESSAGES: u32 = 100;
@@ -90,11 +91,24 @@ impl CallLog {
     }
 }
 
-impl Host for CallState {
+/// The `log` capability: every tool may log; nothing to grant, nothing staged.
+pub(crate) struct Log;
+
+impl Capability for Log {
+    const INTERFACE: &'static str = "moat:plugin/log@0.1.0";
+    type Grant = ();
+    type Call = ();
+
+    fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::capability::bindings::moat::plugin::log::add_to_linker::<T, Caps>(linker, T::caps)
+    }
+}
+
+impl Host for CapsView<'_> {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         self.log.record(level, message);
         Ok(())
     }
 }
 
-impl types::Host for CallState {}
+impl types::Host for CapsView<'_> {}

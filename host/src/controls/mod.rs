@@ -12,22 +12,22 @@ pub mod task_budget;
 pub mod tokens;
 pub mod window;
 
-use crate::call::WindowInfo;
-use crate::controls::tokens::TokenizerKind;
-use crate::controls::window::WindowConfig;
-use crate::controls::alert::{Alert, AlertKind, Alerts};
 use crate::audit::Event;
 use crate::bounded::Bounded;
-use crate::controls::breaker::{Admitted, Breakers};
-use crate::call::CallView;
-use crate::error::{CallError, ToolErrorKind};
-use crate::controls::loops::{Loops, Ticket};
 use crate::call::CallResponse;
+use crate::call::CallView;
+use crate::call::WindowInfo;
+use crate::controls::alert::{Alert, AlertKind, Alerts};
+use crate::controls::breaker::{Admitted, Breakers};
+use crate::controls::loops::{Loops, Ticket};
 use crate::controls::principal::{Meter, Over, PrincipalMeters};
-use crate::state::StateDb;
 use crate::controls::task_budget::{TaskBudgetError, TaskLedger};
+use crate::controls::tokens::TokenizerKind;
 use crate::controls::tokens::{TokenError, Tokenizer};
+use crate::controls::window::WindowConfig;
 use crate::controls::window::{Window, Windows};
+use crate::error::{CallError, ToolErrorKind};
+use crate::state::StateDb;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -87,23 +87,27 @@ pub(crate) struct Passage {
 
 impl Controls {
     pub fn new(settings: Settings) -> wasmtime::Result<Controls> {
-        let Settings { state_dir, principal, breakers, loops, task, alerts, alert_log, tokenizer, window } =
-            settings;
+        let Settings {
+            state_dir,
+            principal,
+            breakers,
+            loops,
+            task,
+            alerts,
+            alert_log,
+            tokenizer,
+            window,
+        } = settings;
         let state = Arc::new(StateDb::open(&state_dir)?);
         Ok(Controls {
-            principals: Arc::new(PrincipalMeters::new(
-                state.clone(),
-                principal,
-            )?),
+            principals: Arc::new(PrincipalMeters::new(state.clone(), principal)?),
             state: state.clone(),
             breakers: Breakers::new(state.clone(), breakers)?,
             loops: Loops::new(state.clone(), loops)?,
             ledger: TaskLedger::new(state, task)?,
             alerts: Alerts::new(alerts, alert_log)?,
             windows: OnceLock::new(),
-            tokenizer: Mutex::new(Some(std::thread::spawn({
-                move || Tokenizer::new(tokenizer)
-            }))),
+            tokenizer: Mutex::new(Some(std::thread::spawn({ move || Tokenizer::new(tokenizer) }))),
             told: Mutex::new(Bounded::new(TOLD)),
             tokenizer_kind: tokenizer,
             window,

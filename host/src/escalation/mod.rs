@@ -17,7 +17,9 @@ pub use http::ApprovalServer;
 pub use queue::{ApprovalQueue, ApprovalRequest, QueueError, QueueEscalator, Status};
 pub use terminal::TerminalEscalator;
 // The vocabulary of asking lives on the ground floor (`call/ask.rs`); the channels here.
-pub use crate::call::{binding, escalate, Decision, DenyAll, Escalation, Escalator, NotApproved, Override};
+pub use crate::call::{
+    binding, escalate, Decision, DenyAll, Escalation, Escalator, NotApproved, Override,
+};
 pub use crate::text::printable;
 
 use std::io::IsTerminal;

@@ -11,11 +11,11 @@ pub mod facts;
 
 mod run;
 
-use crate::plugin::OnPolicyError;
 use crate::budget::{BudgetOverrides, Budgets};
 use crate::call::{CallView, Effect, Gate, Note, Verdict};
 use crate::error::{LoadError, LoadProblem};
 use crate::guard::facts::Facts;
+use crate::plugin::OnPolicyError;
 use crate::units::{ByteSize, Millis};
 use run::{GuardRuntime, Point};
 use serde::Deserialize;

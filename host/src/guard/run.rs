@@ -5,17 +5,17 @@
 
 use super::{default_guard_budgets, Mode, PolicyConfig};
 use crate::budget::Budgets;
-use crate::runtime::limiter::Limiter;
-use crate::capability::log::CallLog;
-use crate::capability::{MAX_HANDLES, WASI};
-use crate::runtime::compile_cache::Compiler;
+use crate::call::EffectKind;
 use crate::call::{CallView, Effect, Verdict};
-use crate::runtime::engine;
+use crate::capability::log::CallLog;
+use crate::capability::wasi::Wasi;
+use crate::capability::{MAX_HANDLES, WASI};
 use crate::error::{one_line, LoadError, LoadProblem};
 use crate::guard::facts::Facts;
-use crate::call::EffectKind;
 use crate::plugin::{compile, World};
-use crate::capability::wasi::Wasi;
+use crate::runtime::compile_cache::Compiler;
+use crate::runtime::engine;
+use crate::runtime::limiter::Limiter;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};

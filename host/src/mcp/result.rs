@@ -1,8 +1,8 @@
 //! moat's answers in MCP's shapes: a [`ToolSpec`] as an MCP tool, a [`CallResponse`] as a
 //! tool result, and a [`CallError`] as a tool result with `isError: true`.
 
-use crate::controls::READ_MORE;
 use crate::call::EffectKind;
+use crate::controls::READ_MORE;
 use crate::plugin::ToolSpec;
 use crate::{CallError, CallResponse, WindowInfo};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};

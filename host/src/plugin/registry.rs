@@ -3,8 +3,8 @@
 
 use crate::budget::Budgets;
 use crate::error::{LoadError, LoadProblem};
-use crate::runtime::exec::Runtime;
 use crate::plugin::{read_component, Plugin, ToolSpec};
+use crate::runtime::exec::Runtime;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -28,7 +28,10 @@ impl std::fmt::Debug for Revealed {
 impl Revealed {
     /// The secrets `values` (each loaded, or why not) of one call, with the redactor of
     /// every value known.
-    pub(crate) fn new(values: Vec<(String, Result<String, String>)>, redactor: Arc<Redactor>) -> Revealed {
+    pub(crate) fn new(
+        values: Vec<(String, Result<String, String>)>,
+        redactor: Arc<Redactor>,
+    ) -> Revealed {
         Revealed { values, redactor }
     }
 

@@ -30,12 +30,7 @@ pub(crate) struct Compiler {
 
 impl Compiler {
     pub fn new(engine: Engine, cache: Option<CompileCache>, admit: Admit, max: u64) -> Compiler {
-        Compiler {
-            engine,
-            cache: cache.map(Arc::new),
-            admit,
-            max_component_size: max,
-        }
+        Compiler { engine, cache: cache.map(Arc::new), admit, max_component_size: max }
     }
 
     /// Compiles `bytes` (or loads them from the cache), logging where they came from and

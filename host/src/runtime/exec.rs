@@ -1,16 +1,16 @@
 //! Execution: one call on a fresh instance in a fresh store, under hard budgets, with every
 //! way it can end mapped to a typed result.
 
-use crate::call::Usage;
-use crate::error::BudgetKind;
 use crate::budget::Budgets;
-use crate::runtime::limiter::Limiter;
+use crate::call::Usage;
 use crate::capability::log::CallLog;
+use crate::capability::wasi::Wasi;
 use crate::capability::{CallCaps, Shared, MAX_HANDLES};
+use crate::error::BudgetKind;
+use crate::error::{one_line, BudgetExceeded, CallError};
 use crate::runtime::compile_cache::Compiler;
 use crate::runtime::engine::{self, MAX_WASM_STACK};
-use crate::error::{one_line, BudgetExceeded, CallError};
-use crate::capability::wasi::Wasi;
+use crate::runtime::limiter::Limiter;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Linker, ResourceTable};
@@ -31,9 +31,19 @@ impl Runtime {
     pub fn new(compiler: Compiler, shared: Shared) -> wasmtime::Result<Runtime> {
         let engine = compiler.engine.clone();
         let mut linker = Linker::new(&engine);
-        crate::capability::add_to_linker(&mut linker)?;
+        crate::capability::add_to_linker::<CallState>(&mut linker)?;
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Ok(Runtime { engine, compiler, linker, shared: Arc::new(shared) })
+    }
+}
+
+impl crate::capability::HasCaps for CallState {
+    fn caps(&mut self) -> crate::capability::CapsView<'_> {
+        crate::capability::CapsView {
+            caps: &mut self.caps,
+            table: &mut self.table,
+            log: &mut self.log,
+        }
     }
 }
 

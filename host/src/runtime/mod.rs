@@ -3,8 +3,8 @@
 //! call in a fresh store (`exec.rs`), and the reaper that keeps store teardown off the call
 //! path (`reaper.rs`).
 
-pub mod limiter;
 pub mod compile_cache;
 pub(crate) mod engine;
 pub(crate) mod exec;
+pub mod limiter;
 pub(crate) mod reaper;

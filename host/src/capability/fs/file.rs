@@ -5,13 +5,12 @@
 //! changes an inode that another path (a hard link outside the grant, or in a read-only one)
 //! also names, and a crash leaves either the old content or the new, never a torn file.
 
-pub use crate::undo::{scratch_name, SCRATCH_PREFIX};
 use crate::capability::bindings::moat::plugin::fs::FsError;
+pub use crate::undo::{scratch_name, SCRATCH_PREFIX};
 use crate::units::ByteSize;
 use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt};
 use cap_std::fs::{Dir, File, FileType, Metadata, OpenOptions, Permissions};
 use std::io::{ErrorKind, Read, Write};
-
 
 /// A regular file as it was found, with its content.
 #[derive(Clone)]

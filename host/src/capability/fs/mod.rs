@@ -13,17 +13,20 @@ mod file;
 pub use file::{scratch_name, SCRATCH_PREFIX};
 
 use super::Over;
-use crate::capability::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
 use crate::call::Effect;
-use crate::runtime::exec::CallState;
 use crate::call::EffectKind;
+use crate::capability::bindings::moat::plugin::fs::{Entry, FsError, Host, HostDir};
+use crate::capability::CapsView;
+use crate::capability::{Capability, Caps, Context, HasCaps, PerCall};
 use crate::undo;
 use crate::units::ByteSize;
 use cap_std::fs::Dir;
 use file::{io_error, Follow, Found};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use wasmtime::component::Linker;
 use wasmtime::component::Resource;
 
 /// `[tools.NAME.grants.fs.GRANT]`: one directory or file and what may be done to it.
@@ -99,6 +102,19 @@ enum Step {
     Rename { dir: Arc<Dir>, from: String, to: String },
 }
 
+/// The `fs` capability.
+pub(crate) struct Fs;
+
+impl Capability for Fs {
+    const INTERFACE: &'static str = "moat:plugin/fs@0.1.0";
+    type Grant = BTreeMap<String, FsGrant>;
+    type Call = FsCall;
+
+    fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::capability::bindings::moat::plugin::fs::add_to_linker::<T, Caps>(linker, T::caps)
+    }
+}
+
 /// The file effects one call has staged: each undo step with the `seq` of the staged record
 /// of its change (when the journal is on).
 #[derive(Default)]
@@ -106,19 +122,17 @@ pub struct FsCall {
     undo: Vec<(Option<u64>, Step)>,
 }
 
-impl FsCall {
-    pub(crate) fn commit(&mut self) {
+impl PerCall for FsCall {
+    fn commit(&mut self, _: &Context<'_>) -> Result<(), String> {
         self.undo.clear();
+        Ok(())
     }
 
     /// Undoes every change, newest first, each after its `undoing` record in the journal
     /// (so that a crash midway leaves the log saying how far it got); reports the ones that
     /// failed.
-    pub(crate) fn rollback(
-        &mut self,
-        journal: Option<&crate::audit::staged::Journal>,
-        call: &crate::call::CallView,
-    ) -> Result<(), String> {
+    fn rollback(&mut self, context: &Context<'_>) -> Result<(), String> {
+        let (journal, call) = (context.journal, context.call);
         let mut failed = Vec::new();
         let mut marked = None;
         while let Some((seq, step)) = self.undo.pop() {
@@ -155,7 +169,7 @@ fn replaces(old: &[u8], new: &[u8]) -> bool {
     !old.is_empty() && !new.starts_with(old)
 }
 
-impl Host for CallState {
+impl Host for CapsView<'_> {
     fn open(&mut self, grant: String) -> wasmtime::Result<Result<Resource<DirHandle>, FsError>> {
         let tool = &self.caps.tool;
         let Some(config) = self.caps.grants.fs.get(&grant) else {
@@ -188,7 +202,7 @@ fn too_many_handles() -> String {
     format!("too many open handles (limit {})", super::MAX_HANDLES)
 }
 
-impl HostDir for CallState {
+impl HostDir for CapsView<'_> {
     fn read(
         &mut self,
         handle: Resource<DirHandle>,
@@ -260,7 +274,7 @@ impl HostDir for CallState {
             return Ok(Err(io_error(&grant, &path, e)));
         }
         crate::call::attach(&mut self.caps.effects, staged, how);
-        self.caps.fs.undo.push((seq, Step::Restore { dir, path, scratch, before }));
+        self.caps.calls.fs.undo.push((seq, Step::Restore { dir, path, scratch, before }));
         Ok(Ok(()))
     }
 
@@ -346,7 +360,11 @@ impl HostDir for CallState {
             return Ok(Err(io_error(&grant, &path, e)));
         }
         crate::call::attach(&mut self.caps.effects, staged, how);
-        self.caps.fs.undo.push((seq, Step::Restore { dir, path, scratch, before: Some(before) }));
+        self.caps
+            .calls
+            .fs
+            .undo
+            .push((seq, Step::Restore { dir, path, scratch, before: Some(before) }));
         Ok(Ok(()))
     }
 
@@ -417,8 +435,8 @@ impl HostDir for CallState {
             scratch,
             before: replaced,
         };
-        self.caps.fs.undo.push((seq, restore));
-        self.caps.fs.undo.push((seq, Step::Rename { dir, from: destination, to: source }));
+        self.caps.calls.fs.undo.push((seq, restore));
+        self.caps.calls.fs.undo.push((seq, Step::Rename { dir, from: destination, to: source }));
         Ok(Ok(()))
     }
 
@@ -428,7 +446,7 @@ impl HostDir for CallState {
     }
 }
 
-impl CallState {
+impl CapsView<'_> {
     /// The handle's directory and grant name, after checking `path` stays in scope. A
     /// forged or dropped handle traps; a path out of scope is a refusal.
     fn scoped(

@@ -11,14 +11,15 @@
 //! cannot be loaded does not refuse the call: no call can have it from moat now, and a value
 //! it had before is remembered; the tool hears why if it asks for it (logged once).
 
-
 use crate::capability::bindings::moat::plugin::secrets::{Host, SecretError};
-use crate::runtime::exec::CallState;
+use crate::capability::CapsView;
+use crate::capability::{Capability, Caps, HasCaps};
 pub use crate::redact::{redactor as redact, Redactor, Revealed, MIN_REDACTED_LEN};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use wasmtime::component::Linker;
 
 /// `[secrets.NAME]`: where a secret's value comes from. Exactly one of `env` and `file`.
 #[derive(Clone, Debug, Deserialize)]
@@ -137,7 +138,23 @@ impl SecretStore {
     }
 }
 
-impl Host for CallState {
+/// The `secrets` capability.
+pub(crate) struct Secrets;
+
+impl Capability for Secrets {
+    const INTERFACE: &'static str = "moat:plugin/secrets@0.1.0";
+    type Grant = Vec<String>;
+    type Call = ();
+
+    fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::capability::bindings::moat::plugin::secrets::add_to_linker::<T, Caps>(
+            linker,
+            T::caps,
+        )
+    }
+}
+
+impl Host for CapsView<'_> {
     fn get(&mut self, name: String) -> wasmtime::Result<Result<String, SecretError>> {
         let caps = &mut self.caps;
         if !caps.grants.secrets.contains(&name) {

@@ -8,10 +8,11 @@
 //! may be called (`functions.rs`). Every row a released statement changed is recorded exactly
 //! (`undo.rs`), so that each committed effect says how to put its rows back.
 
-use crate::capability::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
 use crate::call::Effect;
-use crate::runtime::exec::CallState;
 use crate::call::EffectKind;
+use crate::capability::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
+use crate::capability::CapsView;
+use crate::capability::{Capability, Caps, Context, HasCaps, PerCall};
 use crate::units::ByteSize;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthContext, Authorization, PreUpdateCase};
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use wasmtime::component::Linker;
 use wasmtime::component::Resource;
 
 mod count;
@@ -118,16 +120,29 @@ pub struct ConnectionHandle {
     grant: String,
 }
 
+/// The `sql` capability.
+pub(crate) struct Sql;
+
+impl Capability for Sql {
+    const INTERFACE: &'static str = "moat:plugin/sql@0.1.0";
+    type Grant = BTreeMap<String, SqlGrant>;
+    type Call = SqlCall;
+
+    fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        crate::capability::bindings::moat::plugin::sql::add_to_linker::<T, Caps>(linker, T::caps)
+    }
+}
+
 /// The databases one call has open, by grant name, each inside the call's transaction.
 #[derive(Default)]
 pub struct SqlCall {
     open: BTreeMap<String, Database>,
 }
 
-impl SqlCall {
+impl PerCall for SqlCall {
     /// Commits every open transaction. A database whose transaction SQLite ended early
     /// fails the commit: the call's earlier changes to it are gone.
-    pub(crate) fn commit(&mut self) -> Result<(), String> {
+    fn commit(&mut self, _: &Context<'_>) -> Result<(), String> {
         let grants: Vec<String> = self.open.keys().cloned().collect();
         let mut committed = Vec::new();
         for grant in grants {
@@ -158,7 +173,7 @@ impl SqlCall {
     }
 
     /// Rolls back every open transaction and closes the databases.
-    pub(crate) fn rollback(&mut self) -> Result<(), String> {
+    fn rollback(&mut self, _: &Context<'_>) -> Result<(), String> {
         let mut problems = Vec::new();
         for (grant, db) in std::mem::take(&mut self.open) {
             if db.conn.is_autocommit() {
@@ -174,7 +189,9 @@ impl SqlCall {
             Err(problems.join("; "))
         }
     }
+}
 
+impl SqlCall {
     fn database(&mut self, grant: &str) -> wasmtime::Result<&mut Database> {
         self.open.get_mut(grant).ok_or_else(|| {
             wasmtime::format_err!("sql grant `{grant}` has a handle but no database")
@@ -647,7 +664,7 @@ fn from_sql(value: ValueRef<'_>) -> Value {
     }
 }
 
-impl Host for CallState {
+impl Host for CapsView<'_> {
     fn open(
         &mut self,
         grant: String,
@@ -658,9 +675,9 @@ impl Host for CallState {
                 "tool `{tool}` has no sql grant `{grant}`"
             ))));
         };
-        if !self.caps.sql.open.contains_key(&grant) {
+        if !self.caps.calls.sql.open.contains_key(&grant) {
             let db = refuse!(Database::open(&grant, config, tool, self.caps.deadline));
-            self.caps.sql.open.insert(grant.clone(), db);
+            self.caps.calls.sql.open.insert(grant.clone(), db);
         }
         Ok(self.table.push(ConnectionHandle { grant }).map_err(|_| {
             SqlError::LimitExceeded(format!("too many open handles (limit {})", super::MAX_HANDLES))
@@ -668,7 +685,7 @@ impl Host for CallState {
     }
 }
 
-impl HostConnection for CallState {
+impl HostConnection for CapsView<'_> {
     fn query(
         &mut self,
         handle: Resource<ConnectionHandle>,
@@ -684,7 +701,7 @@ impl HostConnection for CallState {
             ))));
         }
         let deadline = self.caps.deadline;
-        let db = self.caps.sql.database(&grant)?;
+        let db = self.caps.calls.sql.database(&grant)?;
         let grant = grant.as_str();
         Ok(db
             .guarded((&tool, grant, deadline), |db| db.query((grant, &config), &statement, params)))
@@ -700,12 +717,12 @@ impl HostConnection for CallState {
         let tool = self.caps.tool.clone();
         let limits = self.sql_limits(&grant, &config);
         let deadline = self.caps.deadline;
-        let db = self.caps.sql.database(&grant)?;
+        let db = self.caps.calls.sql.database(&grant)?;
         let ran =
             refuse!(db.guarded((&tool, &grant, deadline), |db| db.run(&statement, params, limits)));
         let staged = self.caps.effects.len();
         let verdict = self.sql_admit(&grant, &config, &statement, &ran);
-        let db = self.caps.sql.database(&grant)?;
+        let db = self.caps.calls.sql.database(&grant)?;
         match verdict {
             Ok(()) => {
                 if let Err(refusal) = db.release(&grant, &ran) {
@@ -734,7 +751,7 @@ impl HostConnection for CallState {
     }
 }
 
-impl CallState {
+impl CapsView<'_> {
     /// The handle's grant name and configuration. A forged or dropped handle traps.
     fn sql_grant_of(
         &self,

@@ -12,9 +12,9 @@ mod convert;
 mod schema;
 
 use crate::error::{CallError, LoadProblem, ToolErrorKind};
-use crate::runtime::exec::CallState;
-use crate::plugin::ToolSpec;
 use crate::plugin::validate::ArgsSchema;
+use crate::plugin::ToolSpec;
+use crate::runtime::exec::CallState;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
