@@ -327,8 +327,7 @@ fn start(config_path: Option<&Path>, overrides: &Overrides) -> Result<Host> {
 
 fn build(mut config: Config, overrides: &Overrides) -> Result<Host> {
     overrides.apply(&mut config);
-    let escalator =
-        moat::escalation::for_config(&config).map_err(|e| anyhow::anyhow!("escalation: {e}"))?;
+    let escalator = config.escalator().map_err(|e| anyhow::anyhow!("escalation: {e}"))?;
     let (host, errors) = Host::builder(config)
         .escalator(escalator)
         .build()

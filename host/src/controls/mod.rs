@@ -107,7 +107,7 @@ impl Controls {
             ledger: TaskLedger::new(state, task)?,
             alerts: Alerts::new(alerts, alert_log)?,
             windows: OnceLock::new(),
-            tokenizer: Mutex::new(Some(std::thread::spawn({ move || Tokenizer::new(tokenizer) }))),
+            tokenizer: Mutex::new(Some(std::thread::spawn(move || Tokenizer::new(tokenizer)))),
             told: Mutex::new(Bounded::new(TOLD)),
             tokenizer_kind: tokenizer,
             window,

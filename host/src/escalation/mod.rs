@@ -69,16 +69,6 @@ pub fn escalator(
     }
 }
 
-/// The channel of a host with configuration `config`: [`escalator`] over `[escalation]`,
-/// where `auto` also means the queue when the admin server (`[admin] http`) serves it.
-pub fn for_config(config: &crate::Config) -> Result<Arc<dyn Escalator>, String> {
-    let mut escalation = config.escalation.clone();
-    if escalation.channel == Channel::Auto && config.admin.http.is_some() {
-        escalation.channel = Channel::Queue;
-    }
-    escalator(&escalation, &config.state_dir)
-}
-
 /// Whether a person is at this process's terminal: standard input and standard error are
 /// both terminals.
 pub fn interactive() -> bool {

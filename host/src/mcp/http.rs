@@ -10,7 +10,7 @@
 
 use super::{McpServer, ServeConfig, ServeError};
 use crate::bounded::Bounded;
-use crate::mcp::config::Auth;
+use crate::config::Auth;
 use crate::Host;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};

@@ -17,14 +17,13 @@
 //! Nothing here grants permissions, loads plugins or changes policies: the server offers
 //! the tools the configuration loaded, under the configuration's rules.
 
-mod config;
 mod elicit;
 mod http;
 pub mod meta;
 pub mod result;
 mod stdio;
 
-pub use config::{AdminConfig, Auth, ServeConfig};
+pub use crate::config::{AdminConfig, Auth, ServeConfig};
 pub use elicit::Elicitor;
 pub use http::{http_token, serve_http, token_path, HttpServer, ENDPOINT};
 

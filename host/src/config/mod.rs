@@ -3,6 +3,10 @@
 //! Every table denies unknown keys: a typo in a limit is an error naming the key, never a
 //! silently different sandbox. With no file at all, [`Config::default`] lets everything run.
 
+mod serve;
+
+pub use serve::{AdminConfig, Auth, ServeConfig};
+
 use crate::audit::AuditConfig;
 use crate::budget::{BudgetOverrides, Budgets};
 use crate::call::Stakes;
@@ -88,10 +92,10 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Who may reach `moat serve --http`.
     #[serde(default)]
-    pub serve: crate::mcp::ServeConfig,
+    pub serve: ServeConfig,
     /// The admin HTTP server of `moat serve`: approvals, metrics, health.
     #[serde(default)]
-    pub admin: crate::mcp::AdminConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
@@ -155,8 +159,8 @@ impl Default for Config {
             tokenizer: TokenizerKind::default(),
             compile_cache: CompileCacheConfig::default(),
             engine: EngineConfig::default(),
-            serve: crate::mcp::ServeConfig::default(),
-            admin: crate::mcp::AdminConfig::default(),
+            serve: ServeConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -208,6 +212,16 @@ pub struct ToolConfig {
 }
 
 impl Config {
+    /// The escalation channel of a host with this configuration: `[escalation]`, where
+    /// `auto` also means the approval queue when the admin server (`[admin] http`) serves it.
+    pub fn escalator(&self) -> Result<std::sync::Arc<dyn crate::call::Escalator>, String> {
+        let mut escalation = self.escalation.clone();
+        if escalation.channel == crate::escalation::Channel::Auto && self.admin.http.is_some() {
+            escalation.channel = crate::escalation::Channel::Queue;
+        }
+        crate::escalation::escalator(&escalation, &self.state_dir)
+    }
+
     /// Parses `text`; `origin` names the file in errors, and relative plugin directories are
     /// resolved against its parent directory.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
