@@ -23,6 +23,7 @@ mod pipeline;
 pub mod plugin;
 pub mod redact;
 pub mod runtime;
+mod session;
 pub mod state;
 pub mod text;
 pub mod undo;

@@ -238,7 +238,7 @@ pub(crate) struct Observed<'a> {
 impl Observed<'_> {
     /// The tool label of `call`: its name when `loaded`, else [`UNKNOWN_TOOL`].
     pub fn tool_label(call: &CallView, loaded: bool) -> &str {
-        if loaded || call.tool == crate::controls::READ_MORE {
+        if loaded {
             &call.tool
         } else {
             UNKNOWN_TOOL

@@ -2,26 +2,28 @@
 
 use crate::audit::staged::Journal;
 use crate::audit::{trail, Audit, AuditError, Event};
-use crate::bounded::{self, Bounded};
+use crate::bounded;
 use crate::call::{
-    decide, CallRequest, CallResponse, CallView, Chain, CheckPoint, DenyAll, EffectKind, Escalator,
-    Gate, HistoryEntry, NotApproved, Note, Override, Usage, Verdict,
+    decide, CallRequest, CallResponse, CallView, Chain, CheckPoint, DenyAll, Escalator, Gate,
+    Override, Usage, Verdict, WindowInfo,
 };
 use crate::capability::kv::KvStore;
 use crate::capability::secrets::{Revealed, SecretStore};
 use crate::capability::{CallCaps, Grants, Shared};
 use crate::config::Config;
-use crate::controls::{Controls, Passage, READ_MORE};
+use crate::controls::{Controls, Passage};
 use crate::error::{CallError, LoadError, Stage};
 use crate::guard::facts::Facts;
 use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
-use crate::plugin::registry::{fingerprint, Registry};
+use crate::plugin::builtin::Builtin;
+use crate::plugin::registry::{fingerprint, Found, Registry};
 use crate::plugin::trust::Trust;
-use crate::plugin::{Plugin, ToolSpec};
+use crate::plugin::{call, validate, Plugin, ToolSpec};
 use crate::runtime::compile_cache::{CompileCache, Compiler};
 use crate::runtime::exec::Runtime;
-use std::collections::{HashMap, VecDeque};
+use crate::session::Sessions;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,16 +32,6 @@ use std::time::{Duration, Instant, SystemTime};
 pub const TOOLS_LOOK: Duration = Duration::from_millis(250);
 
 type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
-
-/// Calls of a session that `check-call` sees, newest last.
-const HISTORY: usize = 32;
-/// Sessions whose history is kept (and tasks whose start this host knows); past this the
-/// least recently used is forgotten.
-const SESSIONS: usize = 10_000;
-/// Effects of one call kept in its session's history (the first ones).
-const HISTORY_EFFECTS: usize = 64;
-/// Characters of an effect's target kept in a session's history.
-const TARGET_CHARS: usize = 200;
 
 /// A running moat: the engine, the configuration, the loaded tools and policies.
 pub struct Host {
@@ -56,10 +48,8 @@ pub struct Host {
     policies: Arc<Policies>,
     /// Each configured tool's grants, shared by its calls.
     grants: HashMap<String, Arc<Grants>>,
-    /// Each session's recent calls, for `check-call`.
-    sessions: Mutex<Bounded<String, VecDeque<HistoryEntry>>>,
-    /// Tasks this host has seen (their start is recorded once).
-    tasks: Mutex<Bounded<String, ()>>,
+    /// Each session's recent calls, for `check-call`, and the tasks begun.
+    sessions: Sessions,
     audit: Option<Arc<Audit>>,
     controls: Controls,
     metrics: Arc<Metrics>,
@@ -150,7 +140,6 @@ impl HostBuilder {
             .iter()
             .map(|(name, tool)| (name.clone(), Arc::new(tool.grants.clone())))
             .collect();
-        let sessions = Mutex::new(Bounded::new(SESSIONS));
         let audit = match config.audit.enabled {
             true => {
                 let dir = config.audit.dir(&config.state_dir);
@@ -159,7 +148,6 @@ impl HostBuilder {
             }
             false => None,
         };
-        let tasks = Mutex::new(Bounded::new(SESSIONS));
         let metrics = Arc::new(Metrics::new());
         let tools_seen = Mutex::new((Instant::now(), fingerprint(&config.plugins.tools)));
         let host = Host {
@@ -170,8 +158,7 @@ impl HostBuilder {
             tools_version: tokio::sync::watch::Sender::new(0),
             policies,
             grants,
-            sessions,
-            tasks,
+            sessions: Sessions::default(),
             audit,
             controls,
             metrics,
@@ -278,6 +265,10 @@ impl Host {
 
     /// [`Host::run`], with the call's escalations decided by `escalator` instead of the
     /// host's (an MCP client that can ask its user, for a call it made).
+    ///
+    /// The pipeline, top to bottom: each numbered step is one line here and a module of its
+    /// own. Steps 1 to 7 are [`Host::steps`]; any failure after the tool ran rolls back
+    /// everything it staged.
     pub fn run_with(
         &self,
         request: &CallRequest,
@@ -286,30 +277,20 @@ impl Host {
         let started = Instant::now();
         self.reload_tools_if_changed();
         let registry = self.registry();
-        let found = registry.get(&request.tool);
-        let mut view = self.view(request, found.map(|(_, spec)| spec));
-        view.escalator = Override(escalator);
-        let call = Arc::new(view);
+        let found = registry.find(&request.tool);
+        let call = Arc::new(self.view(request, found.map(Found::spec), escalator));
         let tool = Observed::tool_label(&call, found.is_some()).to_owned();
-        // Named as OpenTelemetry's GenAI conventions name a tool's execution.
-        let span = tracing::info_span!(
-            "execute_tool",
-            otel.name = %format_args!("execute_tool {tool}"),
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %tool,
-            gen_ai.tool.call.id = tracing::field::Empty,
-            moat.task = %call.task,
-            error.r#type = tracing::field::Empty,
-        );
+        let span = span(&tool, &call);
         let _entered = span.enter();
         // 0. The call is recorded before anything happens: a call the log cannot record does
         //    not run.
-        let id = self.record_call(&call, found.map(|(plugin, _)| plugin.as_ref()))?;
+        let id = self.record_call(&call, found)?;
         span.record("gen_ai.tool.call.id", id);
         let mut spent = Spent { call: id, ..Spent::default() };
-        let outcome = self
-            .pipeline(request, &call, found, &mut spent)
-            .map_err(|error| redact(error, &spent.secrets));
+        // 1-7. The call itself: admitted, validated, checked, run, checked again, windowed
+        //    and committed (or rolled back).
+        let outcome = self.steps(request, &call, found, &mut spent);
+        let outcome = outcome.map_err(|error| spent.secrets.redact_error(error));
         // 8. What the call teaches the task's ledger, the breakers and the loop detector.
         let redact = |text: &str| spent.secrets.redact(text);
         let controls =
@@ -323,6 +304,7 @@ impl Host {
         if let Err(error) = &outcome {
             span.record("error.type", error.kind());
         }
+        // 10. The metrics.
         self.metrics.observe(&Observed {
             tool: &tool,
             outcome: &outcome,
@@ -340,36 +322,65 @@ impl Host {
         &self.metrics
     }
 
-    fn pipeline(
+    /// Steps 1 to 7 of [`Host::run_with`].
+    fn steps(
         &self,
         request: &CallRequest,
         call: &Arc<CallView>,
-        found: Option<(&Arc<Plugin>, &ToolSpec)>,
+        found: Option<Found<'_>>,
         spent: &mut Spent,
     ) -> Result<CallResponse, CallError> {
         let tool = request.tool.as_str();
-        // The model's own tokens for this step count against the task's budget first.
+        // 1. Admission: the tool exists and this caller may call it; the task's budgets are
+        //    not used up; the tool's breaker and the task's are closed (or this is a probe).
+        let (plugin, spec) = match self.admit(request, call, found, spent)? {
+            Found::Plugin(plugin, spec) => (plugin, spec),
+            Found::Builtin(builtin) => return self.builtin(builtin, request, spent),
+        };
+        // 2. Input validation: the arguments against the tool's JSON Schema.
+        spec.schema.check(tool, &request.args)?;
+        // 3. Pre-call checks: loops, the confidence gate, then the policies (either of which
+        //    may ask a person).
+        if let Err(refusal) = self.before(call, spec, spent) {
+            self.sessions.remember(call, &[], false);
+            return Err(refusal);
+        }
+        // 4. Execution on a fresh instance under the tool's budgets. Every effect is checked
+        //    by the policies as it happens, and staged, not yet final.
+        let (result, usage, mut caps) = self.execute(request, call, plugin, spent);
+        // 5-7. Output, post-call checks, window, commit; or everything rolled back.
+        match self.settle(call, result, &mut caps, spent) {
+            Ok((output, window)) => {
+                self.sessions.remember(call, &caps.touched, true);
+                let usage = Usage { output_bytes: output.len() as u64, ..usage };
+                spent.usage = usage;
+                let effects = std::mem::take(&mut caps.effects);
+                Ok(CallResponse { output, usage, effects, shadow: call.take_shadow(), window })
+            }
+            Err(error) => {
+                self.sessions.remember(call, &caps.touched, false);
+                Err(caps.roll_back(error))
+            }
+        }
+    }
+
+    /// Step 1: the model's own tokens for this step counted against the task's budget
+    /// first; the tool found and allowed to this caller; not cancelled; the task budgets
+    /// and breakers.
+    fn admit<'a>(
+        &self,
+        request: &CallRequest,
+        call: &CallView,
+        found: Option<Found<'a>>,
+        spent: &mut Spent,
+    ) -> Result<Found<'a>, CallError> {
+        let tool = request.tool.as_str();
         if let Some(tokens) = request.model_tokens {
             self.controls.add_model_tokens(call, tokens)?;
         }
-        // Reading on in a windowed output: its whole passed every check when it was made,
-        // but reading on is a call: admitted (task budgets, breakers) like any other.
-        if tool == READ_MORE {
-            self.controls.admit(call, &mut spent.passage)?;
-            let (output, window) = self.controls.read_more(&request.args, &mut spent.passage)?;
-            let usage = Usage { output_bytes: output.len() as u64, ..Usage::default() };
-            return Ok(CallResponse {
-                output,
-                usage,
-                effects: Vec::new(),
-                shadow: Vec::new(),
-                window,
-            });
-        }
-        // 1. Admission: the tool exists; the task's budgets are not used up; the tool's
-        //    breaker and the task's are closed (or this is one of their probes).
-        let (plugin, spec) = found.ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
-        if request.tools.as_ref().is_some_and(|tools| !tools.iter().any(|t| t == tool)) {
+        let found = found.ok_or_else(|| CallError::UnknownTool(tool.to_owned()))?;
+        let allowed = |tools: &Vec<String>| tools.iter().any(|t| t == tool);
+        if matches!(found, Found::Plugin(..)) && !request.tools.as_ref().is_none_or(allowed) {
             let reason = format!("`{}` may not call it ([serve.tokens] tools)", call.principal);
             return Err(CallError::Denied {
                 tool: tool.to_owned(),
@@ -377,106 +388,117 @@ impl Host {
                 reason,
             });
         }
-        if call.cancel.is_cancelled() {
+        if call.cancel.is_cancelled() && matches!(found, Found::Plugin(..)) {
             return Err(CallError::Cancelled { tool: tool.to_owned(), stage: Stage::BeforeCall });
         }
         self.controls.admit(call, &mut spent.passage)?;
-        // 2. Input validation: the arguments against the tool's JSON Schema.
-        spec.schema.check(tool, &request.args)?;
-        // 3. Pre-call checks: loops, the confidence gate, then the policies (either of which
-        //    may ask a person).
-        if let Err(refusal) = self
-            .controls
-            .check_loop(call, &mut spent.passage)
-            .and_then(|()| self.check_confidence(call, spec))
-            .and_then(|()| self.check_call(call))
-        {
-            self.remember(call, &[], false);
-            return Err(refusal);
-        }
-        // 4. Execution on a fresh instance under the tool's budgets. Every effect is checked
-        //    by the policies as it happens, and staged, not yet final.
-        let budgets = self.config.budgets_for(tool).with(&request.budgets);
+        Ok(found)
+    }
+
+    /// A built-in tool's call, once admitted. Reading on in a windowed output: its whole
+    /// passed every check when it was made.
+    fn builtin(
+        &self,
+        builtin: Builtin,
+        request: &CallRequest,
+        spent: &mut Spent,
+    ) -> Result<CallResponse, CallError> {
+        let (output, window) = match builtin {
+            Builtin::ReadMore => {
+                let name = &builtin.spec().name;
+                self.controls.read_more(name, &request.args, &mut spent.passage)?
+            }
+        };
+        let usage = Usage { output_bytes: output.len() as u64, ..Usage::default() };
+        Ok(CallResponse { output, usage, effects: Vec::new(), shadow: Vec::new(), window })
+    }
+
+    /// Step 3: the loop check, the confidence gate, `check-call`.
+    fn before(&self, call: &CallView, spec: &ToolSpec, spent: &mut Spent) -> Result<(), CallError> {
+        self.controls.check_loop(call, &mut spent.passage)?;
+        let stakes = self.config.tools.get(&call.tool).and_then(|t| t.stakes);
+        let stakes = stakes.unwrap_or_else(|| spec.derived_stakes());
+        let verdict = crate::guard::confidence::verdict(&self.config.confidence, stakes, call)?;
+        self.decide(call, CheckPoint::Confidence, verdict)?;
+        let not_loaded = self.policies.reload_if_changed();
+        self.record_load_refusals(&not_loaded);
+        let verdict = self.runtime.shared.gate.check_call(call);
+        self.decide(call, CheckPoint::Call, verdict).map(drop)
+    }
+
+    /// Step 4: the call's capabilities (its grants, its secrets loaded now and redacted from
+    /// all it says, its journal), then the tool on a fresh instance.
+    fn execute(
+        &self,
+        request: &CallRequest,
+        call: &Arc<CallView>,
+        plugin: &Plugin,
+        spent: &mut Spent,
+    ) -> (Result<String, CallError>, Usage, CallCaps) {
+        let budgets = self.config.budgets_for(&request.tool).with(&request.budgets);
         let deadline = Instant::now() + budgets.wall_time.duration();
-        let grants = self.grants.get(tool).cloned().unwrap_or_default();
+        let grants = self.grants.get(&request.tool).cloned().unwrap_or_default();
         let shared = self.runtime.shared.clone();
         let mut caps = CallCaps::new(call.clone(), plugin.name.clone(), grants, shared, deadline);
-        // Its granted secrets are loaded now: redacted from all it says, asked for or not.
         caps.secrets = self.runtime.shared.secrets.for_call(&caps.grants.secrets);
         // Changes made in place are recorded, with their undo, before they happen.
         caps.journal = self.audit.clone().map(|audit| Arc::new(Journal::new(audit, spent.call)));
         let engine = &self.runtime.engine;
-        let (result, mut usage, mut caps) = crate::plugin::call::call(
-            engine,
-            &plugin.pre,
-            &plugin.name,
-            caps,
-            &request.args,
-            &budgets,
-        );
+        let (result, usage, mut caps) =
+            call::call(engine, &plugin.pre, &plugin.name, caps, &request.args, &budgets);
         spent.passage.ran = true;
         spent.usage = usage;
         spent.secrets = caps.secrets.clone();
         // An effect refused by a policy or a person ends the call so, whatever the tool made
         // of the refusal it was told of (mostly an error of its own).
         let result = match (result, caps.refusal.take()) {
-            (Err(_), Some(refusal)) => Err(not_approved(call, Stage::DuringCall, refusal)),
+            (Err(_), Some(refusal)) => Err(refusal.error(&call.tool, Stage::DuringCall)),
             (result, _) => result,
         };
+        (result, usage, caps)
+    }
+
+    /// Steps 5 to 7, after the tool ran; any error here rolls back what it staged.
+    fn settle(
+        &self,
+        call: &CallView,
+        result: Result<String, CallError>,
+        caps: &mut CallCaps,
+        spent: &mut Spent,
+    ) -> Result<(String, Option<WindowInfo>), CallError> {
+        let tool = call.tool.as_str();
+        let cancelled = |stage| CallError::Cancelled { tool: tool.to_owned(), stage };
         // Cancelled while it ran, however it ended: nothing it staged stands.
         if call.cancel.is_cancelled() {
-            self.remember(call, &caps.touched, false);
-            let cancelled =
-                CallError::Cancelled { tool: tool.to_owned(), stage: Stage::DuringCall };
-            return Err(roll_back(&mut caps, cancelled));
+            return Err(cancelled(Stage::DuringCall));
         }
         // 5. Output: JSON, as the contract promises, with every secret value redacted (errors
         //    are, when the call ends).
-        let output = match result.and_then(|output| check_output(tool, &caps.secrets, output)) {
-            Ok(output) => output,
-            Err(error) => {
-                self.remember(call, &caps.touched, false);
-                return Err(roll_back(&mut caps, error));
-            }
-        };
-        // 6. Post-call checks: output validation, fact checks, redaction. A "no" now still
-        //    undoes every staged effect.
-        let output = match self.check_result(call, output) {
-            Ok(output) => output,
-            Err(error) => {
-                self.remember(call, &caps.touched, false);
-                return Err(roll_back(&mut caps, error));
-            }
-        };
-        // A rewrite is an output too: what the agent gets is redacted after every check.
+        let output = result?;
+        validate::check_output(tool, &output)?;
         let output = caps.secrets.redact_output(output);
-        // 7. Commit, unless the call was cancelled meanwhile (its checks may have waited for
-        //    a person).
-        if call.cancel.is_cancelled() {
-            let cancelled = CallError::Cancelled { tool: tool.to_owned(), stage: Stage::AfterCall };
-            return Err(roll_back(&mut caps, cancelled));
-        }
-        if let Err(reason) = caps.commit() {
-            let error = CallError::Host {
-                tool: tool.to_owned(),
-                reason: format!("commit failed: {reason}"),
-            };
-            return Err(roll_back(&mut caps, error));
-        }
-        self.remember(call, &caps.touched, true);
-        // 8. The output as the agent gets it: whole, or its first window and a cursor.
+        // 6. Post-call checks: output validation, fact checks, redaction. A "no" now still
+        //    undoes every staged effect. A rewrite is an output too: redacted again.
+        let output = caps.secrets.redact_output(self.check_result(call, output)?);
+        // 7. The output as the agent gets it (whole, or its first window and a cursor), then
+        //    the commit, unless the call was cancelled meanwhile (its checks may have waited
+        //    for a person). Windowing first: nothing can fail after the commit.
         let (output, window) = self.controls.window(tool, output, &mut spent.passage)?;
-        usage.output_bytes = output.len() as u64;
-        spent.usage = usage;
-        let effects = std::mem::take(&mut caps.effects);
-        Ok(CallResponse { output, usage, effects, shadow: call.take_shadow(), window })
+        if call.cancel.is_cancelled() {
+            return Err(cancelled(Stage::AfterCall));
+        }
+        caps.commit().map_err(|reason| CallError::Host {
+            tool: tool.to_owned(),
+            reason: format!("commit failed: {reason}"),
+        })?;
+        Ok((output, window))
     }
 
     /// Records that a task began, with the prompt it was given. Calls of a task not begun
     /// this way begin it without a prompt.
     pub fn start_task(&self, task: &str, prompt: Option<&str>) -> Result<(), AuditError> {
         let task = &*bounded::name(task);
-        self.started(task);
+        self.sessions.started(task);
         let Some(audit) = &self.audit else { return Ok(()) };
         let prompt = prompt.map(|p| audit.text(p)).transpose()?;
         audit.record(vec![Event::TaskStart { task: task.to_owned(), prompt }]).map(|_| ())
@@ -495,25 +517,19 @@ impl Host {
         self.audit.as_deref()
     }
 
-    /// Whether `task` is new to this host (and from now on, known).
-    fn started(&self, task: &str) -> bool {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tasks.insert_new(&task.to_owned(), ())
-    }
-
     /// Writes the call's first record (after its task's, for a new task); returns its `seq`,
     /// the call's id in the log (0 without a log).
-    fn record_call(&self, call: &CallView, plugin: Option<&Plugin>) -> Result<u64, CallError> {
+    fn record_call(&self, call: &CallView, found: Option<Found<'_>>) -> Result<u64, CallError> {
         let Some(audit) = &self.audit else { return Ok(0) };
         let refused = |e: AuditError| CallError::Audit {
             tool: call.tool.clone(),
             reason: format!("not run: the audit log cannot record it: {e}"),
         };
         let mut events = Vec::new();
-        if self.started(&call.task) {
+        if self.sessions.started(&call.task) {
             events.push(Event::TaskStart { task: call.task.clone(), prompt: None });
         }
-        let component = plugin.map(|p| (p.name.as_ref(), p.hash));
+        let component = found.and_then(Found::plugin).map(|p| (p.name.as_ref(), p.hash));
         events.push(trail::call(audit, call, component).map_err(refused)?);
         audit.write(events).map_err(refused)
     }
@@ -554,7 +570,12 @@ impl Host {
 
     /// The call as checks see it, with its session's history. Names longer than
     /// [`bounded::MAX_NAME`] are keyed (and recorded) by their head and hash.
-    fn view(&self, request: &CallRequest, spec: Option<&ToolSpec>) -> CallView {
+    fn view(
+        &self,
+        request: &CallRequest,
+        spec: Option<&ToolSpec>,
+        escalator: Option<Arc<dyn Escalator>>,
+    ) -> CallView {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let task = match &request.task {
             Some(task) => bounded::name(task).into_owned(),
@@ -567,10 +588,7 @@ impl Host {
             Some(session) => bounded::name(session).into_owned(),
             None => task.clone(),
         };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let history =
-            sessions.get(&session).map(|h| h.iter().cloned().collect()).unwrap_or_default();
-        drop(sessions);
+        let history = self.sessions.history(&session);
         CallView {
             tool: bounded::name(&request.tool).into_owned(),
             args: request.args.clone(),
@@ -587,66 +605,22 @@ impl Host {
             ),
             shadow: Mutex::default(),
             notes: Mutex::default(),
-            escalator: Override::default(),
+            escalator: Override(escalator),
         }
     }
 
-    /// A call whose stakes have a confidence threshold escalates below it, or without one.
-    fn check_confidence(&self, call: &CallView, spec: &ToolSpec) -> Result<(), CallError> {
-        let stakes = self
-            .config
-            .tools
-            .get(&call.tool)
-            .and_then(|t| t.stakes)
-            .unwrap_or_else(|| spec.derived_stakes());
-        if let Some(c) = call.confidence.filter(|c| !(0.0..=1.0).contains(c)) {
-            let reason = format!("confidence {c} is not between 0 and 1");
-            return Err(CallError::InvalidArguments { tool: call.tool.clone(), reason });
-        }
-        let Some(threshold) = self.config.confidence.threshold(stakes) else { return Ok(()) };
-        let stakes = format!("{stakes:?}").to_lowercase();
-        let note = |verdict| Note::Verdict {
-            stage: CheckPoint::Confidence,
-            guard: "confidence".to_owned(),
-            verdict,
-            shadow: false,
-            micros: 0,
-        };
-        let reason = match call.confidence {
-            Some(c) if c >= threshold => {
-                call.note(note(Verdict::Allow));
-                return Ok(());
-            }
-            Some(c) => {
-                format!("confidence {c:.2} is below {threshold:.2} for a {stakes}-stakes call")
-            }
-            None => format!(
-                "no confidence was given for a {stakes}-stakes call (threshold {threshold:.2})"
-            ),
-        };
-        call.note(note(Verdict::Escalate(reason.clone())));
-        self.decide(call, CheckPoint::Confidence, Verdict::Escalate(reason)).map(drop)
-    }
-
-    fn check_call(&self, call: &CallView) -> Result<(), CallError> {
-        let not_loaded = self.policies.reload_if_changed();
-        self.record_load_refusals(&not_loaded);
-        let verdict = self.runtime.shared.gate.check_call(call);
-        self.decide(call, CheckPoint::Call, verdict).map(drop)
-    }
-
+    /// `check-result` on the output; a rewrite held to the tool's output budget whichever
+    /// gate rewrote it (policies already hold each rewrite to theirs as well, naming both).
     fn check_result(&self, call: &CallView, output: String) -> Result<String, CallError> {
         let verdict = self.runtime.shared.gate.check_result(call, &output);
-        match self.decide(call, CheckPoint::Result, verdict)? {
-            None => Ok(output),
-            // Held to the tool's output budget whichever gate rewrote it (policies already
-            // hold each rewrite to theirs as well, naming both).
-            Some(rewritten) => {
-                match crate::guard::oversized_rewrite(&rewritten, call.output_budget, None) {
-                    Some(reason) => Err(refused(call, Stage::AfterCall, reason)),
-                    None => Ok(rewritten),
-                }
+        let Some(rewritten) = self.decide(call, CheckPoint::Result, verdict)? else {
+            return Ok(output);
+        };
+        match crate::guard::oversized_rewrite(&rewritten, call.output_budget, None) {
+            Some(reason) => {
+                Err(CallError::Denied { tool: call.tool.clone(), stage: Stage::AfterCall, reason })
             }
+            None => Ok(rewritten),
         }
     }
 
@@ -658,96 +632,19 @@ impl Host {
         verdict: Verdict,
     ) -> Result<Option<String>, CallError> {
         decide(verdict, point, call, self.runtime.shared.escalator.as_ref())
-            .map_err(|refusal| not_approved(call, point.stage(), refusal))
-    }
-
-    /// Adds the call to its session's history: the kinds of its first effects and previews
-    /// of their targets, never whole targets.
-    fn remember(&self, call: &CallView, touched: &[(EffectKind, String)], ok: bool) {
-        let touched = &touched[..touched.len().min(HISTORY_EFFECTS)];
-        let entry = HistoryEntry {
-            tool: call.tool.clone(),
-            effects: touched.iter().map(|(kind, _)| *kind).collect(),
-            targets: touched
-                .iter()
-                .map(|(_, target)| bounded::preview(target, TARGET_CHARS).into_owned())
-                .collect(),
-            ok,
-        };
-        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let history = sessions.get_or_insert_with(&call.session, VecDeque::new);
-        history.push_back(entry);
-        if history.len() > HISTORY {
-            history.pop_front();
-        }
+            .map_err(|refusal| refusal.error(&call.tool, point.stage()))
     }
 }
 
-fn refused(call: &CallView, stage: Stage, reason: String) -> CallError {
-    CallError::Denied { tool: call.tool.clone(), stage, reason }
-}
-
-/// A person declined (`Declined`); with nobody to ask, the escalation is a plain `Denied`.
-fn not_approved(call: &CallView, stage: Stage, refusal: NotApproved) -> CallError {
-    match refusal.asked {
-        true => CallError::Declined { tool: call.tool.clone(), stage, reason: refusal.reason },
-        false => refused(call, stage, refusal.reason),
-    }
-}
-
-/// Undoes the call's staged effects and returns `cause`, or says what could not be undone.
-fn roll_back(caps: &mut CallCaps, cause: CallError) -> CallError {
-    match caps.rollback() {
-        Ok(()) => cause,
-        Err(problems) => {
-            tracing::error!(tool = %caps.tool, %problems, "rollback incomplete");
-            CallError::RollbackFailed { cause: Box::new(cause), problems }
-        }
-    }
-}
-
-fn check_output(tool: &str, secrets: &Revealed, output: String) -> Result<String, CallError> {
-    let bad = |reason: String| CallError::BadOutput { tool: tool.to_owned(), reason };
-    serde_json::from_str::<serde::de::IgnoredAny>(&output).map_err(|e| bad(e.to_string()))?;
-    crate::plugin::validate::check_depth(&output).map_err(bad)?;
-    Ok(secrets.redact_output(output))
-}
-
-/// Removes every secret value from every text of an error: a tool controls some of each
-/// (its messages, and what checks, commits and rollbacks quote of its effects' targets).
-fn redact(error: CallError, secrets: &Revealed) -> CallError {
-    if secrets.is_empty() {
-        return error;
-    }
-    let r = |text: String| secrets.redact(&text);
-    match error {
-        CallError::UnknownTool(tool) => CallError::UnknownTool(r(tool)),
-        CallError::InvalidArguments { tool, reason } => {
-            CallError::InvalidArguments { tool, reason: r(reason) }
-        }
-        CallError::Trapped { tool, reason } => CallError::Trapped { tool, reason: r(reason) },
-        CallError::Tool { tool, kind, message } => {
-            CallError::Tool { tool, kind, message: r(message) }
-        }
-        CallError::BadOutput { tool, reason } => CallError::BadOutput { tool, reason: r(reason) },
-        CallError::Denied { tool, stage, reason } => {
-            CallError::Denied { tool, stage, reason: r(reason) }
-        }
-        CallError::Declined { tool, stage, reason } => {
-            CallError::Declined { tool, stage, reason: r(reason) }
-        }
-        CallError::RollbackFailed { cause, problems } => CallError::RollbackFailed {
-            cause: Box::new(redact(*cause, secrets)),
-            problems: r(problems),
-        },
-        CallError::Host { tool, reason } => CallError::Host { tool, reason: r(reason) },
-        CallError::Loop { tool, reason } => CallError::Loop { tool, reason: r(reason) },
-        CallError::Audit { tool, reason } => CallError::Audit { tool, reason: r(reason) },
-        // Numbers and names from the configuration and the host only.
-        other @ (CallError::Budget(_)
-        | CallError::TaskBudget { .. }
-        | CallError::PrincipalLimit { .. }
-        | CallError::Cancelled { .. }
-        | CallError::Breaker(_)) => other,
-    }
+/// The span of one call, named as OpenTelemetry's GenAI conventions name a tool's execution.
+fn span(tool: &str, call: &CallView) -> tracing::Span {
+    tracing::info_span!(
+        "execute_tool",
+        otel.name = %format_args!("execute_tool {tool}"),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %tool,
+        gen_ai.tool.call.id = tracing::field::Empty,
+        moat.task = %call.task,
+        error.r#type = tracing::field::Empty,
+    )
 }

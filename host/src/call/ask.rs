@@ -126,6 +126,18 @@ pub struct NotApproved {
     pub asked: bool,
 }
 
+impl NotApproved {
+    /// The call's error: `Declined` when a person said no (or let the request lapse on a
+    /// channel they watch), a plain `Denied` when nobody could be asked or a check denied.
+    pub fn error(self, tool: &str, stage: crate::error::Stage) -> crate::error::CallError {
+        let tool = tool.to_owned();
+        match self.asked {
+            true => crate::error::CallError::Declined { tool, stage, reason: self.reason },
+            false => crate::error::CallError::Denied { tool, stage, reason: self.reason },
+        }
+    }
+}
+
 /// Asks about `call` (its own escalator if it has one, else `escalator`), for the reason
 /// given; `Ok` only if a person approved.
 pub fn escalate(

@@ -253,6 +253,18 @@ impl CallCaps {
         Ok(())
     }
 
+    /// [`CallCaps::rollback`], for a call that fails with `cause`: `cause` itself, or what
+    /// could not be undone along with it.
+    pub fn roll_back(&mut self, cause: crate::error::CallError) -> crate::error::CallError {
+        match self.rollback() {
+            Ok(()) => cause,
+            Err(problems) => {
+                tracing::error!(tool = %self.tool, %problems, "rollback incomplete");
+                crate::error::CallError::RollbackFailed { cause: Box::new(cause), problems }
+            }
+        }
+    }
+
     /// Undoes every staged effect, newest first. Reports what could not be undone.
     pub fn rollback(&mut self) -> Result<(), String> {
         let context = Context {

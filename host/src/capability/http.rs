@@ -238,7 +238,7 @@ impl Host for CapsView<'_> {
                 self.caps.tool
             ))));
         };
-        Ok(send(&mut self.caps, grant, request))
+        Ok(send(self.caps, grant, request))
     }
 }
 

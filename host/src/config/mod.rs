@@ -20,6 +20,7 @@ use crate::controls::tokens::TokenizerKind;
 use crate::controls::window::WindowConfig;
 use crate::error::ConfigError;
 use crate::escalation::EscalationConfig;
+pub use crate::guard::confidence::ConfidenceConfig;
 use crate::guard::facts::FactSource;
 use crate::guard::PolicyConfig;
 pub use crate::plugin::OnPolicyError;
@@ -96,45 +97,6 @@ pub struct Config {
     /// The admin HTTP server of `moat serve`: approvals, metrics, health.
     #[serde(default)]
     pub admin: AdminConfig,
-}
-
-/// `[confidence]`: the confidence the agent must give for a call of some stakes; a call
-/// below it, or without one, escalates to a person. A threshold of 0 turns the gate off for
-/// those stakes.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfidenceConfig {
-    /// For high-stakes calls (deleting, sending, network); default 0.8.
-    #[serde(default = "default_high")]
-    pub high: f64,
-    /// For medium-stakes calls (writing); default 0 (off).
-    #[serde(default)]
-    pub medium: f64,
-    /// For low-stakes calls (reading); default 0 (off).
-    #[serde(default)]
-    pub low: f64,
-}
-
-impl Default for ConfidenceConfig {
-    fn default() -> ConfidenceConfig {
-        ConfidenceConfig { high: default_high(), medium: 0.0, low: 0.0 }
-    }
-}
-
-fn default_high() -> f64 {
-    0.8
-}
-
-impl ConfidenceConfig {
-    /// The threshold for `stakes`, if calls of those stakes are gated.
-    pub fn threshold(&self, stakes: Stakes) -> Option<f64> {
-        let threshold = match stakes {
-            Stakes::High => self.high,
-            Stakes::Medium => self.medium,
-            Stakes::Low => self.low,
-        };
-        (threshold > 0.0).then_some(threshold)
-    }
 }
 
 impl Default for Config {

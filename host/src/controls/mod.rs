@@ -31,8 +31,6 @@ use crate::state::StateDb;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
-/// The name of the built-in tool that reads on in a windowed output.
-pub const READ_MORE: &str = "read_more";
 /// Tasks whose used-up budgets are remembered as told; past this, the least recent go (and
 /// would be told again).
 const TOLD: usize = 10_000;
@@ -200,9 +198,11 @@ impl Controls {
         Ok(framed(window, passage))
     }
 
-    /// The next window of an output, for the built-in `read_more` tool.
+    /// The next window of an output, for the built-in `read_more` tool (`tool`, as the
+    /// error names it).
     pub fn read_more(
         &self,
+        tool: &str,
         args: &str,
         passage: &mut Passage,
     ) -> Result<(String, Option<WindowInfo>), CallError> {
@@ -212,7 +212,7 @@ impl Controls {
             cursor: String,
         }
         let invalid =
-            |reason: String| CallError::InvalidArguments { tool: READ_MORE.to_owned(), reason };
+            |reason: String| CallError::InvalidArguments { tool: tool.to_owned(), reason };
         let args: Args = serde_json::from_str(args)
             .map_err(|e| invalid(format!("{e}; expected {{\"cursor\": \"...\"}}")))?;
         let window = self.windows()?.next(&args.cursor).map_err(|e| invalid(e.to_string()))?;

@@ -7,6 +7,7 @@
 //! answers something unusable denies (fail closed). A `shadow` policy's verdict is only
 //! noted; it changes nothing.
 
+pub mod confidence;
 pub mod facts;
 
 mod run;

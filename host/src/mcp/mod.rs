@@ -304,7 +304,7 @@ impl ServerHandler for McpServer {
         let may = |name: &str| allowed.as_ref().is_none_or(|tools| tools.iter().any(|t| t == name));
         let mut tools: Vec<_> =
             self.host.tools().iter().filter(|spec| may(&spec.name)).map(result::tool).collect();
-        tools.push(result::read_more());
+        tools.extend(self.host.registry().builtins().map(result::tool));
         Ok(ListToolsResult::with_all_items(tools))
     }
 

@@ -2,7 +2,7 @@
 //! tool result, and a [`CallError`] as a tool result with `isError: true`.
 
 use crate::call::EffectKind;
-use crate::controls::READ_MORE;
+use crate::plugin::builtin::READ_MORE;
 use crate::plugin::ToolSpec;
 use crate::{CallError, CallResponse, WindowInfo};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool, ToolAnnotations};
@@ -25,28 +25,6 @@ pub fn tool(spec: &ToolSpec) -> Tool {
     };
     Tool::new(spec.name.clone(), spec.description.clone(), Arc::new(schema))
         .with_annotations(annotations)
-}
-
-/// The built-in tool that reads on in an output that was too long for one answer.
-pub fn read_more() -> Tool {
-    let schema = object(json!({
-        "type": "object",
-        "properties": {
-            "cursor": {
-                "type": "string",
-                "description": "The cursor an earlier answer gave, to read the next part."
-            }
-        },
-        "required": ["cursor"],
-        "additionalProperties": false
-    }));
-    Tool::new(
-        READ_MORE,
-        "Reads the next part of a tool output that was too long to return at once. \
-         Pass the cursor the previous part ended with.",
-        Arc::new(schema),
-    )
-    .with_annotations(ToolAnnotations::new().read_only(true).destructive(false).open_world(false))
 }
 
 /// A successful call: its output as text, also as `structuredContent` when it is a JSON

@@ -8,7 +8,7 @@ use crate::call::Usage;
 use crate::capability::bindings::{ToolError, ToolInfo, ToolPluginPre};
 use crate::capability::CallCaps;
 use crate::error::{CallError, ToolErrorKind};
-use crate::runtime::exec::{check_output, in_fresh_store, CallState};
+use crate::runtime::exec::{in_fresh_store, within_budget, CallState};
 use std::sync::Arc;
 use wasmtime::Engine;
 
@@ -45,7 +45,7 @@ fn call_tool(
         instance.moat_plugin_tool().call_call(store, tool, args)
     });
     let result = match returned {
-        Ok(Ok(output)) => check_output(tool, output, budgets, &usage),
+        Ok(Ok(output)) => within_budget(tool, output, budgets, &usage),
         Ok(Err(error)) => Err(tool_error(tool, error)),
         Err(error) => Err(error),
     };
@@ -88,7 +88,8 @@ fn call_typed(
         func.call(store, &params, &mut results)
     });
     let result = returned.and_then(|()| {
-        typed::output(tool, &results).and_then(|output| check_output(tool, output, budgets, &usage))
+        typed::output(tool, &results)
+            .and_then(|output| within_budget(tool, output, budgets, &usage))
     });
     (result, usage, caps)
 }

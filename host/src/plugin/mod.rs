@@ -2,6 +2,7 @@
 //! instantiation, with the tools its `describe()` reported; or a component built for another
 //! host, whose exported functions are the tools (`typed/`).
 
+pub mod builtin;
 pub(crate) mod call;
 pub mod componentize;
 pub mod registry;

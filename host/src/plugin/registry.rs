@@ -17,6 +17,30 @@ pub struct Registry {
     tools: BTreeMap<String, (usize, usize)>,
 }
 
+/// What serves a tool a call names.
+#[derive(Clone, Copy)]
+pub(crate) enum Found<'a> {
+    Plugin(&'a Arc<Plugin>, &'a ToolSpec),
+    Builtin(super::builtin::Builtin),
+}
+
+impl<'a> Found<'a> {
+    pub fn spec(self) -> &'a ToolSpec {
+        match self {
+            Found::Plugin(_, spec) => spec,
+            Found::Builtin(builtin) => builtin.spec(),
+        }
+    }
+
+    /// The component that runs it, unless moat does.
+    pub fn plugin(self) -> Option<&'a Arc<Plugin>> {
+        match self {
+            Found::Plugin(plugin, _) => Some(plugin),
+            Found::Builtin(_) => None,
+        }
+    }
+}
+
 impl Registry {
     /// Loads every `*.wasm` file of `dirs`, each directory in file-name order. A file that
     /// cannot be loaded is reported and left out: its tools do not exist for callers.
@@ -89,7 +113,7 @@ impl Registry {
     /// Refuses a plugin offering a reserved tool name or one another plugin has.
     fn check_names(&self, plugin: &Plugin) -> Result<(), LoadError> {
         for tool in &plugin.tools {
-            if tool.name == crate::controls::READ_MORE {
+            if super::builtin::Builtin::named(&tool.name).is_some() {
                 let problem = LoadProblem::ReservedTool(tool.name.clone());
                 return Err(LoadError { path: plugin.path.clone(), problem });
             }
@@ -112,6 +136,19 @@ impl Registry {
             self.tools.insert(tool.name.clone(), (index, position));
         }
         self.plugins.push(plugin);
+    }
+
+    /// What serves `tool`: a plugin, or moat itself; with the tool's description.
+    pub(crate) fn find(&self, tool: &str) -> Option<Found<'_>> {
+        if let Some(builtin) = super::builtin::Builtin::named(tool) {
+            return Some(Found::Builtin(builtin));
+        }
+        self.get(tool).map(|(plugin, spec)| Found::Plugin(plugin, spec))
+    }
+
+    /// The tools moat offers itself, listed beside the plugins' (`tools/list`).
+    pub fn builtins(&self) -> impl Iterator<Item = &'static ToolSpec> {
+        super::builtin::Builtin::ALL.into_iter().map(super::builtin::Builtin::spec)
     }
 
     /// The plugin serving `tool`, and the tool's description.

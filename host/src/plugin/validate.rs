@@ -93,6 +93,14 @@ pub fn check_depth(json: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a tool's output: JSON, as the contract promises, nested no deeper than
+/// [`check_depth`] allows.
+pub fn check_output(tool: &str, output: &str) -> Result<(), CallError> {
+    let bad = |reason: String| CallError::BadOutput { tool: tool.to_owned(), reason };
+    serde_json::from_str::<serde::de::IgnoredAny>(output).map_err(|e| bad(e.to_string()))?;
+    check_depth(output).map_err(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,4 +82,36 @@ impl Revealed {
     pub fn appears_in(&self, bytes: &[u8]) -> bool {
         self.redactor.finds(bytes)
     }
+
+    /// Removes every secret value from every text of an error: a tool controls some of each
+    /// (its messages, and what checks, commits and rollbacks quote of its effects' targets).
+    pub fn redact_error(&self, error: crate::error::CallError) -> crate::error::CallError {
+        use crate::error::CallError as E;
+        if self.is_empty() {
+            return error;
+        }
+        let r = |text: String| self.redact(&text);
+        match error {
+            E::UnknownTool(tool) => E::UnknownTool(r(tool)),
+            E::InvalidArguments { tool, reason } => E::InvalidArguments { tool, reason: r(reason) },
+            E::Trapped { tool, reason } => E::Trapped { tool, reason: r(reason) },
+            E::Tool { tool, kind, message } => E::Tool { tool, kind, message: r(message) },
+            E::BadOutput { tool, reason } => E::BadOutput { tool, reason: r(reason) },
+            E::Denied { tool, stage, reason } => E::Denied { tool, stage, reason: r(reason) },
+            E::Declined { tool, stage, reason } => E::Declined { tool, stage, reason: r(reason) },
+            E::RollbackFailed { cause, problems } => E::RollbackFailed {
+                cause: Box::new(self.redact_error(*cause)),
+                problems: r(problems),
+            },
+            E::Host { tool, reason } => E::Host { tool, reason: r(reason) },
+            E::Loop { tool, reason } => E::Loop { tool, reason: r(reason) },
+            E::Audit { tool, reason } => E::Audit { tool, reason: r(reason) },
+            // Numbers and names from the configuration and the host only.
+            other @ (E::Budget(_)
+            | E::TaskBudget { .. }
+            | E::PrincipalLimit { .. }
+            | E::Cancelled { .. }
+            | E::Breaker(_)) => other,
+        }
+    }
 }

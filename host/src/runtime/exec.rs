@@ -147,7 +147,7 @@ fn usage_of(store: &Store<CallState>, budgets: &Budgets, started: Instant) -> Us
     }
 }
 
-pub(crate) fn check_output(
+pub(crate) fn within_budget(
     tool: &str,
     output: String,
     budgets: &Budgets,
