@@ -1,11 +1,11 @@
 //! Reliability controls: tokens counted with the models' encodings, long outputs read window
 //! by window with cursors, and per-task budgets kept in the state database.
 
-use moat::state::StateDb;
 use moat::controls::task_budget::{TaskBudgetError, TaskBudgets, TaskLedger};
 use moat::controls::tokens::{Tokenizer, TokenizerKind};
-use moat::units::{ByteSize, Millis};
 use moat::controls::window::{Window, WindowConfig, WindowError, Windows};
+use moat::state::StateDb;
+use moat::units::{ByteSize, Millis};
 use std::sync::Arc;
 use std::time::Duration;
 

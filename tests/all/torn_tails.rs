@@ -3,11 +3,11 @@
 //! reopening cuts the torn line off (saving it), records the repair, loses no complete
 //! earlier line, and the next entry lands after it, with `verify` passing.
 
-use moat::controls::alert::{read_log, Alert, AlertConfig, AlertKind, Alerts};
 use moat::audit::checkpoint::{parse_public, KeyFiles};
 use moat::audit::read::{lines, Line};
 use moat::audit::verify::verify;
 use moat::audit::{self, Audit, AuditConfig, Durability, Event, Record, Text};
+use moat::controls::alert::{read_log, Alert, AlertConfig, AlertKind, Alerts};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
