@@ -39,6 +39,7 @@ mod secrets;
 mod sql_capability;
 mod sql_limits;
 mod support;
+mod tidy;
 mod tools;
 mod torn_tails;
 mod trust;
