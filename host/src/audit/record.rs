@@ -287,13 +287,7 @@ pub fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_us;
 
 /// `2026-11-25T14:03:07.123456Z`.
 pub fn format_time(time_us: u64) -> String {

@@ -54,7 +54,7 @@ pub fn binding(tool: &str, args: &str) -> String {
 fn unique() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let seed = format!("{:?} {} {n}", std::time::SystemTime::now(), std::process::id());
+    let seed = format!("{} {} {n}", crate::clock::since_epoch().as_nanos(), std::process::id());
     blake3::hash(seed.as_bytes()).to_hex()[..8].to_owned()
 }
 

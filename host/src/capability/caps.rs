@@ -228,26 +228,25 @@ impl CallCaps {
         }
         // (The principal's windows keep the counts of a commit that fails below: more,
         // never less.)
-        let take_back = |problem: String| match meters.take_back(&self.task, &self.counts) {
-            Ok(()) => problem,
-            Err(also) => format!("{problem}; task meters: {also}"),
-        };
-        let context = Context {
-            shared: &self.shared,
-            plugin: &self.plugin,
-            grants: &self.grants,
-            deadline: self.deadline,
-            journal: self.journal.as_deref(),
-            call: &self.call,
-        };
-        let mut each = self.calls.each();
+        let Err(problem) = self.commit_each() else { return Ok(()) };
+        match self.shared.meters.take_back(&self.task, &self.counts) {
+            Ok(()) => Err(problem),
+            Err(also) => Err(format!("{problem}; task meters: {also}")),
+        }
+    }
+
+    /// Commits each capability's state in the list's order; when one fails, the ones
+    /// committed before it are reverted, newest first.
+    fn commit_each(&mut self) -> Result<(), String> {
+        let (calls, context) = self.split();
+        let mut each = calls.each();
         for at in 0..each.len() {
             if let Err(problem) = each[at].commit(&context) {
                 let mut problems = vec![problem];
                 for committed in each[..at].iter_mut().rev() {
                     problems.extend(committed.revert(&context).err());
                 }
-                return Err(take_back(problems.join("; ")));
+                return Err(problems.join("; "));
             }
         }
         Ok(())
@@ -265,8 +264,9 @@ impl CallCaps {
         }
     }
 
-    /// Undoes every staged effect, newest first. Reports what could not be undone.
-    pub fn rollback(&mut self) -> Result<(), String> {
+    /// The capabilities' per-call states, and what their commits and rollbacks see of the
+    /// call beside them.
+    fn split(&mut self) -> (&mut Calls, Context<'_>) {
         let context = Context {
             shared: &self.shared,
             plugin: &self.plugin,
@@ -275,12 +275,14 @@ impl CallCaps {
             journal: self.journal.as_deref(),
             call: &self.call,
         };
-        let problems: Vec<String> = self
-            .calls
-            .each()
-            .into_iter()
-            .filter_map(|call| call.rollback(&context).err())
-            .collect();
+        (&mut self.calls, context)
+    }
+
+    /// Undoes every staged effect, newest first. Reports what could not be undone.
+    pub fn rollback(&mut self) -> Result<(), String> {
+        let (calls, context) = self.split();
+        let problems: Vec<String> =
+            calls.each().into_iter().filter_map(|call| call.rollback(&context).err()).collect();
         self.effects.clear();
         if problems.is_empty() {
             Ok(())

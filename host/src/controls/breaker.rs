@@ -9,6 +9,7 @@
 //! there in one transaction per admission and per outcome: a restart forgets nothing, and
 //! processes sharing `STATE_DIR` share the breakers.
 
+use crate::clock::now_ms;
 pub use crate::error::{Refusal, Scope};
 use crate::state::{StateDb, StateError};
 use crate::units::Millis;
@@ -207,13 +208,6 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS breakers (
         lease INTEGER PRIMARY KEY AUTOINCREMENT, scope TEXT NOT NULL, name TEXT NOT NULL,
         pid INTEGER NOT NULL, started INTEGER NOT NULL, expires INTEGER NOT NULL);
     CREATE INDEX IF NOT EXISTS breaker_probes_of ON breaker_probes (scope, name);";
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl Breakers {
     pub fn new(db: Arc<StateDb>, config: BreakerConfig) -> Result<Breakers, StateError> {

@@ -308,9 +308,6 @@ fn within(per_hour: u64, per_day: u64, hour: u64, day: u64, amount: u64) -> Resu
 }
 
 fn minute_now() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
+    let secs = crate::clock::now_secs();
     (secs / 60) as i64
 }

@@ -13,7 +13,7 @@ use crate::units::Millis;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// `[task_budgets]` in `moat.toml`: what one task may use over all its calls.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -235,8 +235,7 @@ fn add(conn: &Connection, task: &str, add: &Add) -> rusqlite::Result<TaskUsage> 
 
 /// Milliseconds since the epoch, as SQLite stores them.
 fn now_ms() -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    integer(u64::try_from(now.as_millis()).unwrap_or(u64::MAX))
+    integer(crate::clock::now_ms())
 }
 
 fn usage_of(row: &Row<'_>) -> rusqlite::Result<TaskUsage> {

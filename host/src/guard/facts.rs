@@ -18,7 +18,7 @@ use crate::guard::GuardState;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -323,25 +323,7 @@ fn query(
     Ok(Rows { columns, rows })
 }
 
-fn to_sql(value: Value) -> SqlValue {
-    match value {
-        Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(i),
-        Value::Real(f) => SqlValue::Real(f),
-        Value::Text(s) => SqlValue::Text(s),
-        Value::Blob(b) => SqlValue::Blob(b),
-    }
-}
-
-fn from_sql(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-    }
-}
+crate::capability::sql::value::sql_value_conversions!(Value);
 
 /// The FTS5 expression for a guard's search text: each word (a run of letters and digits)
 /// quoted as a string and joined with OR, so nothing the guard writes is read as FTS5

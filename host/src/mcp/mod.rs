@@ -196,10 +196,7 @@ impl McpServer {
         let mut bytes = [0u8; 8];
         // Without randomness the id is still unique enough per process: the time.
         if getrandom::fill(&mut bytes).is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or_default();
+            let nanos = crate::clock::since_epoch().as_nanos() as u64;
             bytes = nanos.to_le_bytes();
         }
         McpServer::new(host, format!("mcp-{}", hex::encode(bytes)))

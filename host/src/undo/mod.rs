@@ -5,6 +5,7 @@
 //! ([`Bytes`]), as blob hashes once in the audit log ([`BlobRef`]).
 
 pub mod rollback;
+mod simulate;
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

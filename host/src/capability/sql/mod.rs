@@ -13,15 +13,11 @@ use crate::call::EffectKind;
 use crate::capability::bindings::moat::plugin::sql::{Host, HostConnection, Rows, SqlError, Value};
 use crate::capability::CapsView;
 use crate::capability::{Capability, Caps, Context, HasCaps, PerCall};
-use crate::units::ByteSize;
 use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthContext, Authorization, PreUpdateCase};
 use rusqlite::limits::Limit;
-use rusqlite::types::ValueRef;
 use rusqlite::{params_from_iter, Connection, OpenFlags};
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use wasmtime::component::Linker;
@@ -29,90 +25,15 @@ use wasmtime::component::Resource;
 
 mod count;
 mod functions;
+mod grant;
 mod scope;
 mod undo;
+pub(crate) mod value;
 
 use count::{Before, Change, Count, Limits, Refusal, Shapes};
+pub use grant::{Operation, SqlGrant};
 use scope::{allowed, schema_write, written, Scope};
 use undo::{capture_access, Capture};
-
-/// `[tools.NAME.grants.sql.GRANT]`: one SQLite database, the tables and operations the tool
-/// may use in it, and how many rows it may change.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SqlGrant {
-    /// The database file, relative to the config file. It must exist: moat never creates one.
-    pub path: PathBuf,
-    /// The tables the tool may read and change; every other table (and `sqlite_master`) is
-    /// refused, in the tool's statements and in the triggers they fire.
-    pub tables: Vec<String>,
-    /// What the tool may do to those tables: `select`, `insert`, `update`, `delete`. `query`
-    /// needs `select`; a changing statement may read the granted tables (in its `WHERE`)
-    /// without it.
-    #[serde(default = "default_operations")]
-    pub operations: Vec<Operation>,
-    /// Rows one statement may change, and all statements of one call together: every row,
-    /// whatever changed it (the statement, a `REPLACE` or upsert, a trigger, a foreign key's
-    /// cascade).
-    #[serde(default = "default_max_rows")]
-    pub max_rows: u64,
-    /// Rows one call may update or delete in a table, as a percentage of the rows the table
-    /// had before the call's first change to it (an overwrite by `REPLACE` is an update).
-    /// Inserts too: rows one call may insert into a table, as a percentage of the rows it had
-    /// or of `max_rows`, whichever is more (so that an empty or small table takes
-    /// `max_percent` of `max_rows` rows per call, and a large one grows by `max_percent`).
-    #[serde(default = "default_max_percent")]
-    pub max_percent: f64,
-    /// Rows all calls of one task may change together.
-    #[serde(default = "default_max_rows_per_task")]
-    pub max_rows_per_task: u64,
-    /// Rows one query may return; a query returning more is an error, not a truncation.
-    #[serde(default = "default_max_result_rows")]
-    pub max_result_rows: u64,
-    /// Bytes one query may return (text and blobs at their length, other values 8 bytes).
-    #[serde(default = "default_max_result_bytes")]
-    pub max_result_bytes: ByteSize,
-}
-
-fn default_operations() -> Vec<Operation> {
-    vec![Operation::Select]
-}
-fn default_max_rows() -> u64 {
-    100
-}
-fn default_max_percent() -> f64 {
-    10.0
-}
-fn default_max_rows_per_task() -> u64 {
-    1_000
-}
-fn default_max_result_rows() -> u64 {
-    1_000
-}
-fn default_max_result_bytes() -> ByteSize {
-    ByteSize::mib(16)
-}
-
-/// Something a grant may allow on its tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    Select,
-    Insert,
-    Update,
-    Delete,
-}
-
-impl Operation {
-    fn name(self) -> &'static str {
-        match self {
-            Operation::Select => "select",
-            Operation::Insert => "insert",
-            Operation::Update => "update",
-            Operation::Delete => "delete",
-        }
-    }
-}
 
 /// A `connection` handle held by the guest: only the grant's name. The connection and its
 /// transaction belong to the call ([`SqlCall`]), so dropping a handle ends nothing.
@@ -637,31 +558,12 @@ impl Database {
     }
 }
 
+crate::capability::sql::value::sql_value_conversions!(Value);
+
 /// Whether SQLite gave up waiting for a lock another connection holds.
 fn busy(error: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
     matches!(error.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked))
-}
-
-fn to_sql(value: Value) -> rusqlite::types::Value {
-    use rusqlite::types::Value as Sql;
-    match value {
-        Value::Null => Sql::Null,
-        Value::Integer(i) => Sql::Integer(i),
-        Value::Real(f) => Sql::Real(f),
-        Value::Text(s) => Sql::Text(s),
-        Value::Blob(b) => Sql::Blob(b),
-    }
-}
-
-fn from_sql(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Null => Value::Null,
-        ValueRef::Integer(i) => Value::Integer(i),
-        ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(bytes) => Value::Text(String::from_utf8_lossy(bytes).into_owned()),
-        ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
-    }
 }
 
 impl Host for CapsView<'_> {
