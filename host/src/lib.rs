@@ -17,6 +17,7 @@ pub mod controls;
 pub mod error;
 pub mod escalation;
 pub mod guard;
+mod http_server;
 pub mod mcp;
 pub mod metrics;
 mod pipeline;

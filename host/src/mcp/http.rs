@@ -1,5 +1,6 @@
 //! The streamable HTTP transport: `moat serve --http ADDR`, MCP at `/mcp`, one session per
-//! client (rmcp's `StreamableHttpService` over hyper's HTTP/1.1).
+//! client (rmcp's `StreamableHttpService` over hyper's HTTP/1.1, served by `http_server.rs`
+//! as the admin server is).
 //!
 //! In front of the SDK, every request passes two checks of moat's own: the path is `/mcp`
 //! (else 404), and when a token is required (`[serve] auth`: always with `token`, off
@@ -11,18 +12,19 @@
 use super::{McpServer, ServeConfig, ServeError};
 use crate::bounded::Bounded;
 use crate::config::Auth;
+use crate::http_server::{self, Limits};
 use crate::Host;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
@@ -31,6 +33,16 @@ use tower_service::Service;
 pub const ENDPOINT: &str = "/mcp";
 /// The largest request body read: 16 MiB, as the longest line over stdio.
 pub const MAX_BODY: usize = super::stdio::MAX_LINE;
+/// What one connection may take: its request heads within 30 s and 64 KiB; kept alive, and
+/// open as long as it is used (a session's event stream lasts as long as the session).
+const LIMITS: Limits = Limits {
+    head_timeout: Duration::from_secs(30),
+    max_head: 64 * 1024,
+    max_headers: 100,
+    keep_alive: true,
+    lifetime: None,
+    max_connections: None,
+};
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
@@ -142,67 +154,38 @@ pub async fn serve_http(
         used: Mutex::new(Bounded::new(server.max_sessions)),
     });
     let tokens = server.tokens;
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => return Ok(()),
-            accepted = server.listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors, say: wait a little rather than spin.
-                    tracing::warn!("cannot accept a connection: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let service = service.clone();
-        let stop = stop.clone();
+    let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        let mut service = service.clone();
         let tokens = tokens.clone();
         let sessions = sessions.clone();
         let open = open.clone();
-        tokio::spawn(async move {
-            let handler = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                let mut service = service.clone();
-                let tokens = tokens.clone();
-                let sessions = sessions.clone();
-                let open = open.clone();
-                async move {
-                    match authorize(&request, &tokens) {
-                        Ok(Some(identity)) => {
-                            request.extensions_mut().insert(identity);
-                        }
-                        Ok(None) => {}
-                        Err(refusal) => return Ok::<_, Infallible>(*refusal),
-                    }
-                    if let Some(refusal) = unknown_session(&request, &sessions).await {
-                        return Ok(refusal);
-                    }
-                    let session = session_of(request.headers());
-                    let deleting = request.method() == http::Method::DELETE;
-                    match read_body(request).await {
-                        Ok(request) => {
-                            let response = service.call(request).await;
-                            if let Ok(response) = &response {
-                                open.used(session, deleting, response).await;
-                            }
-                            response
-                        }
-                        Err(refusal) => Ok(refusal),
-                    }
+        async move {
+            match authorize(&request, &tokens) {
+                Ok(Some(identity)) => {
+                    request.extensions_mut().insert(identity);
                 }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), handler);
-            tokio::select! {
-                served = connection => {
-                    if let Err(e) = served {
-                        tracing::debug!(%peer, "connection ended: {e}");
-                    }
-                }
-                () = stop.cancelled() => {}
+                Ok(None) => {}
+                Err(refusal) => return Ok::<_, Infallible>(*refusal),
             }
-        });
-    }
+            if let Some(refusal) = unknown_session(&request, &sessions).await {
+                return Ok(refusal);
+            }
+            let session = session_of(request.headers());
+            let deleting = request.method() == http::Method::DELETE;
+            match read_body(request).await {
+                Ok(request) => {
+                    let response = service.call(request).await;
+                    if let Ok(response) = &response {
+                        open.used(session, deleting, response).await;
+                    }
+                    response
+                }
+                Err(refusal) => Ok(refusal),
+            }
+        }
+    });
+    http_server::serve(server.listener, LIMITS, stop, handler).await;
+    Ok(())
 }
 
 /// The sessions open, by last use: past `[serve] max_sessions`, a new session closes the
