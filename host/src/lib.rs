@@ -5,6 +5,7 @@
 //! budgets (fuel, memory, wall time, output size). The call pipeline is [`Host::call`] in
 //! `pipeline.rs`; each step lives in its own module.
 
+pub mod admin;
 pub mod audit;
 pub mod bounded;
 pub mod budget;

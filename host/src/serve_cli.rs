@@ -2,7 +2,8 @@
 //! HTTP server (`[admin] http`) beside either.
 
 use anyhow::{Context, Result};
-use moat::escalation::{ApprovalQueue, ApprovalServer};
+use moat::admin::ApprovalServer;
+use moat::escalation::ApprovalQueue;
 use moat::mcp::{serve_http, token_path, HttpServer};
 use moat::Host;
 use std::io::Write;

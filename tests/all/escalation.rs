@@ -3,9 +3,10 @@
 //! exactly one request, once, and only to the tool and arguments it was asked about; nobody
 //! deciding in time is a denial.
 
+use moat::admin::{escalator, ApprovalServer};
 use moat::escalation::{
-    binding, escalator, terminal, ApprovalQueue, ApprovalServer, Channel, Decision, Escalation,
-    EscalationConfig, Escalator, QueueError, QueueEscalator, Status, TerminalEscalator,
+    binding, terminal, ApprovalQueue, Channel, Decision, Escalation, EscalationConfig, Escalator,
+    QueueError, QueueEscalator, Status, TerminalEscalator,
 };
 use moat::units::Millis;
 use std::io::{Read, Write};
@@ -310,11 +311,18 @@ fn list_shows_what_waits_and_json_has_every_field() {
     assert_eq!(text(&out.stdout).trim(), "[]", "decided requests are not listed");
 }
 
-/// One HTTP/1.1 request to `address`; the status and the JSON body of the response.
+/// One HTTP/1.1 request to `address` (with the body's `Content-Length`, unless `head` gives
+/// one: two that differ are a malformed request); the status and the JSON body of the
+/// response.
 fn http(address: SocketAddr, head: &str, body: &str) -> (u16, serde_json::Value) {
     let mut stream = TcpStream::connect_timeout(&address, BOUND).unwrap();
     stream.set_read_timeout(Some(BOUND)).unwrap();
-    let request = format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let length = if head.to_ascii_lowercase().contains("\r\ncontent-length:") {
+        String::new()
+    } else {
+        format!("\r\nContent-Length: {}", body.len())
+    };
+    let request = format!("{head}{length}\r\n\r\n{body}");
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();

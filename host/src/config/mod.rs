@@ -181,7 +181,7 @@ impl Config {
         if escalation.channel == crate::escalation::Channel::Auto && self.admin.http.is_some() {
             escalation.channel = crate::escalation::Channel::Queue;
         }
-        crate::escalation::escalator(&escalation, &self.state_dir)
+        crate::admin::escalator(&escalation, &self.state_dir)
     }
 
     /// Parses `text`; `origin` names the file in errors, and relative plugin directories are

@@ -8,7 +8,6 @@
 //! match its binding, or the waiting call, is never approved.
 
 use super::{binding, printable, Decision, Escalation, Escalator};
-use crate::escalation::http::ApprovalServer;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use serde::Serialize;
 use std::fmt;
@@ -425,8 +424,8 @@ fn owner_only(_path: &Path) -> std::io::Result<()> {
 pub struct QueueEscalator {
     queue: Arc<ApprovalQueue>,
     timeout: Duration,
-    /// The HTTP server of the queue, if any: it lives as long as the escalator.
-    server: Option<ApprovalServer>,
+    /// What serves the queue over HTTP, if anything: it lives as long as the escalator.
+    server: Option<Box<dyn Send + Sync>>,
 }
 
 impl QueueEscalator {
@@ -434,19 +433,15 @@ impl QueueEscalator {
         QueueEscalator { queue, timeout, server: None }
     }
 
-    /// Keeps `server` running for as long as this escalator lives.
-    pub fn with_server(mut self, server: ApprovalServer) -> QueueEscalator {
-        self.server = Some(server);
+    /// Keeps `server` (the queue's HTTP server, `moat::admin::ApprovalServer`) running for as
+    /// long as this escalator lives.
+    pub fn with_server(mut self, server: impl Send + Sync + 'static) -> QueueEscalator {
+        self.server = Some(Box::new(server));
         self
     }
 
     pub fn queue(&self) -> &Arc<ApprovalQueue> {
         &self.queue
-    }
-
-    /// The HTTP server of the queue, when one was started.
-    pub fn server(&self) -> Option<&ApprovalServer> {
-        self.server.as_ref()
     }
 
     /// What a decided row means for the call `escalation`.
