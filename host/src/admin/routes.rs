@@ -8,7 +8,8 @@
 //! Errors are JSON, `{"error": "..."}`: 404 unknown, 405 a method the path does not take, 409
 //! not pending (or a binding that does not match), 400 a bad request, 403 a request that does
 //! not come from loopback, 411 a chunked body, 413 a body too large. A head over
-//! `MAX_HEAD` bytes or `MAX_HEADERS` lines (431), or that is not HTTP/1.x (400), is
+//! `MAX_HEAD` bytes or `MAX_HEADERS` lines (431), or one hyper cannot parse (400: not
+//! HTTP/1.x, a header line without `:`, a bad or a second, different `Content-Length`), is
 //! answered by hyper itself, without a body.
 
 use super::{IO_TIMEOUT, MAX_BODY};
