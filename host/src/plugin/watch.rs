@@ -280,8 +280,8 @@ impl Inner {
             return;
         }
         // Opening and reading change nothing (a reload reads every file); a write ending does.
-        if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
-        {
+        let written = AccessKind::Close(AccessMode::Write);
+        if matches!(event.kind, EventKind::Access(kind) if kind != written) {
             return;
         }
         let concerns = event.need_rescan()
