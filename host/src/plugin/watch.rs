@@ -25,17 +25,17 @@
 //! watch limit, a symbolic link, neither it nor its parent existing) or a watcher that
 //! reports an error is polled every [`POLL`] from then on (its events, where it has some,
 //! still count). A directory missing at the start is watched through its parent, so that
-//! its appearing is heard of; one removed and created again is watched anew at the next
-//! reload. If not even the set's thread can start, every call lists the directories.
+//! its appearing is heard of; one removed (or moved) and created again is watched anew at
+//! the next look, even under its old inode number. If not even the set's thread can start, every call lists the directories.
 //!
 //! [`Watched::settle`] waits until every change made before it has been taken in (a marker
 //! file written to a private directory the same watcher follows comes after every earlier
 //! event; a poll round started after the call), so that tests need no sleeps.
 
 use crate::error::{LoadError, LoadProblem};
-use notify::event::{AccessKind, AccessMode};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -219,6 +219,11 @@ struct Inner {
     generation: AtomicU64,
     /// The last resort: the set's thread could not start, so every call looks.
     every_call: AtomicBool,
+    /// The paths watched now (as [`State::watched`]), for the watcher's thread to know.
+    watched: Mutex<BTreeSet<PathBuf>>,
+    /// A watched path was removed or moved: its watch is dead even if a directory of the
+    /// same identity (a reused inode) is there now, so the next look watches everything anew.
+    stale: AtomicBool,
     polls: AtomicU64,
     signals: Mutex<Signals>,
     wake: Condvar,
@@ -284,8 +289,20 @@ impl Inner {
         if matches!(event.kind, EventKind::Access(kind) if kind != written) {
             return;
         }
+        // An event about a watched path itself (the directory, or the parent of a missing
+        // one): removed or moved, its watch is gone.
+        let on_watched = {
+            let watched = lock(&self.watched);
+            event.paths.iter().any(|path| watched.iter().any(|w| same(path, w)))
+        };
+        if on_watched
+            && matches!(event.kind, EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)))
+        {
+            self.stale.store(true, Ordering::Release);
+        }
         let concerns = event.need_rescan()
             || event.paths.is_empty()
+            || on_watched
             || event.paths.iter().any(|path| self.concerns(path));
         if concerns {
             let now = Instant::now();
@@ -399,6 +416,8 @@ impl Watched {
             marker_prefix: format!(".moat-settle-{}-{set}-", std::process::id()),
             generation: AtomicU64::new(0),
             every_call: AtomicBool::new(false),
+            watched: Mutex::new(BTreeSet::new()),
+            stale: AtomicBool::new(false),
             polls: AtomicU64::new(0),
             signals: Mutex::new(Signals::default()),
             wake: Condvar::new(),
@@ -482,6 +501,16 @@ impl Watched {
     fn arm(&self, state: &mut State) {
         let mut watcher = lock(&self.watcher);
         let Some(watcher) = watcher.as_mut() else { return };
+        if self.inner.stale.swap(false, Ordering::AcqRel) {
+            for path in std::mem::take(&mut state.watched).keys() {
+                let _ = watcher.unwatch(path);
+            }
+        }
+        self.rearm(state, watcher);
+        *lock(&self.inner.watched) = state.watched.keys().cloned().collect();
+    }
+
+    fn rearm(&self, state: &mut State, watcher: &mut RecommendedWatcher) {
         let dirs = &self.inner.dirs;
         for _ in 0..3 {
             let plan: Vec<Follow> = dirs.iter().map(|dir| follow(dir)).collect();
@@ -653,6 +682,23 @@ mod tests {
         watched.settle(SETTLE).unwrap();
         assert_eq!(watched.reload_if_changed(|| ()), Some(()), "b.wasm, written meanwhile");
         assert_eq!(watched.reload_if_changed(|| ()), None);
+    }
+
+    #[test]
+    fn a_directory_removed_and_created_again_is_watched_anew_even_under_its_old_inode() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("d");
+        std::fs::create_dir(&dir).unwrap();
+        let watched = Watched::new("test directories", vec![dir.clone()]);
+        for n in 0..5 {
+            std::fs::remove_dir_all(&dir).unwrap();
+            std::fs::create_dir(&dir).unwrap(); // on ext4, usually the same inode number
+            watched.settle(SETTLE).unwrap();
+            watched.reload_if_changed(|| ()); // takes the removal in, watches the new one
+            std::fs::write(dir.join(format!("{n}.wasm")), b"x").unwrap();
+            watched.settle(SETTLE).unwrap();
+            assert_eq!(watched.reload_if_changed(|| ()), Some(()), "round {n}");
+        }
     }
 
     #[test]
