@@ -41,7 +41,7 @@ pub fn run(work: &Path, table: &mut Table) {
     for component in &components {
         std::fs::copy(component, tools.join(component.file_name().expect("a file"))).expect("copy");
     }
-    std::thread::sleep(moat::TOOLS_LOOK + Duration::from_millis(50));
+    host.wait_for_watchers(Duration::from_secs(60)).expect("the watcher takes the copies in");
     assert!(host.reload_tools_if_changed(), "the 50 components were not picked up");
     assert_eq!(host.tools().len(), COMPONENTS, "every component loads");
     std::thread::sleep(Duration::from_millis(300));

@@ -17,21 +17,20 @@ use crate::guard::facts::Facts;
 use crate::guard::Policies;
 use crate::metrics::{Metrics, Observed};
 use crate::plugin::builtin::Builtin;
-use crate::plugin::registry::{fingerprint, Found, Registry};
+use crate::plugin::registry::{Found, Registry};
 use crate::plugin::trust::Trust;
+use crate::plugin::watch::{Stalled, WatchStats, Watched};
 use crate::plugin::{call, validate, Plugin, ToolSpec};
 use crate::runtime::compile_cache::{CompileCache, Compiler};
 use crate::runtime::exec::Runtime;
 use crate::session::Sessions;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-/// How often, at most, the tool directories are looked at for changes.
-pub const TOOLS_LOOK: Duration = Duration::from_millis(250);
-
-type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+/// How often the tool and policy directories are listed when they cannot be watched (they
+/// are watched for changes otherwise: `plugin/watch.rs`).
+pub const TOOLS_LOOK: Duration = crate::plugin::watch::POLL;
 
 /// A running moat: the engine, the configuration, the loaded tools and policies.
 pub struct Host {
@@ -40,9 +39,9 @@ pub struct Host {
     /// The tools in force; replaced whole when the tool directories change (a call keeps
     /// the version it started with).
     registry: RwLock<Arc<Registry>>,
-    /// When the tool directories were last looked at, and what they held; held during a
-    /// reload, so that reloads never overlap.
-    tools_seen: Mutex<(Instant, Fingerprint)>,
+    /// The tool directories, watched: when they change, the next call reloads them (one
+    /// reload at a time).
+    tools_seen: Watched,
     /// Bumped at each reload of the tools: MCP sessions tell their clients the list changed.
     tools_version: tokio::sync::watch::Sender<u64>,
     policies: Arc<Policies>,
@@ -132,6 +131,8 @@ impl HostBuilder {
             controls.principals(),
         );
         let runtime = Runtime::new(compiler, shared)?;
+        // Watched before the first load, so that no change after it goes unseen.
+        let tools_seen = Watched::new("tool directories", config.plugins.tools.clone());
         let (registry, tool_errors) =
             Registry::load(&runtime, &config.plugins.tools, &config.budgets);
         errors.extend(tool_errors);
@@ -149,7 +150,6 @@ impl HostBuilder {
             false => None,
         };
         let metrics = Arc::new(Metrics::new());
-        let tools_seen = Mutex::new((Instant::now(), fingerprint(&config.plugins.tools)));
         let host = Host {
             runtime,
             config,
@@ -196,37 +196,47 @@ impl Host {
         self.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// Reloads the tools if a tool directory changed (a file added, replaced or removed)
-    /// since the last look, looking at most every [`TOOLS_LOOK`]. A file that no longer
-    /// loads keeps its previous version in force, and is logged. True if it reloaded.
+    /// Reloads the tools if the watcher saw a tool directory change (a file added, replaced
+    /// or removed) since the last reload and its listing did change. Nothing changed, this
+    /// costs one atomic load, no directory is listed. A file that no longer loads keeps its
+    /// previous version in force, and is logged. One reload at a time: while one runs,
+    /// calls go on with the tools in force rather than wait for a compile. True if it
+    /// reloaded.
     pub fn reload_tools_if_changed(&self) -> bool {
         let dirs = &self.config.plugins.tools;
-        // One look (and reload) at a time; while one runs, calls go on with the tools in
-        // force rather than wait for a compile.
-        let mut seen = match self.tools_seen.try_lock() {
-            Ok(seen) => seen,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return false,
-        };
-        if seen.0.elapsed() < TOOLS_LOOK {
-            return false;
-        }
-        let now = fingerprint(dirs);
-        seen.0 = Instant::now();
-        if now == seen.1 {
-            return false;
-        }
-        seen.1 = now;
-        let (registry, errors) = self.registry().reload(&self.runtime, dirs, &self.config.budgets);
-        for error in &errors {
-            tracing::error!("tool not (re)loaded, any previous version stays in force: {error}");
-        }
-        self.record_load_refusals(&errors);
-        *self.registry.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Arc::new(registry);
-        self.tools_version.send_modify(|version| *version += 1);
-        tracing::info!("the tools were reloaded");
-        true
+        let reloaded = self.tools_seen.reload_if_changed(|| {
+            let (registry, errors) =
+                self.registry().reload(&self.runtime, dirs, &self.config.budgets);
+            for error in &errors {
+                tracing::error!(
+                    "tool not (re)loaded, any previous version stays in force: {error}"
+                );
+            }
+            self.record_load_refusals(&errors);
+            *self.registry.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Arc::new(registry);
+            self.tools_version.send_modify(|version| *version += 1);
+            tracing::info!("the tools were reloaded");
+        });
+        reloaded.is_some()
+    }
+
+    /// Waits until the watchers of the tool and policy directories have taken in every
+    /// change made to them before this call, at most `timeout` in all: the next call then
+    /// reloads what changed. They take changes in by themselves within milliseconds (or
+    /// [`TOOLS_LOOK`] where a directory is polled); this is for tests, and for whoever
+    /// changes a directory and must know that the next call sees it. The error names the
+    /// directories whose watcher did not answer in time.
+    pub fn wait_for_watchers(&self, timeout: Duration) -> Result<(), Stalled> {
+        let started = Instant::now();
+        self.tools_seen.settle(timeout)?;
+        self.policies.wait_for_watcher(timeout.saturating_sub(started.elapsed()))
+    }
+
+    /// What the watcher of the tool directories has done (for the policies directory:
+    /// [`Policies::watch_stats`]).
+    pub fn tools_watch_stats(&self) -> WatchStats {
+        self.tools_seen.stats()
     }
 
     /// Records in the audit log (if it is on) the component files that were not loaded.

@@ -7,7 +7,7 @@
 
 use crate::guards::policy;
 use crate::mcp::Client;
-use crate::support::{built, refused};
+use crate::support::{built, refused, settled};
 use moat::{Config, Host, LoadError};
 use serde_json::json;
 use std::path::Path;
@@ -45,6 +45,7 @@ fn a_misspelt_policies_directory_refuses_every_call_naming_it_until_it_exists() 
         assert!(reason.contains("polices: the directory does not exist"), "{reason}");
     }
     std::fs::create_dir(dir.path().join("polices")).unwrap();
+    settled(&host);
     assert_eq!(host.call("ok", "{}").unwrap().output, r#""ok""#, "fixed: calls go on");
 }
 
@@ -68,6 +69,7 @@ fn a_policy_that_fails_to_load_at_start_refuses_every_call_under_either_setting(
         assert!(reason.contains("10-broken.wasm: not a WebAssembly file"), "{extra:?}: {reason}");
         // Fixed by removing the file that never loaded.
         std::fs::remove_file(dir.path().join("policies/10-broken.wasm")).unwrap();
+        settled(&host);
         assert_eq!(host.call("ok", "{}").unwrap().output, r#""ok""#, "{extra:?}");
     }
 }
@@ -83,20 +85,25 @@ fn a_policy_broken_or_removed_while_serving_refuses_every_call_until_it_is_back(
     assert_eq!(host.call("ok", "{}").unwrap().output, r#"{"stamped":"ok"}"#);
 
     std::fs::write(policies.join("50-stamp.wasm"), b"broken").unwrap();
+    settled(&host);
     let reason = every_call_refused(&host);
     assert!(reason.contains("50-stamp.wasm: not a WebAssembly file"), "{reason}");
 
     std::fs::remove_file(policies.join("50-stamp.wasm")).unwrap();
+    settled(&host);
     let reason = every_call_refused(&host);
     assert!(reason.contains("50-stamp.wasm: was in force and has been removed"), "{reason}");
     // Another file is no substitute for the one removed.
     std::fs::copy(policy("scripted"), policies.join("60-other.wasm")).unwrap();
+    settled(&host);
     every_call_refused(&host);
 
     std::fs::copy(policy("stamp"), policies.join("50-stamp.wasm")).unwrap();
+    settled(&host);
     assert_eq!(host.call("ok", "{}").unwrap().output, r#"{"stamped":"ok"}"#, "restored");
 
     std::fs::remove_dir_all(&policies).unwrap();
+    settled(&host);
     let reason = every_call_refused(&host);
     assert!(reason.contains("policies: the directory does not exist"), "{reason}");
 }
@@ -113,10 +120,13 @@ fn under_keep_last_a_policy_broken_or_removed_stays_in_force_and_that_is_audited
     let stamped = r#"{"stamped":"ok"}"#;
     assert_eq!(host.call("ok", "{}").unwrap().output, stamped);
     std::fs::write(policies.join("50-stamp.wasm"), b"broken").unwrap();
+    settled(&host);
     assert_eq!(host.call("ok", "{}").unwrap().output, stamped, "the previous version");
     std::fs::remove_file(policies.join("50-stamp.wasm")).unwrap();
+    settled(&host);
     assert_eq!(host.call("ok", "{}").unwrap().output, stamped, "still the previous version");
     std::fs::remove_dir_all(&policies).unwrap();
+    settled(&host);
     assert_eq!(host.call("ok", "{}").unwrap().output, stamped, "the whole previous set");
     drop(host);
 
@@ -152,8 +162,9 @@ fn through_the_mcp_server_a_broken_or_removed_policy_refuses_every_call_naming_i
     std::fs::copy(policy("stamp"), policies.join("50-stamp.wasm")).unwrap();
     std::fs::write(policies.join("60-broken.wasm"), b"not wasm").unwrap();
     let tools = built("tools");
-    let text =
-        format!("state_dir = \"state\"\n[plugins]\ntools = [{tools:?}]\npolicies = \"policies\"\n");
+    let text = format!(
+        "state_dir = \"state\"\n[plugins]\ntools = [{tools:?}]\npolicies = \"policies\"\n{QUIET}"
+    );
     let mut client = Client::start_with_config(dir.path(), &text);
     let message = |result: &serde_json::Value| {
         assert_eq!(result["isError"], true, "{result}");
@@ -163,11 +174,39 @@ fn through_the_mcp_server_a_broken_or_removed_policy_refuses_every_call_naming_i
     assert!(said.contains("60-broken.wasm: not a WebAssembly file"), "{said}");
     // Fixed: the broken file goes; calls go on under the policy in force.
     std::fs::remove_file(policies.join("60-broken.wasm")).unwrap();
-    let result = client.call("echo", json!({"text": "two"}), json!({}));
+    let result = once_seen(&mut client, "two", |result| result["isError"] == false);
     assert_eq!(result["isError"], false, "{result}");
     // A policy removed while serving: refused again, naming it.
     std::fs::remove_file(policies.join("50-stamp.wasm")).unwrap();
-    let said = message(&client.call("echo", json!({"text": "three"}), json!({})));
+    let removed = |result: &serde_json::Value| result.to_string().contains("has been removed");
+    let said = message(&once_seen(&mut client, "three", removed));
     assert!(said.contains("50-stamp.wasm: was in force and has been removed"), "{said}");
     assert!(client.hang_up().success());
+}
+
+/// Breakers and loop detection off: [`once_seen`] may call again after a refusal.
+const QUIET: &str = "[breakers]\nfailures = 0\nfailure_rate = 0.0\ntask_failures = 0\n\
+                     task_no_progress = 0\n[loops]\nrepeats = 0\nretries = 0\nsame_error = 0\n";
+
+/// Calls `echo` until `seen` says the answer shows the change just made to the policies
+/// directory. The server's watcher takes a change in within moments, but a client has no way
+/// to wait for that, so the first call after a change may still find the directory as it was;
+/// each try is another call (other arguments). At most a minute, then the test fails with the
+/// last answer.
+fn once_seen(
+    client: &mut Client,
+    what: &str,
+    seen: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    for n in 0.. {
+        let result = client.call("echo", json!({"text": format!("{what} {n}")}), json!({}));
+        if seen(&result) {
+            return result;
+        }
+        let waited = start.elapsed();
+        assert!(waited.as_secs() < 60, "the server did not take in the change ({what}): {result}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    unreachable!("the tries end by an answer or a failed assertion")
 }

@@ -212,7 +212,7 @@ fn a_call_in_flight_finishes_on_the_plugin_it_began_with_while_its_file_is_remov
         let waiting = scope.spawn(|| host.call("fs_write", &write(json!({"effect": "escalate"}))));
         asked.recv_timeout(Duration::from_secs(60)).expect("the effect escalates");
         std::fs::remove_file(tools.join("effects.wasm")).unwrap();
-        std::thread::sleep(moat::TOOLS_LOOK + Duration::from_millis(100));
+        crate::support::settled(&host);
         let next = host.call("fs_read", &json!({"grant": "data", "path": "keep.txt"}).to_string());
         assert!(matches!(next, Err(CallError::UnknownTool(_))), "the next call: {next:?}");
         release.send(()).unwrap();
@@ -522,9 +522,11 @@ fn policies_reload_for_the_next_call_when_added_or_replaced() {
     assert_eq!(host.call("fs_read", &read).unwrap().output, r#""precious""#);
     // Added.
     std::fs::copy(policy("stamp"), policies.join("50-stamp.wasm")).unwrap();
+    crate::support::settled(&host);
     assert_eq!(host.call("fs_read", &read).unwrap().output, r#"{"stamped":"precious"}"#);
     // Replaced by another policy.
     std::fs::copy(policy("scripted"), policies.join("50-stamp.wasm")).unwrap();
+    crate::support::settled(&host);
     assert_eq!(host.call("fs_read", &read).unwrap().output, r#""precious""#);
     let deny = json!({"grant": "data", "path": "keep.txt", "_guard": {"call": "deny"}}).to_string();
     refused(host.call("fs_read", &deny));

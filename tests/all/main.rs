@@ -44,3 +44,4 @@ mod tidy;
 mod tools;
 mod torn_tails;
 mod trust;
+mod watch;

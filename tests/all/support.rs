@@ -77,6 +77,16 @@ impl std::ops::Deref for TestHost {
     }
 }
 
+/// Waits until the host's watchers have taken in every change made to its tool and policy
+/// directories so far, so that the next call sees them: no sleeping, and no test depends on
+/// how long a watcher takes. Fails the test, naming the directories, if a watcher does not
+/// answer within a minute.
+pub fn settled(host: &Host) {
+    if let Err(stalled) = host.wait_for_watchers(std::time::Duration::from_secs(60)) {
+        panic!("{stalled}");
+    }
+}
+
 /// A host over the given directories with the given default budgets; every component in
 /// them must load.
 pub fn host_over(dirs: &[PathBuf], budgets: Budgets) -> TestHost {

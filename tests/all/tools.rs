@@ -144,11 +144,6 @@ fn tidying_past_the_deletion_limit_removes_nothing() {
     assert_eq!(std::fs::read_dir(&workspace).unwrap().count(), 5, "every deletion was undone");
 }
 
-/// Waits (bounded) past the look interval of the tool directories.
-fn after_a_look() {
-    std::thread::sleep(moat::TOOLS_LOOK + std::time::Duration::from_millis(100));
-}
-
 #[test]
 fn the_tools_directory_is_watched_added_replaced_broken_and_removed_files_apply_to_the_next_call() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,18 +157,18 @@ fn the_tools_directory_is_watched_added_replaced_broken_and_removed_files_apply_
     // Added: a new file's tools are offered to the next call.
     let csv = crate::support::built("tools").join("csv-stats.wasm");
     std::fs::copy(&csv, tools.join("b.wasm")).unwrap();
-    after_a_look();
+    crate::support::settled(&host);
     assert!(host.call("csv_stats", &json!({"csv": "a\n1\n"}).to_string()).is_ok());
     assert!(version.has_changed().unwrap(), "a reload is announced");
 
     // Broken: a file that no longer loads keeps its previous version in force.
     std::fs::write(tools.join("a.wasm"), b"not a component").unwrap();
-    after_a_look();
+    crate::support::settled(&host);
     assert!(host.call("echo", r#"{"text": "still"}"#).is_ok(), "the old echo stays");
 
     // Replaced: another component under the same name takes over.
     std::fs::copy(&csv, tools.join("a.wasm")).unwrap();
-    after_a_look();
+    crate::support::settled(&host);
     assert!(matches!(host.call("echo", "{}"), Err(CallError::UnknownTool(_))));
     let names: Vec<_> = host.tools().iter().map(|t| t.name.clone()).collect();
     assert_eq!(names, ["csv_stats"], "b.wasm's copy of csv_stats clashes and is refused");
@@ -181,7 +176,7 @@ fn the_tools_directory_is_watched_added_replaced_broken_and_removed_files_apply_
     // Removed: its tools are gone.
     std::fs::remove_file(tools.join("a.wasm")).unwrap();
     std::fs::remove_file(tools.join("b.wasm")).unwrap();
-    after_a_look();
+    crate::support::settled(&host);
     let args = json!({"csv": "a\n1\n"}).to_string();
     assert!(matches!(host.call("csv_stats", &args), Err(CallError::UnknownTool(_))));
     assert!(host.tools().is_empty());

@@ -226,7 +226,7 @@ fn while_serving_locked_a_replaced_file_keeps_the_pinned_version_and_a_new_one_i
 
     std::fs::copy(component("tools", "csv-stats"), dir.path().join("tools/echo.wasm")).unwrap();
     std::fs::copy(component("tools", "fetch"), dir.path().join("tools/fetch.wasm")).unwrap();
-    std::thread::sleep(moat::TOOLS_LOOK + std::time::Duration::from_millis(100));
+    crate::support::settled(&host);
     let output = host.call("echo", r#"{"text":"still"}"#).expect("the pinned echo serves on");
     assert_eq!(output.output, r#""still""#);
     assert!(host.call("csv_stats", r#"{"csv":"a"}"#).is_err());

@@ -16,6 +16,7 @@ use crate::budget::{BudgetOverrides, Budgets};
 use crate::call::{CallView, Effect, Gate, Note, Verdict};
 use crate::error::{LoadError, LoadProblem};
 use crate::guard::facts::Facts;
+use crate::plugin::watch::{component_files, Stalled, WatchStats, Watched};
 use crate::plugin::OnPolicyError;
 use crate::units::{ByteSize, Millis};
 use run::{GuardRuntime, Point};
@@ -23,7 +24,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::Duration;
 
 pub use run::Policy;
 pub(crate) use run::{facts_wit, GuardState};
@@ -89,17 +90,9 @@ pub struct Policies {
     /// Every policy file that has been in force since the start: one of them missing is a
     /// removal, refused until it is back.
     expected: Mutex<Vec<PathBuf>>,
-    /// The directory listing the set was loaded from.
-    seen: Mutex<Vec<(PathBuf, u64, Option<SystemTime>)>>,
-}
-
-/// The directory's listing; a directory that cannot be read is a listing of its own, so
-/// that its coming back is seen.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    match std::fs::read_dir(dir) {
-        Ok(_) => crate::plugin::registry::fingerprint(&[dir.to_owned()]),
-        Err(_) => vec![(dir.to_owned(), u64::MAX, None)],
-    }
+    /// The policies directory, watched (`plugin/watch.rs`): when it changes, the next call
+    /// reloads it.
+    watch: Option<Watched>,
 }
 
 impl Policies {
@@ -112,7 +105,9 @@ impl Policies {
         facts: Arc<Facts>,
     ) -> wasmtime::Result<(Policies, Vec<LoadError>)> {
         let runtime = GuardRuntime::new(compiler, facts)?;
-        let seen = source.as_ref().map(|s| fingerprint(&s.dir)).unwrap_or_default();
+        // Watched before the first load, so that no change after it goes unseen.
+        let watch =
+            source.as_ref().map(|s| Watched::new("policies directory", vec![s.dir.clone()]));
         let policies = Policies {
             runtime,
             source,
@@ -120,7 +115,7 @@ impl Policies {
             set: RwLock::new(Arc::new(Vec::new())),
             troubles: RwLock::new(Arc::new(Vec::new())),
             expected: Mutex::new(Vec::new()),
-            seen: Mutex::new(seen),
+            watch,
         };
         let errors = policies.reload();
         Ok((policies, errors))
@@ -134,7 +129,7 @@ impl Policies {
         let mut expected = self.expected.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let keep_last = source.on_error == OnPolicyError::KeepLast;
         let mut out = Outcome { keep_last, ..Outcome::default() };
-        let files = match crate::plugin::registry::component_files(&source.dir) {
+        let files = match component_files(&source.dir) {
             Ok(files) => Some(files),
             // Never named and never there: no policies.
             Err(_) if !source.dir.exists() && !source.required && expected.is_empty() => {
@@ -175,24 +170,33 @@ impl Policies {
         out.errors
     }
 
-    /// Reloads the directory if its listing (names, sizes, times) changed since the last
-    /// look: a new, replaced or removed policy applies to the next call. Returns (and logs)
-    /// the files that did not load.
+    /// Reloads the directory if the watcher saw it change since the last reload and its
+    /// listing (names, sizes, times) did change: a new, replaced or removed policy applies
+    /// to the next call once the watcher has seen it (at once, or within the poll interval
+    /// where the directory cannot be watched). Nothing changed, this costs one atomic
+    /// load; while another call reloads, it returns at once. Returns (and logs) the files
+    /// that did not load.
     pub fn reload_if_changed(&self) -> Vec<LoadError> {
-        let Some(dir) = self.dir() else { return Vec::new() };
-        let seen = fingerprint(dir);
-        {
-            let mut last = self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if *last == seen {
-                return Vec::new();
+        let Some(watch) = &self.watch else { return Vec::new() };
+        let reloaded = watch.reload_if_changed(|| {
+            let errors = self.reload();
+            for error in &errors {
+                tracing::error!("policy not in force as configured: {error}");
             }
-            *last = seen;
-        }
-        let errors = self.reload();
-        for error in &errors {
-            tracing::error!("policy not in force as configured: {error}");
-        }
-        errors
+            errors
+        });
+        reloaded.unwrap_or_default()
+    }
+
+    /// Waits until the watcher of the policies directory has taken in every change made to
+    /// it before this call, at most `timeout`: the next call then reloads what changed.
+    pub fn wait_for_watcher(&self, timeout: Duration) -> Result<(), Stalled> {
+        self.watch.as_ref().map_or(Ok(()), |watch| watch.settle(timeout))
+    }
+
+    /// What the watcher of the policies directory has done (all zero without one).
+    pub fn watch_stats(&self) -> WatchStats {
+        self.watch.as_ref().map(Watched::stats).unwrap_or_default()
     }
 
     /// Why every call is refused now, if it is: the policies not in force as configured.

@@ -9,6 +9,7 @@ pub mod registry;
 pub mod trust;
 pub(crate) mod typed;
 pub(crate) mod validate;
+pub mod watch;
 
 use crate::budget::Budgets;
 use crate::call::{EffectKind, Stakes};

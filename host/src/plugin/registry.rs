@@ -3,10 +3,11 @@
 
 use crate::budget::Budgets;
 use crate::error::{LoadError, LoadProblem};
+use crate::plugin::watch::component_files;
 use crate::plugin::{read_component, Plugin, ToolSpec};
 use crate::runtime::exec::Runtime;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Loaded plugins, by tool name.
@@ -54,7 +55,7 @@ impl Registry {
 
     /// Loads `dirs` again: new files are added, replaced ones reloaded, removed ones gone. A
     /// file that no longer loads keeps its previous version in force (if it had one), and
-    /// is reported.
+    /// is reported. When to reload is for `watch.rs` to say (`Host::reload_tools_if_changed`).
     pub(crate) fn reload(
         &self,
         runtime: &Runtime,
@@ -167,37 +168,4 @@ impl Registry {
     pub fn plugins(&self) -> &[Arc<Plugin>] {
         &self.plugins
     }
-}
-
-/// What a reload looks at: every `*.wasm` file of `dirs` with its size and modification
-/// time. A change of any is a reason to reload.
-pub(crate) fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut listing = Vec::new();
-    for dir in dirs {
-        let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
-        for entry in entries.filter(|e| e.path().extension().is_some_and(|x| x == "wasm")) {
-            let meta = entry.metadata().ok();
-            let size = meta.as_ref().map_or(0, |m| m.len());
-            listing.push((entry.path(), size, meta.and_then(|m| m.modified().ok())));
-        }
-    }
-    listing.sort();
-    listing
-}
-
-/// The `*.wasm` files directly in `dir`, sorted by file name.
-pub(crate) fn component_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let fail = |e: std::io::Error| LoadError {
-        path: dir.to_owned(),
-        problem: LoadProblem::Directory(e.to_string()),
-    };
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(fail)? {
-        let path = entry.map_err(fail)?.path();
-        if path.extension().is_some_and(|ext| ext == "wasm") && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
 }
