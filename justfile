@@ -12,7 +12,7 @@ default:
 deps:
     host/deps.sh
 
-# Build the host: the moat library and binary
+# Build the host: the moat library and the moat command
 build: deps
     cargo build --workspace --locked
 
@@ -32,14 +32,14 @@ mcp-client:
 
 # Measure every figure of BENCHMARKS.md in one run (release build; a few minutes) and print the table (also in target/bench/results.md)
 bench: plugins
-    cargo bench --locked -p moat --bench moat
+    cargo bench --locked -p moat-cli --bench moat
 
 # Check formatting and lints
 lint: deps
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# An agent's session through the MCP server, one act per control (host/examples/demo_agent.rs); then the audit log, from the CLI
+# An agent's session through the MCP server, one act per control (cli/examples/demo_agent.rs); then the audit log, from the CLI
 demo: plugins
     #!/usr/bin/env bash
     set -uo pipefail
@@ -49,8 +49,8 @@ demo: plugins
         echo "(exit status $status)"
         if [ "$status" != "${3:-0}" ]; then echo "!! NOT AS EXPECTED: exit status ${3:-0}"; failed=1; fi
     }
-    cargo run -q --locked -p moat --example demo_sandbox -- target/demo || exit 1
-    cargo run -q --locked -p moat --example demo_agent -- {{moat}} target/demo || failed=1
+    cargo run -q --locked -p moat-cli --example demo_sandbox -- target/demo || exit 1
+    cargo run -q --locked -p moat-cli --example demo_agent -- {{moat}} target/demo || failed=1
     printf '\n\033[1m== the audit log: every call above, chained with blake3 and signed\033[0m\n'
     printf 'A person looks at what the agent did, with the moat CLI.\n'
     demo="{{moat}} --config target/demo/moat.toml"

@@ -98,7 +98,7 @@ policies="$(crates "$root/plugins/policies")$(crates "$root/tests/policies")"
 [ -z "$tools" ] || $build $tools
 [ -z "$policies" ] || $build $policies
 
-[ -x "$moat" ] || die "$moat is missing: run \`cargo build -p moat\` (or \`just build\`) first"
+[ -x "$moat" ] || die "$moat is missing: run \`cargo build -p moat-cli\` (or \`just build\`) first"
 built=$root/plugins/target/$target/release
 componentize() { # crate dir, output dir
     local name core

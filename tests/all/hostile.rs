@@ -85,7 +85,7 @@ fn every_test_security_md_names_exists() {
     let root = crate::support::root();
     let security = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
     let mut sources = String::new();
-    let mut dirs = vec![root.join("tests/all"), root.join("host/src")];
+    let mut dirs = vec![root.join("tests/all"), root.join("host/src"), root.join("cli/src")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

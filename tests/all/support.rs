@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("cli/ has a parent").to_owned()
 }
 
 /// A directory of built components: `tools` (example tools) or `tests` (test plugins).

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-mod approvals_cli;
-mod audit_cli;
-mod lock_cli;
-mod new_cli;
-mod serve_cli;
+mod approvals;
+mod audit;
+mod lock;
+mod new;
+mod serve;
 
 #[derive(Parser)]
 #[command(
@@ -92,14 +92,14 @@ enum Command {
     },
     /// Escalated calls waiting for a person: list them, approve or deny one
     #[command(subcommand)]
-    Approvals(approvals_cli::Approvals),
+    Approvals(approvals::Approvals),
     /// Create the audit signing key (owner-only) and a starter moat.toml if there is none
     Init,
     /// The audit log: verify it, show or export records, sign a checkpoint
-    Audit(audit_cli::AuditArgs),
+    Audit(audit::AuditArgs),
     /// Tasks: roll one back
     #[command(subcommand)]
-    Task(audit_cli::TaskCommand),
+    Task(audit::TaskCommand),
     /// Make a named bearer token for `moat serve --http`: prints the token (once: moat
     /// keeps only its blake3) and the `[serve.tokens.NAME]` lines for moat.toml
     Token {
@@ -132,13 +132,13 @@ enum Command {
     /// Start a new tool or guard policy (Rust, Python or JavaScript) from a working template
     /// with its test cases, in this moat checkout: `just plugins` builds it, `just test`
     /// runs its cases
-    New(new_cli::NewArgs),
+    New(new::NewArgs),
     /// Pin every tool and policy file by the blake3 of its bytes in the lockfile
     /// (`[plugins] lockfile`, default moat.lock beside moat.toml), for `--locked`
     Lock,
     /// Sign component files as their publisher (ed25519; FILE.sig beside each), so that a
     /// locked moat that trusts the key loads them without a pin
-    Sign(lock_cli::SignArgs),
+    Sign(lock::SignArgs),
     /// Turn a core module built with wit-bindgen into a component
     Componentize {
         /// The core module (.wasm)
@@ -206,13 +206,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lock => {
             let mut config = load_config(cli.config.as_deref())?;
             overrides.apply(&mut config);
-            lock_cli::lock(config).map(|()| ExitCode::SUCCESS)
+            lock::lock(config).map(|()| ExitCode::SUCCESS)
         }
-        Command::Sign(args) => lock_cli::sign(args).map(|()| ExitCode::SUCCESS),
-        Command::Approvals(command) => approvals_cli::run(cli.config.as_deref(), command),
-        Command::Init => audit_cli::init(cli.config.as_deref()),
-        Command::Audit(command) => audit_cli::audit(&load_config(cli.config.as_deref())?, command),
-        Command::Task(command) => audit_cli::task(&load_config(cli.config.as_deref())?, command),
+        Command::Sign(args) => lock::sign(args).map(|()| ExitCode::SUCCESS),
+        Command::Approvals(command) => approvals::run(cli.config.as_deref(), command),
+        Command::Init => audit::init(cli.config.as_deref()),
+        Command::Audit(command) => audit::audit(&load_config(cli.config.as_deref())?, command),
+        Command::Task(command) => audit::task(&load_config(cli.config.as_deref())?, command),
         Command::Token { name } => new_token(&name),
         Command::Calibrate { json } => {
             let config = load_config(cli.config.as_deref())?;
@@ -225,7 +225,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::New(args) => new_cli::run(args).map(|()| ExitCode::SUCCESS),
+        Command::New(args) => new::run(args).map(|()| ExitCode::SUCCESS),
         Command::Componentize { input, output } => {
             let core = std::fs::read(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
@@ -278,7 +278,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             let host = Arc::new(start(cli.config.as_deref(), &overrides)?);
-            serve_cli::serve(host, http)
+            serve::serve(host, http)
         }
         Command::Batch { file } => {
             let host = start(cli.config.as_deref(), &overrides)?;
