@@ -4,6 +4,31 @@
 //! `tool-plugin` world of `wit/`, and runs every call on a fresh instance under hard per-call
 //! budgets (fuel, memory, wall time, output size). The call pipeline is [`Host::call`] in
 //! `pipeline.rs`; each step lives in its own module.
+//!
+//! A program embeds it as the `moat` command does (`cli/`): load a `moat.toml`, build a host,
+//! run requests. The caller's identity is the embedder's to set, never the agent's.
+//!
+//! ```no_run
+//! use moat::{CallRequest, Config, Host};
+//! use std::path::Path;
+//!
+//! let config = Config::load(Path::new("moat.toml"))?;
+//! let escalator = config.escalator()?; // the approval channel `[escalation]` names
+//! let (host, skipped) = Host::builder(config).escalator(escalator).build()?;
+//! for error in &skipped {
+//!     eprintln!("not loaded: {error}"); // the other components still load
+//! }
+//! let request = CallRequest {
+//!     tool: "echo".into(),
+//!     args: r#"{"message": "hello"}"#.into(),
+//!     task: Some("report-42".into()),
+//!     principal: Some("billing-service".into()),
+//!     ..CallRequest::default()
+//! };
+//! let response = host.run(&request)?; // or a typed `CallError` saying why not
+//! println!("{}", response.output);
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! ```
 
 pub mod admin;
 pub mod audit;

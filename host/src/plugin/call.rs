@@ -70,10 +70,7 @@ fn call_typed(
     };
     let params = match function.params(args) {
         Ok(params) => params,
-        Err(reason) => {
-            let invalid = CallError::InvalidArguments { tool: tool.to_owned(), reason };
-            return (Err(invalid), Usage::default(), caps);
-        }
+        Err(invalid) => return (Err(typed::call_error(tool, invalid)), Usage::default(), caps),
     };
     let mut results = function.results();
     let (returned, usage, caps) = in_fresh_store(engine, plugin, caps, budgets, |store| {

@@ -49,10 +49,11 @@ fn the_module_doc_check_covers_every_workspace_member_also_one_added_later() {
     write(root, "crates/not-a-crate/README.md", "no Cargo.toml\n");
     let members = workspace_members(root);
     assert_eq!(members, [root.join("host"), root.join("crates/new")]);
-    // The repository's own members include the host and the guest SDK.
+    // The repository's own members: the library, the command, the typed exports, the guest SDK.
     let ours = workspace_members(&crate::support::root());
-    assert!(ours.contains(&crate::support::root().join("host")), "{ours:?}");
-    assert!(ours.contains(&crate::support::root().join("guest-sdk")), "{ours:?}");
+    for member in ["host", "cli", "typed", "guest-sdk"] {
+        assert!(ours.contains(&crate::support::root().join(member)), "{member}: {ours:?}");
+    }
 }
 
 #[test]
@@ -306,4 +307,20 @@ fn the_import_check_finds_a_cycle_through_a_group_and_a_root_reexport() {
     assert_eq!(cycles(&arrows), vec![vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]]);
     write(src, "c.rs", "//! c\npub struct Thing;\n");
     assert!(cycles(&module_arrows(src)).is_empty());
+}
+
+#[test]
+fn the_dependency_check_counts_renamed_and_target_crates_but_not_dev_dependencies() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("Cargo.toml");
+    std::fs::write(
+        &manifest,
+        "[package]\nname = \"x\"\n\
+         [dependencies]\nserde = \"1\"\ncli-args = { package = \"clap\", version = \"4\" }\n\
+         [target.'cfg(unix)'.dependencies]\nanyhow = \"1\"\n\
+         [dev-dependencies]\ntracing-subscriber = \"0.3\"\n",
+    )
+    .unwrap();
+    let found = forbidden_dependencies(&manifest, &["clap", "anyhow", "tracing-subscriber"]);
+    assert_eq!(found, ["clap", "anyhow"]);
 }

@@ -13,6 +13,10 @@
 //!   benchmarks, their guest crates). Folders named `target`, `node_modules` or starting with
 //!   `.` are not walked.
 //! - **ARCHITECTURE.md's paths exist.** See "Paths in ARCHITECTURE.md" below.
+//! - **The library carries only what it uses.** `host/Cargo.toml` lists none of the crates
+//!   only the command uses (`clap`, `anyhow`, `tracing-subscriber`: they are `cli/`'s), and
+//!   `typed/Cargo.toml` does not depend on `moat` (the typed exports know nothing of it).
+//!   Normal, build and target-specific dependencies count; dev-dependencies do not.
 //! - **WIT items are documented.** Every interface, world, named type (record, variant,
 //!   enum, flags, resource, type alias), function, resource method, record field, variant
 //!   case, enum case and flag in `wit/*.wit` has a `///` (or `/** */`) doc comment right
@@ -61,11 +65,13 @@ use std::path::{Path, PathBuf};
 use crate::support::root;
 
 mod checks;
+mod deps;
 mod imports;
 mod modules;
 mod paths;
 mod wit;
 
+use deps::*;
 use imports::*;
 use modules::*;
 use paths::*;
@@ -85,7 +91,14 @@ fn every_module_starts_with_its_doc_line() {
         }
     }
     let files = rust_files_under(&dirs);
-    for expected in ["host/src/lib.rs", "guest-sdk/src/lib.rs", "tests/all/main.rs"] {
+    for expected in [
+        "host/src/lib.rs",
+        "cli/src/main.rs",
+        "cli/examples/demo_agent.rs",
+        "typed/src/lib.rs",
+        "guest-sdk/src/lib.rs",
+        "tests/all/main.rs",
+    ] {
         assert!(files.contains(&root.join(expected)), "the check does not see {expected}");
     }
     let offenders = files_without_module_docs(&root, &files);
@@ -161,5 +174,33 @@ fn no_import_cycle_between_top_level_modules() {
          imports down a layer, or take it as a parameter):\n  {}",
         cycles.len(),
         described.join("\n  ")
+    );
+}
+
+#[test]
+fn the_library_carries_none_of_the_commands_crates() {
+    let command_only = ["clap", "anyhow", "tracing-subscriber"];
+    let carried = forbidden_dependencies(&root().join("host/Cargo.toml"), &command_only);
+    assert!(
+        carried.is_empty(),
+        "host/Cargo.toml depends on {carried:?}, which only the `moat` command uses.\n\
+         Fix: move the code that needs them to cli/ and the dependency to cli/Cargo.toml; the \
+         library's errors are typed (thiserror)."
+    );
+    // The command does carry them: the rule is about where they are, not whether.
+    let command = dependencies(&root().join("cli/Cargo.toml"));
+    for name in command_only {
+        assert!(command.contains(name), "cli/Cargo.toml lacks {name}: {command:?}");
+    }
+}
+
+#[test]
+fn moat_typed_knows_nothing_of_moat() {
+    let moat = forbidden_dependencies(&root().join("typed/Cargo.toml"), &["moat", "moat-cli"]);
+    assert!(
+        moat.is_empty(),
+        "typed/Cargo.toml depends on {moat:?}.\n\
+         Fix: keep moat's types in host/src/plugin/typed.rs, which maps the crate's results \
+         and errors to moat's; moat-typed speaks only wasmtime and serde_json."
     );
 }

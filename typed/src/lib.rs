@@ -3,32 +3,72 @@
 //! interface) is a tool: its argument schema is derived from the WIT types of its parameters
 //! (`schema.rs`), JSON arguments become component values and results JSON (`convert.rs`).
 //!
-//! Such a component gets what any tool gets and nothing more: the import check, the budgets,
-//! the guards and the audit log are the same. A function that takes or returns a resource, a
-//! future or a stream cannot be a tool; a component exporting one is refused at load, naming
-//! the function and the type.
+//! This crate knows nothing of moat: it finds the functions ([`discover`]), describes each as
+//! a tool with a JSON Schema ([`Tool`], a plain `serde_json::Value`), holds them with the
+//! component's [`InstancePre`] for any store data ([`Typed`]), and converts a call's values
+//! ([`Function::params`], [`output`]). The host compiles the schemas and turns [`ExportError`]
+//! and [`CallError`] into its own errors. In moat such a component gets what any tool gets and
+//! nothing more: the import check, the budgets, the guards and the audit log are the same.
+//!
+//! A function that takes or returns a resource, a future or a stream cannot be a tool; a
+//! component exporting one is refused, naming the function and the type.
 
-mod convert;
-mod schema;
+pub mod convert;
+pub mod schema;
 
-use crate::error::{CallError, LoadProblem, ToolErrorKind};
-use crate::plugin::validate::ArgsSchema;
-use crate::plugin::ToolSpec;
-use crate::runtime::exec::CallState;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Val};
 use wasmtime::Engine;
 
-/// A component of typed exports, prepared for instantiation.
-pub(crate) struct Typed {
-    pub pre: InstancePre<CallState>,
+/// Why the exports of a component cannot be offered as tools.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// An exported function that cannot be a tool: `function` is its name, prefixed by its
+    /// interface's (`acme:fs/files@1.0.0#close`).
+    #[error("exports `{function}`, which cannot be a tool: {reason}")]
+    NotATool { function: String, reason: String },
+    /// Two exported functions would be the same tool, even with their interfaces' names.
+    #[error("tool `{tool}`: two exported functions would be this tool")]
+    Clash { tool: String },
+}
+
+/// Why a call of an exported function has no output.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The arguments are not JSON, or do not fit the parameters: the reason, naming where.
+    #[error("{0}")]
+    InvalidArguments(String),
+    /// The function returned the `err` of its `result`: the error value, as text if it is a
+    /// string, else its JSON.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An exported function described as a tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tool {
+    /// The tool's name: the function's (lowercase, a-z, 0-9, `_` and `-`), prefixed with its
+    /// interface's where two would be the same.
+    pub name: String,
+    /// The function, as named in refusals: `name`, or `interface#name`.
+    pub function: String,
+    /// Its WIT signature, where it comes from, and why it is named as it is.
+    pub description: String,
+    /// The JSON Schema of its arguments: an object, one property per parameter.
+    pub input_schema: Value,
+}
+
+/// A component of typed exports, prepared for instantiation in a store of `T`.
+pub struct Typed<T: 'static> {
+    /// The component, its imports linked.
+    pub pre: InstancePre<T>,
     functions: Vec<Function>,
 }
 
-impl Typed {
-    pub fn new(pre: InstancePre<CallState>, functions: Vec<Function>) -> Typed {
+impl<T: 'static> Typed<T> {
+    pub fn new(pre: InstancePre<T>, functions: Vec<Function>) -> Typed<T> {
         Typed { pre, functions }
     }
 
@@ -39,7 +79,9 @@ impl Typed {
 }
 
 /// One exported function offered as a tool.
-pub(crate) struct Function {
+#[derive(Clone, Debug)]
+pub struct Function {
+    /// The tool it is.
     pub tool: String,
     /// Where it is among the component's exports.
     pub export: ComponentExportIndex,
@@ -48,11 +90,13 @@ pub(crate) struct Function {
 }
 
 impl Function {
-    /// The parameters of a call from its arguments (JSON text); the error is the reason the
+    /// The parameters of a call from its arguments (JSON text); the error says why the
     /// arguments are invalid, naming where.
-    pub fn params(&self, args: &str) -> Result<Vec<Val>, String> {
-        let args: Value = serde_json::from_str(args).map_err(|e| format!("not JSON: {e}"))?;
-        convert::params(&self.params, &args).map_err(|m| m.to_string())
+    pub fn params(&self, args: &str) -> Result<Vec<Val>, CallError> {
+        let invalid = CallError::InvalidArguments;
+        let args: Value =
+            serde_json::from_str(args).map_err(|e| invalid(format!("not JSON: {e}")))?;
+        convert::params(&self.params, &args).map_err(|m| invalid(m.to_string()))
     }
 
     /// Room for the results of a call.
@@ -61,10 +105,10 @@ impl Function {
     }
 }
 
-/// The output of a call of `tool` from what the function returned: JSON text. A `result`
-/// is unwrapped: `ok` is the output, `err` the tool's own error (kind `failed`, the message
-/// the error value, as text if it is a string).
-pub(crate) fn output(tool: &str, results: &[Val]) -> Result<String, CallError> {
+/// The output of a call from what the function returned. A `result` is unwrapped: `ok` is
+/// the output, `err` the tool's own error ([`CallError::Failed`], the error value, as text if
+/// it is a string).
+pub fn output(results: &[Val]) -> Result<Value, CallError> {
     let value = match results {
         [] => Value::Null,
         [Val::Result(Ok(ok))] => ok.as_deref().map_or(Value::Null, convert::to_json),
@@ -74,13 +118,12 @@ pub(crate) fn output(tool: &str, results: &[Val]) -> Result<String, CallError> {
                 Some(Val::String(text)) => text.clone(),
                 Some(other) => convert::to_json(other).to_string(),
             };
-            let kind = ToolErrorKind::Failed;
-            return Err(CallError::Tool { tool: tool.to_owned(), kind, message });
+            return Err(CallError::Failed(message));
         }
         [one] => convert::to_json(one),
         many => Value::Array(many.iter().map(convert::to_json).collect()),
     };
-    Ok(value.to_string())
+    Ok(value)
 }
 
 /// An exported function as found: in which interface, under which name, its type.
@@ -91,14 +134,14 @@ struct Found {
     ty: ComponentFunc,
 }
 
-/// The functions `component` exports, each as a tool of file `file`; `None` if it exports
-/// none. Refuses a component with a function that cannot be a tool (resources, futures,
-/// streams, async) or whose names cannot be told apart.
-pub(crate) fn discover(
+/// The functions `component` exports, each as a tool of file `file` (named in descriptions);
+/// `None` if it exports none. Refuses a component with a function that cannot be a tool
+/// (resources, futures, streams, async) or whose names cannot be told apart.
+pub fn discover(
     engine: &Engine,
     component: &Component,
     file: &str,
-) -> Result<Option<Vec<(Function, ToolSpec)>>, LoadProblem> {
+) -> Result<Option<Vec<(Function, Tool)>>, ExportError> {
     let found = exported_functions(engine, component);
     if found.is_empty() {
         return Ok(None);
@@ -110,8 +153,7 @@ pub(crate) fn discover(
             Some(interface) => format!("{interface}#{}", found.name),
             None => found.name.clone(),
         };
-        let refuse =
-            |reason: String| LoadProblem::TypedExport { function: function.clone(), reason };
+        let refuse = |reason: String| ExportError::NotATool { function: function.clone(), reason };
         let tool_ok = (1..=64).contains(&tool.len())
             && tool
                 .bytes()
@@ -134,7 +176,6 @@ pub(crate) fn discover(
         for ty in &results {
             schema::of(ty, "result").map_err(|u| refuse(format!("its {u}{plain_data}")))?;
         }
-        let compiled = ArgsSchema::compile(&input_schema).map_err(refuse)?;
         let signature = schema::signature(&found.name, &params, &results);
         let mut description = match &found.interface {
             Some(interface) => format!("`{signature}` of `{interface}`, exported by {file}"),
@@ -151,17 +192,9 @@ pub(crate) fn discover(
             );
             description.push_str(&clash);
         }
-        let spec = ToolSpec {
-            name: tool.clone(),
-            description,
-            input_schema,
-            output_schema: None,
-            effects: Vec::new(),
-            stakes: None,
-            version: "0.0.0".into(),
-            schema: compiled,
-        };
-        tools.push((Function { tool, export: found.export, params, results: results.len() }, spec));
+        let described = Tool { name: tool.clone(), function, description, input_schema };
+        let function = Function { tool, export: found.export, params, results: results.len() };
+        tools.push((function, described));
     }
     check_unique(&tools)?;
     Ok(Some(tools))
@@ -244,13 +277,10 @@ fn tool_name(name: &str) -> String {
 }
 
 /// Checks that no two tools of one component have the same name (after prefixing).
-fn check_unique(tools: &[(Function, ToolSpec)]) -> Result<(), LoadProblem> {
+fn check_unique(tools: &[(Function, Tool)]) -> Result<(), ExportError> {
     for (i, (function, _)) in tools.iter().enumerate() {
         if tools[..i].iter().any(|(other, _)| other.tool == function.tool) {
-            return Err(LoadProblem::BadToolInfo {
-                tool: function.tool.clone(),
-                reason: "two exported functions would be this tool".into(),
-            });
+            return Err(ExportError::Clash { tool: function.tool.clone() });
         }
     }
     Ok(())

@@ -7,7 +7,7 @@ use wasmtime::component::types::Type;
 
 /// A type that cannot cross as JSON, and where it is (`param/field/*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Unsupported {
+pub struct Unsupported {
     pub at: String,
     pub what: &'static str,
 }
@@ -18,8 +18,10 @@ impl fmt::Display for Unsupported {
     }
 }
 
+impl std::error::Error for Unsupported {}
+
 /// The JSON Schema of a value of `ty`, found at `at` (named in the error).
-pub(crate) fn of(ty: &Type, at: &str) -> Result<Value, Unsupported> {
+pub fn of(ty: &Type, at: &str) -> Result<Value, Unsupported> {
     let unsupported = |what| Err(Unsupported { at: at.to_owned(), what });
     Ok(match ty {
         Type::Bool => json!({"type": "boolean"}),
@@ -114,7 +116,7 @@ pub(crate) fn of(ty: &Type, at: &str) -> Result<Value, Unsupported> {
 
 /// The schema of the arguments object: one property per parameter, each required unless it is
 /// an `option`; nothing else allowed.
-pub(crate) fn arguments<'a>(
+pub fn arguments<'a>(
     params: impl IntoIterator<Item = (&'a str, &'a Type)>,
 ) -> Result<Value, Unsupported> {
     let mut fields = Vec::new();
@@ -147,7 +149,7 @@ fn object(fields: Vec<(String, bool, Value)>) -> Value {
 
 /// `name(param: type, ...) -> type`, the types written as in WIT (records, variants, enums
 /// and flags by their shape: a component does not keep their names). Long ones are cut.
-pub(crate) fn signature(name: &str, params: &[(String, Type)], results: &[Type]) -> String {
+pub fn signature(name: &str, params: &[(String, Type)], results: &[Type]) -> String {
     let params: Vec<String> = params.iter().map(|(n, t)| format!("{n}: {}", wit(t))).collect();
     let mut text = format!("{name}({})", params.join(", "));
     match results {
@@ -162,7 +164,7 @@ pub(crate) fn signature(name: &str, params: &[(String, Type)], results: &[Type])
 }
 
 /// A type as WIT writes it.
-pub(crate) fn wit(ty: &Type) -> String {
+pub fn wit(ty: &Type) -> String {
     match ty {
         Type::Bool => "bool".into(),
         Type::S8 => "s8".into(),

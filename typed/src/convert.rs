@@ -10,7 +10,7 @@ use wasmtime::component::Val;
 
 /// A JSON value that does not fit its WIT type: where, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Mismatch {
+pub struct Mismatch {
     pub at: String,
     pub reason: String,
 }
@@ -24,9 +24,11 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
+impl std::error::Error for Mismatch {}
+
 /// The parameters of a call, in declaration order, from the arguments object. An absent
 /// `option` parameter is `none`; an unknown argument is refused.
-pub(crate) fn params(params: &[(String, Type)], args: &Value) -> Result<Vec<Val>, Mismatch> {
+pub fn params(params: &[(String, Type)], args: &Value) -> Result<Vec<Val>, Mismatch> {
     let Value::Object(args) = args else {
         return Err(mismatch("", format!("expected an object of arguments, got {}", kind(args))));
     };
@@ -34,7 +36,7 @@ pub(crate) fn params(params: &[(String, Type)], args: &Value) -> Result<Vec<Val>
 }
 
 /// Converts `json` to a value of `ty`; `at` is the JSON pointer of `json`.
-pub(crate) fn to_val(ty: &Type, json: &Value, at: &str) -> Result<Val, Mismatch> {
+pub fn to_val(ty: &Type, json: &Value, at: &str) -> Result<Val, Mismatch> {
     let wrong = |expected: &str| mismatch(at, format!("expected {expected}, got {}", kind(json)));
     Ok(match ty {
         Type::Bool => Val::Bool(json.as_bool().ok_or_else(|| wrong("a boolean"))?),
@@ -182,7 +184,7 @@ pub(crate) fn to_val(ty: &Type, json: &Value, at: &str) -> Result<Val, Mismatch>
 /// one with a payload `{"case": payload}`; a `result` is `{"ok": ...}` or `{"err": ...}`;
 /// `none` is `null`; flags are a list of names; a non-finite float is a string (`"NaN"`,
 /// `"Infinity"`, `"-Infinity"`).
-pub(crate) fn to_json(val: &Val) -> Value {
+pub fn to_json(val: &Val) -> Value {
     let tagged = |name: &str, payload: &Option<Box<Val>>| {
         let payload = payload.as_deref().map_or(Value::Null, to_json);
         Value::Object(Map::from_iter([(name.to_owned(), payload)]))
@@ -364,7 +366,7 @@ fn escape(name: &str) -> String {
 }
 
 /// What a JSON value is, for messages.
-pub(crate) fn kind(value: &Value) -> String {
+fn kind(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),

@@ -2,9 +2,7 @@
 //! refusals naming where the value is, and how exported functions become tools.
 
 use super::convert::{params, to_json, to_val};
-use super::{discover, output, schema};
-use crate::error::{CallError, LoadProblem};
-use crate::plugin::validate::ArgsSchema;
+use super::{discover, output, schema, CallError, ExportError};
 use serde_json::{json, Value};
 use wasmtime::component::types::{ComponentItem, Type};
 use wasmtime::component::{Component, Val};
@@ -53,11 +51,11 @@ fn round_trip(ty: &Type, json: Value) -> Val {
     val
 }
 
-/// Whether the derived schema of `ty` accepts `json`, as the pipeline checks arguments.
+/// Whether the derived schema of `ty` accepts `json`, as a host checks arguments.
 fn schema_accepts(ty: &Type, json: Value) -> bool {
     let args = schema::arguments([("p", ty)]).expect("a supported type");
-    let compiled = ArgsSchema::compile(&args).expect("the schema compiles");
-    compiled.check("t", &json!({ "p": json }).to_string()).is_ok()
+    let validator = jsonschema::validator_for(&args).expect("the schema compiles");
+    validator.is_valid(&json!({ "p": json }))
 }
 
 #[test]
@@ -279,21 +277,18 @@ fn a_result_argument_is_ok_or_err() {
 #[test]
 fn a_result_value_is_the_output_when_ok_and_the_tools_own_error_when_err() {
     let ok = Val::Result(Ok(Some(Box::new(Val::String("14".into())))));
-    assert_eq!(output("eval", &[ok]).unwrap(), r#""14""#);
+    assert_eq!(output(&[ok]).unwrap().to_string(), r#""14""#);
     let err = Val::Result(Err(Some(Box::new(Val::String("ZeroDivisionError: x".into())))));
-    match output("eval", &[err]) {
-        Err(error @ CallError::Tool { .. }) => {
-            assert_eq!(error.to_string(), "tool `eval` failed: ZeroDivisionError: x");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(output(&[err]), Err(CallError::Failed("ZeroDivisionError: x".into())));
     let coded = Val::Result(Err(Some(Box::new(Val::U32(7)))));
-    assert!(output("t", &[coded]).unwrap_err().to_string().ends_with("failed: 7"));
-    assert_eq!(output("t", &[]).unwrap(), "null");
-    assert_eq!(output("t", &[Val::Result(Ok(None))]).unwrap(), "null");
-    assert_eq!(output("t", &[Val::U8(4)]).unwrap(), "4");
+    assert_eq!(output(&[coded]).unwrap_err().to_string(), "7");
+    let bare = Val::Result(Err(None));
+    assert_eq!(output(&[bare]).unwrap_err().to_string(), "it returned an error, without a value");
+    assert_eq!(output(&[]).unwrap(), json!(null));
+    assert_eq!(output(&[Val::Result(Ok(None))]).unwrap(), json!(null));
+    assert_eq!(output(&[Val::U8(4)]).unwrap(), json!(4));
     let nested = Val::Option(Some(Box::new(Val::Result(Ok(None)))));
-    assert_eq!(output("t", &[nested]).unwrap(), r#"{"ok":null}"#);
+    assert_eq!(output(&[nested]).unwrap(), json!({"ok": null}));
 }
 
 #[test]
@@ -385,8 +380,11 @@ fn exported_functions_become_tools_and_a_clash_is_prefixed_by_the_interface() {
     let engine = engine();
     let component = Component::new(&engine, CALC).unwrap();
     let tools = discover(&engine, &component, "calc.wasm").unwrap().expect("functions");
-    let names: Vec<&str> = tools.iter().map(|(_, spec)| spec.name.as_str()).collect();
+    let names: Vec<&str> = tools.iter().map(|(_, tool)| tool.name.as_str()).collect();
     assert_eq!(names, ["add", "scale", "ops_add"]);
+    let functions: Vec<&str> = tools.iter().map(|(_, tool)| tool.function.as_str()).collect();
+    assert_eq!(functions, ["add", "scale", "acme:calc/ops@1.0.0#add"]);
+    assert!(tools.iter().all(|(function, tool)| function.tool == tool.name));
     let (_, prefixed) = &tools[2];
     assert!(
         prefixed.description.starts_with(
@@ -397,7 +395,15 @@ fn exported_functions_become_tools_and_a_clash_is_prefixed_by_the_interface() {
     );
     assert!(prefixed.description.contains("Named `ops_add` because"), "{}", prefixed.description);
     assert_eq!(tools[0].1.input_schema["required"], json!(["a", "b"]));
-    assert!(tools.iter().all(|(_, spec)| spec.effects.is_empty() && spec.version == "0.0.0"));
+    let add = &tools[0].0;
+    assert_eq!(add.params(r#"{"a": 1, "b": 2}"#), Ok(vec![Val::U32(1), Val::U32(2)]));
+    assert_eq!(
+        add.params("{"),
+        Err(CallError::InvalidArguments(
+            "not JSON: EOF while parsing an object at line 1 column 1".into()
+        ))
+    );
+    assert_eq!(add.results().len(), 1);
 }
 
 #[test]
@@ -416,7 +422,7 @@ fn the_pre_initialization_export_of_componentize_py_is_not_a_tool() {
         (export "mine" (instance $mine)))"#;
     let component = Component::new(&engine, text).unwrap();
     let tools = discover(&engine, &component, "app.wasm").unwrap().expect("functions");
-    let names: Vec<&str> = tools.iter().map(|(_, spec)| spec.name.as_str()).collect();
+    let names: Vec<&str> = tools.iter().map(|(_, tool)| tool.name.as_str()).collect();
     assert_eq!(names, ["init"]);
     assert!(tools[0].1.description.contains("of `mine`"), "{}", tools[0].1.description);
 }
@@ -441,7 +447,7 @@ fn a_function_taking_a_resource_refuses_the_component_naming_function_and_parame
         (export "acme:fs/files@1.0.0" (instance $files)))"#;
     let component = Component::new(&engine, text).unwrap_or_else(|e| panic!("{e:?}"));
     match discover(&engine, &component, "fs.wasm") {
-        Err(problem @ LoadProblem::TypedExport { .. }) => assert_eq!(
+        Err(problem @ ExportError::NotATool { .. }) => assert_eq!(
             problem.to_string(),
             "exports `acme:fs/files@1.0.0#close`, which cannot be a tool: its parameter \
              `handle` is a resource (a handle); only functions of plain data can be tools \
@@ -450,4 +456,21 @@ fn a_function_taking_a_resource_refuses_the_component_naming_function_and_parame
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a resource parameter was accepted"),
     }
+}
+
+#[test]
+fn two_functions_that_would_be_one_tool_refuse_the_component() {
+    let engine = engine();
+    let text = r#"(component
+        (core module $m
+            (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+        (core instance $i (instantiate $m))
+        (func $add (param "a" u32) (param "b" u32) (result u32) (canon lift (core func $i "add")))
+        (instance $ops (export "add" (func $add)))
+        (export "acme:calc/ops@1.0.0" (instance $ops))
+        (export "acme:calc/ops@2.0.0" (instance $ops)))"#;
+    let component = Component::new(&engine, text).unwrap_or_else(|e| panic!("{e:?}"));
+    let Err(refused) = discover(&engine, &component, "calc.wasm") else { panic!("no clash") };
+    assert_eq!(refused, ExportError::Clash { tool: "ops_add".into() });
+    assert_eq!(refused.to_string(), "tool `ops_add`: two exported functions would be this tool");
 }
