@@ -10,8 +10,8 @@ use std::path::Path;
 /// it is listed under and by its `package` when renamed. Dev-dependencies are not counted:
 /// they are not part of what the crate carries.
 pub(super) fn dependencies(manifest: &Path) -> BTreeSet<String> {
-    let text = std::fs::read_to_string(manifest)
-        .unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let text =
+        std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
     let manifest: toml::Table =
         toml::from_str(&text).unwrap_or_else(|e| panic!("{text}\ndoes not parse: {e}"));
     let mut tables = Vec::new();
