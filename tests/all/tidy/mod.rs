@@ -124,7 +124,7 @@ fn every_path_architecture_md_names_exists() {
         "\n{} path(s) ARCHITECTURE.md names do not exist:\n  {}\n\
          Fix: correct each path (a file that moved: its new place). A path is relative to \
          its section heading's folder, an ancestor of it, or the repository root; see the \
-         doc comment of tests/all/tidy.rs for what counts as a path.\n",
+         doc comment of tests/all/tidy/mod.rs for what counts as a path.\n",
         offenders.len(),
         offenders.join("\n  ")
     );

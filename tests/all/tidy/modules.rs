@@ -33,7 +33,7 @@ pub(super) fn workspace_members(root: &Path) -> Vec<PathBuf> {
             assert!(
                 !member.contains(['*', '?', '[']),
                 "workspace member `{member}`: only a trailing `/*` glob is understood here; \
-                 extend `workspace_members` in tests/all/tidy.rs"
+                 extend `workspace_members` in tests/all/tidy/mod.rs"
             );
             members.push(root.join(member));
         }
