@@ -30,7 +30,8 @@ fn main() {
 /// Writes `<name>.bytes` (every token's bytes, in rank order), `<name>.offsets` (little-endian
 /// `u32`s: rank `r`'s bytes are `bytes[offsets[r]..offsets[r + 1]]`, empty for ranks that do
 /// not exist) and `<name>.slots` (the open-addressing table from ordinary tokens' bytes to
-/// their ranks: little-endian `u32`s, each a fingerprint above a rank, or `EMPTY`).
+/// their ranks: little-endian `u32`s, each a fingerprint above a rank, or `EMPTY`), and
+/// `<name>.pairs` (2¹⁶ little-endian `u32`s: the rank of each two-byte token, or `EMPTY`).
 fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     let specials: HashSet<&[u8]> = bpe.special_tokens().into_iter().map(str::as_bytes).collect();
     let mut tokens: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -78,7 +79,16 @@ fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     }
     let slots: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
 
-    for (ext, data) in [("bytes", &bytes), ("offsets", &offsets), ("slots", &slots)] {
+    // The rank of every two-byte token, indexed by its bytes: a pair's first lookup while
+    // merging, without hashing.
+    let mut pairs = vec![hash::EMPTY; 1 << 16];
+    for (rank, token) in tokens.iter().filter(|(_, t)| t.len() == 2) {
+        pairs[usize::from(u16::from_le_bytes([token[0], token[1]]))] = *rank;
+    }
+    let pairs: Vec<u8> = pairs.iter().flat_map(|s| s.to_le_bytes()).collect();
+
+    let files = [("bytes", &bytes), ("offsets", &offsets), ("slots", &slots), ("pairs", &pairs)];
+    for (ext, data) in files {
         let path = out.join(format!("{name}.{ext}"));
         std::fs::write(&path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }

@@ -8,29 +8,54 @@ pub const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
 /// A slot that holds no token.
 pub const EMPTY: u32 = u32::MAX;
 
-/// A 64-bit hash of `bytes`: eight bytes at a time, then a final avalanche (MurmurHash3's
-/// `fmix64`) so that both the low bits (the slot) and the high bits (the fingerprint) vary.
+/// A 64-bit hash of `bytes`, foldhash-like: each 64-bit word of the input (read as
+/// overlapping words, so short keys cost one multiplication) is mixed into the state with a
+/// folded 64×64→128-bit multiplication, whose low and high halves are both well mixed (the
+/// slot index comes from the low bits, the fingerprint from the high ones).
 #[inline]
 pub fn hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = (bytes.len() as u64).wrapping_mul(K);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K).rotate_left(29);
+    const SEED: u64 = 0x243f_6a88_85a3_08d3;
+    const K: [u64; 4] =
+        [0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89, 0x4528_21e6_38d0_1377];
+    let len = bytes.len();
+    let mut h = SEED ^ (len as u64).wrapping_mul(K[3]);
+    if len <= 8 {
+        let word = if len >= 4 {
+            (u64::from(u32_at(bytes, 0)) << 32) | u64::from(u32_at(bytes, len - 4))
+        } else if len > 0 {
+            (u64::from(bytes[0]) << 16) | (u64::from(bytes[len / 2]) << 8) | u64::from(bytes[len - 1])
+        } else {
+            0
+        };
+        return fold(word ^ K[0], h ^ K[1]);
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut word = [0u8; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    let mut rest = bytes;
+    while rest.len() > 16 {
+        h = fold(u64_at(rest, 0) ^ K[0], h ^ K[1]);
+        rest = &rest[8..];
     }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    // 9 to 16 bytes left: the first eight and the last eight.
+    h = fold(u64_at(rest, 0) ^ K[2], h ^ K[1]);
+    fold(u64_at(rest, rest.len() - 8) ^ K[0], h ^ K[3])
+}
+
+/// The two halves of `a × b`, xor-ed.
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// The little-endian `u32` at `at` (0 past the end, which callers never read).
+#[inline(always)]
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    bytes.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_le_bytes)
+}
+
+/// The little-endian `u64` at `at` (0 past the end, which callers never read).
+#[inline(always)]
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// The fingerprint stored with a rank in its slot: the hash's top bits, placed above the rank.

@@ -17,6 +17,9 @@ pub(crate) struct Table {
     /// (the low `RANK_BITS`) under a fingerprint of its hash. A token sits at the first free
     /// slot from `hash & mask` on (linear probing).
     slots: &'static [u8],
+    /// 2¹⁶ little-endian `u32`s: the rank of the two-byte token `[i as u8, (i >> 8) as u8]`,
+    /// or `EMPTY`.
+    pairs: &'static [u8],
 }
 
 macro_rules! table {
@@ -25,6 +28,7 @@ macro_rules! table {
             bytes: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bytes")),
             offsets: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".offsets")),
             slots: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".slots")),
+            pairs: include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".pairs")),
         }
     };
 }
@@ -38,6 +42,21 @@ fn word(data: &[u8], index: usize) -> Option<u32> {
     let at = index.checked_mul(4)?;
     let bytes = data.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// Whether `a` and `b` are the same bytes; short ones (most tokens) compared as two
+/// overlapping words, without a call to `memcmp`.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    if (4..=8).contains(&len) {
+        let at = |s: &[u8], i: usize| s.get(i..i + 4).and_then(|w| <[u8; 4]>::try_from(w).ok());
+        return at(a, 0) == at(b, 0) && at(a, len - 4) == at(b, len - 4);
+    }
+    a == b
 }
 
 impl Table {
@@ -54,6 +73,10 @@ impl Table {
     /// The rank of the ordinary token whose bytes are `piece`, if there is one.
     #[inline]
     pub(crate) fn rank(&self, piece: &[u8]) -> Option<u32> {
+        if let [a, b] = *piece {
+            let rank = word(self.pairs, usize::from(u16::from_le_bytes([a, b])))?;
+            return (rank != EMPTY).then_some(rank);
+        }
         let h = hash::hash(piece);
         let fingerprint = hash::fingerprint(h);
         let mask = (self.slots.len() / 4).wrapping_sub(1);
@@ -67,7 +90,7 @@ impl Table {
             }
             if slot & !RANK_MASK == fingerprint {
                 let rank = slot & RANK_MASK;
-                if self.token_bytes(rank) == Some(piece) {
+                if self.token_bytes(rank).is_some_and(|token| same(token, piece)) {
                     return Some(rank);
                 }
             }
