@@ -4,7 +4,7 @@
 //! above (tiktoken's `_byte_pair_merge_large`); both merge in the same order.
 
 use crate::table::Table;
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 /// Pieces of at least this many bytes are merged with a heap (tiktoken's threshold).
@@ -59,24 +59,22 @@ pub(crate) fn merge_small(table: &Table, piece: &[u8], parts: &mut Vec<(usize, u
     }
 }
 
-/// A possible merge of the part starting at `start` with the next one, into token `rank`.
-#[derive(PartialEq, Eq, Clone, Copy)]
-struct Merge {
-    start: usize,
-    rank: u32,
+/// A possible merge of the part starting at `start` with the next one, into token `rank`,
+/// as one integer whose order is the merges' (the lowest rank, then the leftmost start):
+/// `rank` above `START_BITS` bits of `start`. The heap holds these, reversed.
+type Merge = Reverse<u64>;
+
+/// Bits of a merge's start: pieces up to 64 TiB (an address space's worth); ranks take the
+/// 18 bits above.
+const START_BITS: u32 = 46;
+
+fn merge(start: usize, rank: u32) -> Merge {
+    Reverse((u64::from(rank) << START_BITS) | start as u64)
 }
 
-impl Ord for Merge {
-    /// The heap's greatest is the lowest rank, then the leftmost start.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.rank.cmp(&self.rank).then_with(|| other.start.cmp(&self.start))
-    }
-}
-
-impl PartialOrd for Merge {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+fn unpack(merge: Merge) -> (usize, u32) {
+    let Reverse(key) = merge;
+    ((key & ((1 << START_BITS) - 1)) as usize, (key >> START_BITS) as u32)
 }
 
 /// The part starting at a byte (meaningful while that byte starts a part).
@@ -95,8 +93,10 @@ struct State {
 
 /// The tokens of `piece` (at least two bytes), merged with a heap: O(n log n) for the long
 /// pieces (a megabyte of one letter is a single piece) the linear scan would take O(n²) on.
+///
+/// (A piece of 2⁴⁶ bytes or more, which no address space holds, would be one token or none.)
 pub(crate) fn merge_large(table: &Table, piece: &[u8]) -> Vec<u32> {
-    if piece.len() < 2 {
+    if piece.len() < 2 || (piece.len() as u64) >> START_BITS != 0 {
         return table.rank(piece).into_iter().collect();
     }
     let rank = |bytes: &[u8]| table.rank(bytes).unwrap_or(NONE);
@@ -106,7 +106,7 @@ pub(crate) fn merge_large(table: &Table, piece: &[u8]) -> Vec<u32> {
     for i in 0..piece.len() - 1 {
         let r = rank(&piece[i..i + 2]);
         if r != NONE {
-            heap.push(Merge { start: i, rank: r });
+            heap.push(merge(i, r));
             state[i].next_rank = r;
         }
         state.push(State { prev: i, end: i + 2, next_end: i + 3, next_rank: NONE, cur_rank: NONE });
@@ -119,20 +119,17 @@ pub(crate) fn merge_large(table: &Table, piece: &[u8]) -> Vec<u32> {
         if next_end <= piece.len() {
             let r = rank(&piece[start..next_end]);
             if r != NONE {
-                heap.push(Merge { start, rank: r });
+                heap.push(merge(start, r));
                 state[start].next_rank = r;
             }
         }
     };
 
     while let Some(left) = heap.pop() {
-        if left.rank == NONE {
-            break;
-        }
-        if left.rank != state[left.start].next_rank {
+        let (left_start, left_rank) = unpack(left);
+        if left_rank != state[left_start].next_rank {
             continue; // superseded by a later merge
         }
-        let left_start = left.start;
         let right_start = state[left_start].end;
         let right_end = state[left_start].next_end;
         let right_next_end = state[right_start].next_end;
