@@ -54,7 +54,8 @@ fn measure(library: &str, encoding: Encoding) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let [_, library, encoding] = args.as_slice() {
-        let encoding = if encoding == "cl100k_base" { Encoding::Cl100kBase } else { Encoding::O200kBase };
+        let encoding =
+            if encoding == "cl100k_base" { Encoding::Cl100kBase } else { Encoding::O200kBase };
         return measure(library, encoding);
     }
     let exe = std::env::current_exe().expect("the example's path");

@@ -25,8 +25,15 @@ fn rate(bytes: usize, mut run: impl FnMut() -> usize) -> f64 {
 
 fn main() {
     const SIZE: usize = 1 << 20;
-    let texts = [("English", corpus::english(SIZE)), ("code", corpus::code(SIZE)), ("CJK", corpus::cjk(SIZE))];
-    println!("{:<12} {:<8} {:>14} {:>14} {:>14} {:>7}", "encoding", "text", "tiktoken-rs", "moat encode", "moat count", "ratio");
+    let texts = [
+        ("English", corpus::english(SIZE)),
+        ("code", corpus::code(SIZE)),
+        ("CJK", corpus::cjk(SIZE)),
+    ];
+    println!(
+        "{:<12} {:<8} {:>14} {:>14} {:>14} {:>7}",
+        "encoding", "text", "tiktoken-rs", "moat encode", "moat count", "ratio"
+    );
     for (encoding, reference) in [
         (Encoding::O200kBase, tiktoken_rs::o200k_base_singleton()),
         (Encoding::Cl100kBase, tiktoken_rs::cl100k_base_singleton()),

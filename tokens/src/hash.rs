@@ -15,15 +15,21 @@ pub const EMPTY: u32 = u32::MAX;
 #[inline]
 pub fn hash(bytes: &[u8]) -> u64 {
     const SEED: u64 = 0x243f_6a88_85a3_08d3;
-    const K: [u64; 4] =
-        [0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89, 0x4528_21e6_38d0_1377];
+    const K: [u64; 4] = [
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+        0x4528_21e6_38d0_1377,
+    ];
     let len = bytes.len();
     let mut h = SEED ^ (len as u64).wrapping_mul(K[3]);
     if len <= 8 {
         let word = if len >= 4 {
             (u64::from(u32_at(bytes, 0)) << 32) | u64::from(u32_at(bytes, len - 4))
         } else if len > 0 {
-            (u64::from(bytes[0]) << 16) | (u64::from(bytes[len / 2]) << 8) | u64::from(bytes[len - 1])
+            (u64::from(bytes[0]) << 16)
+                | (u64::from(bytes[len / 2]) << 8)
+                | u64::from(bytes[len - 1])
         } else {
             0
         };

@@ -6,10 +6,10 @@
 //! byte-pair merging. Special-token text such as `<|endoftext|>` is just characters.
 //!
 //! Nothing is parsed at run time: `build.rs` enumerates every token with `tiktoken-rs` and
-//! lays the tables out in the binary's read-only data (about 3.9 MB for `o200k_base`, 1.9 MB
+//! lays the tables out in the binary's read-only data (4.6 MB for `o200k_base`, 2.4 MB
 //! for `cl100k_base`), of which only the pages lookups touch become resident. The only
 //! start-up cost is compiling an encoding's regex, once per process, on the first
-//! [`Tokenizer::new`] for it (a few milliseconds).
+//! [`Tokenizer::new`] for it (about 9 ms for `o200k_base`, 1.5 ms for `cl100k_base`).
 //!
 //! ```
 //! use moat_tokens::{Encoding, Tokenizer};
@@ -75,13 +75,15 @@ impl fmt::Debug for Tokenizer {
 
 impl Tokenizer {
     /// The tokenizer of `encoding`. The first call for an encoding in a process compiles its
-    /// pre-tokenization regex (a few milliseconds, a few hundred kilobytes); later calls
+    /// pre-tokenization regex (4 to 9 ms, about 2 MB of heap for `o200k_base`); later calls
     /// only copy two references.
     pub fn new(encoding: Encoding) -> Tokenizer {
         static O200K: OnceLock<Pretokenizer> = OnceLock::new();
         static CL100K: OnceLock<Pretokenizer> = OnceLock::new();
         let (table, pre) = match encoding {
-            Encoding::O200kBase => (&table::O200K_BASE, O200K.get_or_init(Pretokenizer::o200k_base)),
+            Encoding::O200kBase => {
+                (&table::O200K_BASE, O200K.get_or_init(Pretokenizer::o200k_base))
+            }
             Encoding::Cl100kBase => {
                 (&table::CL100K_BASE, CL100K.get_or_init(Pretokenizer::cl100k_base))
             }

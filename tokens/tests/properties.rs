@@ -33,7 +33,8 @@ fn text() -> impl Strategy<Value = String> {
 
 #[test]
 fn random_text_encodes_counts_and_decodes_as_tiktoken_does() {
-    let mut runner = TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() });
+    let mut runner =
+        TestRunner::new(Config { cases: 256, failure_persistence: None, ..Config::default() });
     for (tokenizer, reference) in encodings() {
         runner
             .run(&text(), |text| {

@@ -17,7 +17,8 @@ fn sources(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
             if !name.starts_with('.') && name != "target" {
                 sources(&path, files);
             }
-        } else if ["rs", "md", "wit"].iter().any(|ext| path.extension().is_some_and(|e| e == *ext)) {
+        } else if ["rs", "md", "wit"].iter().any(|ext| path.extension().is_some_and(|e| e == *ext))
+        {
             files.push(path);
         }
     }
