@@ -34,7 +34,8 @@ fn main() {
 /// `u32`s: rank `r`'s bytes are `bytes[offsets[r]..offsets[r + 1]]`, empty for ranks that do
 /// not exist) and `<name>.slots` (the open-addressing table from ordinary tokens' bytes to
 /// their ranks: little-endian `u32`s, each a fingerprint above a rank, or `EMPTY`), and
-/// `<name>.pairs` (2¹⁶ little-endian `u32`s: the rank of each two-byte token, or `EMPTY`).
+/// `<name>.pairs` (2¹⁶ little-endian `u32`s: the rank of each two-byte token, or `EMPTY`;
+/// then 2⁸: the rank of each byte).
 fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     let specials: HashSet<&[u8]> = bpe.special_tokens().into_iter().map(str::as_bytes).collect();
     let mut tokens: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -87,6 +88,11 @@ fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     let mut pairs = vec![hash::EMPTY; 1 << 16];
     for (rank, token) in tokens.iter().filter(|(_, t)| t.len() == 2) {
         pairs[usize::from(u16::from_le_bytes([token[0], token[1]]))] = *rank;
+    }
+    // Then those of the single bytes (all are tokens, checked above).
+    for byte in 0..=255u8 {
+        let (rank, _) = tokens.iter().find(|(_, t)| t.as_slice() == [byte]).expect("a token");
+        pairs.push(*rank);
     }
     let pairs: Vec<u8> = pairs.iter().flat_map(|s| s.to_le_bytes()).collect();
 

@@ -134,13 +134,14 @@ impl Tokenizer {
 
     /// Appends the tokens of one piece to `tokens` (`parts` is scratch space).
     #[inline]
-    fn encode_piece(&self, piece: &[u8], parts: &mut Vec<(usize, u32)>, tokens: &mut Vec<u32>) {
+    fn encode_piece(&self, piece: &[u8], parts: &mut Vec<merge::Part>, tokens: &mut Vec<u32>) {
         if let Some(rank) = self.table.rank(piece) {
             tokens.push(rank);
         } else if piece.len() < merge::LARGE {
             merge::merge_small(self.table, piece, parts);
             // Every part is a token: each starts as a byte, and merges only form tokens.
-            tokens.extend(parts.windows(2).filter_map(|w| self.table.rank(&piece[w[0].0..w[1].0])));
+            let last = parts.len() - 1;
+            tokens.extend(parts[..last].iter().filter_map(|part| part.token(self.table, piece)));
         } else {
             tokens.extend(merge::merge_large(self.table, piece));
         }
@@ -148,7 +149,7 @@ impl Tokenizer {
 
     /// The number of tokens of one piece.
     #[inline]
-    fn count_piece(&self, piece: &[u8], parts: &mut Vec<(usize, u32)>) -> usize {
+    fn count_piece(&self, piece: &[u8], parts: &mut Vec<merge::Part>) -> usize {
         if self.table.rank(piece).is_some() {
             1
         } else if piece.len() < merge::LARGE {

@@ -13,13 +13,35 @@ pub(crate) const LARGE: usize = 100;
 /// No token: a pair that does not merge.
 const NONE: u32 = u32::MAX;
 
-/// Merges `piece` (at least two bytes, under `LARGE`) into `parts`: the start of each final
-/// part, then `piece.len()`, each with a rank of no further use (the linear algorithm's
-/// pairs). Part `i` is `piece[parts[i].0..parts[i + 1].0]`.
-pub(crate) fn merge_small(table: &Table, piece: &[u8], parts: &mut Vec<(usize, u32)>) {
+/// A part of a piece being merged.
+#[derive(Clone, Copy)]
+pub(crate) struct Part {
+    /// Where it starts in the piece.
+    pub(crate) start: usize,
+    /// The rank of this part merged with the next, `NONE` if they do not merge.
+    pair: u32,
+    /// This part's rank if it was merged, `NONE` while it is a single byte.
+    token: u32,
+}
+
+impl Part {
+    /// This part's token (`table`'s, for the byte at `piece[self.start]` if it is single).
+    #[inline]
+    pub(crate) fn token(&self, table: &Table, piece: &[u8]) -> Option<u32> {
+        if self.token != NONE {
+            return Some(self.token);
+        }
+        table.byte_rank(*piece.get(self.start)?)
+    }
+}
+
+/// Merges `piece` (under `LARGE` bytes) into `parts`: each final part, then one that starts
+/// at `piece.len()` (so part `i` is `piece[parts[i].start..parts[i + 1].start]`).
+pub(crate) fn merge_small(table: &Table, piece: &[u8], parts: &mut Vec<Part>) {
     parts.clear();
+    let part = |start, pair| Part { start, pair, token: NONE };
     if piece.len() < 2 {
-        parts.extend([(0, NONE), (piece.len(), NONE)]);
+        parts.extend([part(0, NONE), part(piece.len(), NONE)]);
         return;
     }
     let rank = |bytes: &[u8]| table.rank(bytes).unwrap_or(NONE);
@@ -29,16 +51,16 @@ pub(crate) fn merge_small(table: &Table, piece: &[u8], parts: &mut Vec<(usize, u
         if r < min.0 {
             min = (r, i);
         }
-        parts.push((i, r));
+        parts.push(part(i, r));
     }
-    parts.push((piece.len() - 1, NONE));
-    parts.push((piece.len(), NONE));
+    parts.push(part(piece.len() - 1, NONE));
+    parts.push(part(piece.len(), NONE));
 
     // The rank of the pair at `i` once parts `i + 1` and `i + 2` have merged (before the
     // removal of `i + 1`).
-    let pair = |parts: &[(usize, u32)], i: usize| {
+    let pair = |parts: &[Part], i: usize| {
         if i + 3 < parts.len() {
-            rank(&piece[parts[i].0..parts[i + 3].0])
+            rank(&piece[parts[i].start..parts[i + 3].start])
         } else {
             NONE
         }
@@ -46,14 +68,15 @@ pub(crate) fn merge_small(table: &Table, piece: &[u8], parts: &mut Vec<(usize, u
     while min.0 != NONE {
         let i = min.1;
         if i > 0 {
-            parts[i - 1].1 = pair(parts, i - 1);
+            parts[i - 1].pair = pair(parts, i - 1);
         }
-        parts[i].1 = pair(parts, i);
+        parts[i].token = min.0;
+        parts[i].pair = pair(parts, i);
         parts.remove(i + 1);
         min = (NONE, usize::MAX);
-        for (i, &(_, r)) in parts[..parts.len() - 1].iter().enumerate() {
-            if r < min.0 {
-                min = (r, i);
+        for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+            if part.pair < min.0 {
+                min = (part.pair, i);
             }
         }
     }

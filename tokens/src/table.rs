@@ -17,8 +17,8 @@ pub(crate) struct Table {
     /// (the low `RANK_BITS`) under a fingerprint of its hash. A token sits at the first free
     /// slot from `hash & mask` on (linear probing).
     slots: &'static [u8],
-    /// 2¹⁶ little-endian `u32`s: the rank of the two-byte token `[i as u8, (i >> 8) as u8]`,
-    /// or `EMPTY`.
+    /// 2¹⁶ + 2⁸ little-endian `u32`s: the rank of the two-byte token `[i as u8, (i >> 8) as u8]`
+    /// or `EMPTY`, then those of the single bytes.
     pairs: &'static [u8],
 }
 
@@ -97,6 +97,12 @@ impl Table {
             at = (at + 1) & mask;
         }
         None
+    }
+
+    /// The rank of the single-byte token `byte` (every byte is one).
+    #[inline]
+    pub(crate) fn byte_rank(&self, byte: u8) -> Option<u32> {
+        word(self.pairs, (1 << 16) + usize::from(byte))
     }
 
     /// One more than the largest rank.
