@@ -44,7 +44,7 @@ fn word(data: &[u8], index: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.try_into().ok()?))
 }
 
-/// Whether `a` and `b` are the same bytes; short ones (most tokens) compared as two
+/// Whether `a` and `b` are the same bytes; those of up to 16 (most tokens) compared as two
 /// overlapping words, without a call to `memcmp`.
 #[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -52,11 +52,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     if len != b.len() {
         return false;
     }
-    if (4..=8).contains(&len) {
-        let at = |s: &[u8], i: usize| s.get(i..i + 4).and_then(|w| <[u8; 4]>::try_from(w).ok());
-        return at(a, 0) == at(b, 0) && at(a, len - 4) == at(b, len - 4);
+    fn at<const N: usize>(s: &[u8], i: usize) -> Option<[u8; N]> {
+        s.get(i..i + N).and_then(|w| w.try_into().ok())
     }
-    a == b
+    match len {
+        0 => true,
+        1..=3 => a.first() == b.first() && a.get(len / 2) == b.get(len / 2) && a.last() == b.last(),
+        4..=8 => at::<4>(a, 0) == at(b, 0) && at::<4>(a, len - 4) == at(b, len - 4),
+        9..=16 => at::<8>(a, 0) == at(b, 0) && at::<8>(a, len - 8) == at(b, len - 8),
+        _ => a == b,
+    }
 }
 
 impl Table {
