@@ -115,3 +115,54 @@ impl Table {
         (self.offsets.len() / 4).saturating_sub(1) as u32
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ordinary_tokens_bytes_look_up_to_its_rank() {
+        for (table, specials) in [
+            (&O200K_BASE, [199_999, 200_018].as_slice()),
+            (&CL100K_BASE, &[100_257, 100_258, 100_259, 100_260, 100_276]),
+        ] {
+            let mut found = 0;
+            for rank in 0..table.ranks() {
+                let Some(bytes) = table.token_bytes(rank) else { continue };
+                found += 1;
+                let expected = (!specials.contains(&rank)).then_some(rank);
+                assert_eq!(table.rank(bytes), expected, "rank {rank}: {bytes:?}");
+            }
+            assert!(found > 100_000);
+            for byte in 0..=255u8 {
+                assert_eq!(table.byte_rank(byte), table.rank(&[byte]));
+                assert!(table.byte_rank(byte).is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_no_token_look_up_to_none() {
+        for table in [&O200K_BASE, &CL100K_BASE] {
+            assert_eq!(table.rank(b""), None);
+            assert_eq!(table.rank("<|endoftext|>".as_bytes()), None);
+            assert_eq!(table.rank(&[0xff; 40]), None);
+            assert_eq!(table.rank(&[b'q', b'x', b'z', 0x00]), None);
+        }
+    }
+
+    #[test]
+    fn equal_bytes_compare_equal_at_every_length() {
+        let text: Vec<u8> = (0..40u8).collect();
+        for len in 0..=text.len() {
+            let a = &text[..len];
+            assert!(same(a, &a.to_vec()));
+            for i in 0..len {
+                let mut b = a.to_vec();
+                b[i] ^= 1;
+                assert!(!same(a, &b), "length {len}, byte {i}");
+            }
+            assert!(!same(a, &text[..len.saturating_sub(1)]) || len == 0);
+        }
+    }
+}

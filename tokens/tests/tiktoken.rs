@@ -6,7 +6,8 @@ mod common;
 use common::{assert_same, encodings};
 use std::path::Path;
 
-/// Every `.rs`, `.md` and `.wit` file under `dir`, but build outputs and hidden directories.
+/// Every `.rs`, `.md` and `.wit` file under `dir`, but in build outputs, `node_modules` and
+/// hidden directories.
 fn sources(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
@@ -14,7 +15,7 @@ fn sources(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if !name.starts_with('.') && name != "target" {
+            if !(name.starts_with('.') || name == "target" || name == "node_modules") {
                 sources(&path, files);
             }
         } else if ["rs", "md", "wit"].iter().any(|ext| path.extension().is_some_and(|e| e == *ext))

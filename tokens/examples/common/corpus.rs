@@ -13,7 +13,7 @@ fn files(dir: &Path, ext: &str, out: &mut String) {
     for path in entries {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if path.is_dir() {
-            if !name.starts_with('.') && name != "target" {
+            if !(name.starts_with('.') || name == "target" || name == "node_modules") {
                 files(&path, ext, out);
             }
         } else if name.ends_with(ext) {
