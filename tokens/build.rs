@@ -33,8 +33,9 @@ fn main() {
 /// Writes `<name>.bytes` (every token's bytes, in rank order), `<name>.offsets` (little-endian
 /// `u32`s: rank `r`'s bytes are `bytes[offsets[r]..offsets[r + 1]]`, empty for ranks that do
 /// not exist) and `<name>.slots` (the open-addressing table from ordinary tokens' bytes to
-/// their ranks: little-endian `u32`s, each a fingerprint above a rank, or `EMPTY`), and
-/// `<name>.pairs` (2¹⁶ little-endian `u32`s: the rank of each two-byte token, or `EMPTY`;
+/// their ranks: little-endian `u64`s, each `EMPTY` or a token's rank, offset, length and
+/// fingerprint, see `src/hash.rs`), and
+/// `<name>.pairs` (2¹⁶ little-endian `u32`s: the rank of each two-byte token, or `NO_TOKEN`;
 /// then 2⁸: the rank of each byte).
 fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     let specials: HashSet<&[u8]> = bpe.special_tokens().into_iter().map(str::as_bytes).collect();
@@ -49,10 +50,12 @@ fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     let end = tokens.last().map_or(0, |(rank, _)| rank + 1);
     let mut bytes = Vec::new();
     let mut offsets = Vec::with_capacity(4 * (end as usize + 1));
+    let mut starts = vec![0; end as usize];
     let mut next = tokens.iter().peekable();
     for rank in 0..end {
         offsets.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         if let Some((_, token)) = next.next_if(|(r, _)| *r == rank) {
+            starts[rank as usize] = bytes.len();
             bytes.extend_from_slice(token);
         }
     }
@@ -79,13 +82,16 @@ fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
         while slots[at] != hash::EMPTY {
             at = (at + 1) & mask;
         }
-        slots[at] = hash::fingerprint(h) | rank;
+        let start = starts[*rank as usize];
+        slots[at] = hash::slot(*rank, start, token.len(), h).unwrap_or_else(|| {
+            panic!("{name}: rank {rank} ({} bytes) does not fit a slot", token.len())
+        });
     }
     let slots: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
 
     // The rank of every two-byte token, indexed by its bytes: a pair's first lookup while
     // merging, without hashing.
-    let mut pairs = vec![hash::EMPTY; 1 << 16];
+    let mut pairs = vec![hash::NO_TOKEN; 1 << 16];
     for (rank, token) in tokens.iter().filter(|(_, t)| t.len() == 2) {
         pairs[usize::from(u16::from_le_bytes([token[0], token[1]]))] = *rank;
     }

@@ -1,12 +1,54 @@
 //! The hash of a token's bytes, shared by `build.rs` (which lays out the tables) and the
 //! library (which probes them): both must compute exactly the same function.
 
-/// Bits of a slot that hold the rank; the ones above hold a fingerprint of the hash.
+/// A slot of the hash table is a little-endian `u64`: an ordinary token's rank (the low
+/// `RANK_BITS`), where its bytes start in the bytes blob (`OFFSET_BITS`), how many there are
+/// (`LEN_BITS`), and the top `64 - SHIFT` bits of its hash: all a lookup needs to find and
+/// check a token, in one read.
 pub const RANK_BITS: u32 = 18;
 /// The rank field's mask (every rank of the supported encodings is below it).
 pub const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
-/// A slot that holds no token.
-pub const EMPTY: u32 = u32::MAX;
+/// Bits of a token's offset in the bytes blob (4 MiB; o200k_base's blob is 1.4 MB).
+pub const OFFSET_BITS: u32 = 22;
+/// Bits of a token's length (the longest token of either encoding has 128 bytes).
+pub const LEN_BITS: u32 = 8;
+/// Where the fingerprint starts.
+pub const SHIFT: u32 = RANK_BITS + OFFSET_BITS + LEN_BITS;
+/// A slot that holds no token (its rank field is no rank).
+pub const EMPTY: u64 = u64::MAX;
+/// No token, in the direct tables of two-byte tokens.
+pub const NO_TOKEN: u32 = u32::MAX;
+
+/// The slot of token `rank`, whose bytes are `bytes[offset..offset + len]` and hash `hash`.
+/// None if a field does not fit. (Only `build.rs` makes slots.)
+#[allow(dead_code)]
+pub fn slot(rank: u32, offset: usize, len: usize, hash: u64) -> Option<u64> {
+    let fits = |value: u64, bits: u32| value < 1 << bits;
+    (fits(rank.into(), RANK_BITS) && fits(offset as u64, OFFSET_BITS) && fits(len as u64, LEN_BITS))
+        .then(|| {
+            u64::from(rank)
+                | (offset as u64) << RANK_BITS
+                | (len as u64) << (RANK_BITS + OFFSET_BITS)
+                | fingerprint(hash)
+        })
+}
+
+/// A slot's fields: rank, offset, length.
+#[inline(always)]
+pub fn fields(slot: u64) -> (u32, usize, usize) {
+    let field = |at: u32, bits: u32| (slot >> at) & ((1 << bits) - 1);
+    (
+        slot as u32 & RANK_MASK,
+        field(RANK_BITS, OFFSET_BITS) as usize,
+        field(RANK_BITS + OFFSET_BITS, LEN_BITS) as usize,
+    )
+}
+
+/// The bits of a slot that a hash fixes: its top ones, in place.
+#[inline(always)]
+pub fn fingerprint(hash: u64) -> u64 {
+    hash >> SHIFT << SHIFT
+}
 
 /// A 64-bit hash of `bytes`, foldhash-like: each 64-bit word of the input (read as
 /// overlapping words, so short keys cost one multiplication) is mixed into the state with a
@@ -62,10 +104,4 @@ fn u32_at(bytes: &[u8], at: usize) -> u32 {
 #[inline(always)]
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
     bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
-}
-
-/// The fingerprint stored with a rank in its slot: the hash's top bits, placed above the rank.
-#[inline]
-pub fn fingerprint(hash: u64) -> u32 {
-    ((hash >> (64 - (32 - RANK_BITS))) as u32) << RANK_BITS
 }
