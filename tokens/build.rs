@@ -65,12 +65,23 @@ fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
     let ordinary: Vec<&(u32, Vec<u8>)> =
         tokens.iter().filter(|(_, t)| !specials.contains(t.as_slice())).collect();
     assert_eq!(tokens.len() - ordinary.len(), specials.len(), "{name}: specials have ranks");
+    // The rank of every two-byte token, indexed by its bytes (a pair's first lookup while
+    // merging, without hashing), then those of the single bytes.
+    let mut pairs = vec![hash::NO_TOKEN; (1 << 16) + 256];
+    for (rank, token) in &ordinary {
+        match **token {
+            [a, b] => pairs[usize::from(u16::from_le_bytes([a, b]))] = *rank,
+            [byte] => pairs[(1 << 16) + usize::from(byte)] = *rank,
+            _ => {}
+        }
+    }
     for byte in 0..=255u8 {
         assert!(
-            ordinary.iter().any(|(_, t)| t.as_slice() == [byte]),
+            pairs[(1 << 16) + usize::from(byte)] != hash::NO_TOKEN,
             "{name}: byte {byte} is not a token, byte-pair merging would have no start"
         );
     }
+    let pairs: Vec<u8> = pairs.iter().flat_map(|s| s.to_le_bytes()).collect();
     // At most half full (both encodings: 38%): a miss, as most lookups while merging are,
     // ends in about two probes.
     let size = (ordinary.len() * 2).next_power_of_two();
@@ -88,19 +99,6 @@ fn write_tables(out: &Path, name: &str, bpe: &CoreBPE) {
         });
     }
     let slots: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
-
-    // The rank of every two-byte token, indexed by its bytes: a pair's first lookup while
-    // merging, without hashing.
-    let mut pairs = vec![hash::NO_TOKEN; 1 << 16];
-    for (rank, token) in tokens.iter().filter(|(_, t)| t.len() == 2) {
-        pairs[usize::from(u16::from_le_bytes([token[0], token[1]]))] = *rank;
-    }
-    // Then those of the single bytes (all are tokens, checked above).
-    for byte in 0..=255u8 {
-        let (rank, _) = tokens.iter().find(|(_, t)| t.as_slice() == [byte]).expect("a token");
-        pairs.push(*rank);
-    }
-    let pairs: Vec<u8> = pairs.iter().flat_map(|s| s.to_le_bytes()).collect();
 
     let files = [("bytes", &bytes), ("offsets", &offsets), ("slots", &slots), ("pairs", &pairs)];
     for (ext, data) in files {
