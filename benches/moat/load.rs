@@ -17,8 +17,7 @@ pub fn run(work: &Path, table: &mut Table) {
     let cache = fifty.join("cache");
     let empty = median(3, |n| start(&fifty.join(format!("empty-{n}")), &[], &cache).1);
     table.push(
-        Row::new("host start, no tools (engine, tokenizer thread, empty registry)")
-            .other(ms(empty)),
+        Row::new("host start, no tools (engine, tokenizer, empty registry)").other(ms(empty)),
     );
     let cold = start(&fifty.join("cold"), &components, &cache).1;
     table.push(

@@ -22,14 +22,13 @@ use crate::controls::breaker::{Admitted, Breakers};
 use crate::controls::loops::{Loops, Ticket};
 use crate::controls::principal::{Meter, Over, PrincipalMeters};
 use crate::controls::task_budget::{TaskBudgetError, TaskLedger};
+use crate::controls::tokens::Tokenizer;
 use crate::controls::tokens::TokenizerKind;
-use crate::controls::tokens::{TokenError, Tokenizer};
 use crate::controls::window::WindowConfig;
 use crate::controls::window::{Window, Windows};
 use crate::error::{CallError, ToolErrorKind};
 use crate::state::StateDb;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 
 /// Tasks whose used-up budgets are remembered as told; past this, the least recent go (and
 /// would be told again).
@@ -60,14 +59,11 @@ pub(crate) struct Controls {
     loops: Loops,
     ledger: TaskLedger,
     alerts: Alerts,
-    /// Built on first use, from the tokenizer being built in the background since the host
-    /// started (building an encoding takes a noticeable fraction of a second).
-    windows: OnceLock<Result<Windows, String>>,
-    tokenizer: Mutex<Option<JoinHandle<Result<Tokenizer, TokenError>>>>,
+    /// Built with the host (the tokenizer's tables are static: nothing is left for the
+    /// first call to build).
+    windows: Windows,
     /// Tasks whose used-up budgets a person was told of (once each).
     told: Mutex<Bounded<(String, &'static str), ()>>,
-    tokenizer_kind: TokenizerKind,
-    window: WindowConfig,
 }
 
 /// What the controls learned while the call went through the pipeline.
@@ -104,11 +100,8 @@ impl Controls {
             loops: Loops::new(state.clone(), loops)?,
             ledger: TaskLedger::new(state, task)?,
             alerts: Alerts::new(alerts, alert_log)?,
-            windows: OnceLock::new(),
-            tokenizer: Mutex::new(Some(std::thread::spawn(move || Tokenizer::new(tokenizer)))),
+            windows: Windows::new(window, Tokenizer::new(tokenizer)),
             told: Mutex::new(Bounded::new(TOLD)),
-            tokenizer_kind: tokenizer,
-            window,
         })
     }
 
@@ -170,22 +163,6 @@ impl Controls {
         }
     }
 
-    fn windows(&self) -> Result<&Windows, CallError> {
-        let built = self.windows.get_or_init(|| {
-            let building = self.tokenizer.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let tokenizer = match building.map(JoinHandle::join) {
-                Some(Ok(built)) => built,
-                _ => Tokenizer::new(self.tokenizer_kind),
-            };
-            let tokenizer = tokenizer.map_err(|e| e.to_string())?;
-            Ok(Windows::new(self.window.clone(), tokenizer))
-        });
-        built.as_ref().map_err(|reason| CallError::Host {
-            tool: String::new(),
-            reason: format!("no tokenizer: {reason}"),
-        })
-    }
-
     /// The output as the caller gets it: whole when it fits the token window, else its
     /// first window and a cursor. Counts its tokens.
     pub fn window(
@@ -194,7 +171,7 @@ impl Controls {
         output: String,
         passage: &mut Passage,
     ) -> Result<(String, Option<WindowInfo>), CallError> {
-        let window = self.windows()?.first(tool, output);
+        let window = self.windows.first(tool, output);
         Ok(framed(window, passage))
     }
 
@@ -215,7 +192,7 @@ impl Controls {
             |reason: String| CallError::InvalidArguments { tool: tool.to_owned(), reason };
         let args: Args = serde_json::from_str(args)
             .map_err(|e| invalid(format!("{e}; expected {{\"cursor\": \"...\"}}")))?;
-        let window = self.windows()?.next(&args.cursor).map_err(|e| invalid(e.to_string()))?;
+        let window = self.windows.next(&args.cursor).map_err(|e| invalid(e.to_string()))?;
         Ok(framed(window, passage))
     }
 

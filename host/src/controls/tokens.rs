@@ -1,13 +1,17 @@
 //! Counting and cutting text in model tokens, with the models' own byte-pair encodings
-//! (`o200k_base`, `cl100k_base`; ranks embedded in the binary, nothing fetched at runtime).
+//! (`o200k_base`, `cl100k_base`), through `moat-tokens` (`tokens/`): tiktoken's tokens from
+//! tables compiled into the binary, nothing parsed or fetched at run time, so a tokenizer
+//! is ready in milliseconds and holds a few megabytes.
 //!
 //! Text is encoded as ordinary text: a tool that writes `<|endoftext|>` gets it counted as the
 //! characters it is, never as a special token.
 
+use moat_tokens::Encoding;
 use serde::Deserialize;
 use std::fmt;
-use std::sync::OnceLock;
-use tiktoken_rs::{CoreBPE, Rank};
+
+/// A token's rank in its encoding.
+type Rank = u32;
 
 /// Which encoding tokens are counted in. `moat.toml` spells them `"o200k_base"` (the default:
 /// GPT-4o, GPT-4.1, GPT-5, o-series) and `"cl100k_base"` (GPT-4, GPT-3.5).
@@ -29,20 +33,12 @@ impl fmt::Display for TokenizerKind {
     }
 }
 
-/// The encoding could not be built (its embedded ranks did not load).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("cannot build the {kind} tokenizer: {reason}")]
-pub struct TokenError {
-    pub kind: TokenizerKind,
-    pub reason: String,
-}
-
-/// A tokenizer: a handle to an encoding built once per process and shared by every call.
-/// `Copy`, `Send` and `Sync`; pass it around by value.
+/// A tokenizer: a handle to an encoding's static tables, shared by every call. `Copy`,
+/// `Send` and `Sync`; pass it around by value.
 #[derive(Clone, Copy)]
 pub struct Tokenizer {
     kind: TokenizerKind,
-    bpe: &'static CoreBPE,
+    bpe: moat_tokens::Tokenizer,
 }
 
 impl fmt::Debug for Tokenizer {
@@ -54,32 +50,23 @@ impl fmt::Debug for Tokenizer {
 /// A text is encoded in segments, split where every supported encoding splits anyway (so
 /// counts are exact): a segment ends at the first such point past `SEGMENT` bytes. A run of
 /// `MAX_SEGMENT` bytes without one (a wall of spaces, one letter repeated, a long emoji
-/// string) is split there anyway. That bounds the regex's backtracking stack (a megabyte of
-/// spaces overflows it, and the crate panics) and keeps byte-pair merging fast, at the cost of
-/// a token or so per forced split.
+/// string) is split there anyway. That keeps byte-pair merging fast (a megabyte of one
+/// letter is one piece, merged in most of a second), at the cost of a token or so per forced
+/// split, and gives `cut` short pieces to work on.
 const SEGMENT: usize = 1024;
 const MAX_SEGMENT: usize = 4096;
 /// Retries of `cut`'s check of its last segment before it falls back to a cut by bytes.
 const SHRINKS: usize = 8;
 
 impl Tokenizer {
-    /// The tokenizer of `kind`. The first call for a kind builds its encoding (a few hundred
-    /// milliseconds); later calls share it.
-    pub fn new(kind: TokenizerKind) -> Result<Tokenizer, TokenError> {
-        static O200K: OnceLock<Result<CoreBPE, String>> = OnceLock::new();
-        static CL100K: OnceLock<Result<CoreBPE, String>> = OnceLock::new();
-        let built = match kind {
-            TokenizerKind::O200kBase => {
-                O200K.get_or_init(|| tiktoken_rs::o200k_base().map_err(|e| format!("{e:#}")))
-            }
-            TokenizerKind::Cl100kBase => {
-                CL100K.get_or_init(|| tiktoken_rs::cl100k_base().map_err(|e| format!("{e:#}")))
-            }
+    /// The tokenizer of `kind`. The first call for a kind in a process compiles its
+    /// pre-tokenization regex (a few milliseconds); later calls share it.
+    pub fn new(kind: TokenizerKind) -> Tokenizer {
+        let encoding = match kind {
+            TokenizerKind::O200kBase => Encoding::O200kBase,
+            TokenizerKind::Cl100kBase => Encoding::Cl100kBase,
         };
-        match built {
-            Ok(bpe) => Ok(Tokenizer { kind, bpe }),
-            Err(reason) => Err(TokenError { kind, reason: reason.clone() }),
-        }
+        Tokenizer { kind, bpe: moat_tokens::Tokenizer::new(encoding) }
     }
 
     pub fn kind(&self) -> TokenizerKind {
@@ -110,16 +97,12 @@ impl Tokenizer {
         let mut start = 0;
         for segment in segments(text) {
             let tokens = self.encode(segment);
-            let count = tokens.as_ref().map_or(segment.len(), Vec::len);
-            if count <= max - used {
-                used += count;
+            if tokens.len() <= max - used {
+                used += tokens.len();
                 start += segment.len();
                 continue;
             }
-            let (end, tokens) = match tokens {
-                Some(tokens) => self.cut_segment(segment, &tokens, max - used),
-                None => self.cut_bytes(segment, max - used),
-            };
+            let (end, tokens) = self.cut_segment(segment, &tokens, max - used);
             if start + end > 0 {
                 return (start + end, (used + tokens) as u64);
             }
@@ -139,7 +122,7 @@ impl Tokenizer {
             }
             // Alone, a segment's prefix can (rarely, at its very end) tokenize differently
             // than inside the segment: make sure it fits, and cut it again if not.
-            let Some(prefix) = self.encode(&segment[..end]) else { break };
+            let prefix = self.encode(&segment[..end]);
             if prefix.len() <= max {
                 return (end, prefix.len());
             }
@@ -148,8 +131,7 @@ impl Tokenizer {
         self.cut_bytes(&segment[..end], max)
     }
 
-    /// The cut of a segment that could not be encoded (or whose cut would not settle) at
-    /// `max` bytes: every token is at least one byte, so it holds at most `max` tokens.
+    /// The cut of a segment whose cut would not settle, at `max` bytes: every token is at least one byte, so it holds at most `max` tokens.
     fn cut_bytes(&self, segment: &str, max: usize) -> (usize, usize) {
         let end = segment.floor_char_boundary(max);
         (end, self.tokens_in(&segment[..end]).min(end))
@@ -159,13 +141,13 @@ impl Tokenizer {
     /// to the nearest token boundary that is a character boundary. 0 when there is none.
     fn boundary(&self, text: &str, tokens: &[Rank], max: usize) -> usize {
         let mut kept = max.min(tokens.len());
-        let Ok(bytes) = self.bpe.decode_bytes(&tokens[..kept]) else {
+        let Some(bytes) = self.bpe.decode_bytes(&tokens[..kept]) else {
             return 0;
         };
         let mut end = bytes.len().min(text.len());
         while !text.is_char_boundary(end) && kept > 0 {
             kept -= 1;
-            let token = self.bpe.decode_bytes(&tokens[kept..=kept]).map_or(end, |b| b.len());
+            let token = self.bpe.token_bytes(tokens[kept]).map_or(end, <[u8]>::len);
             end = end.saturating_sub(token);
         }
         if text.is_char_boundary(end) {
@@ -175,17 +157,14 @@ impl Tokenizer {
         }
     }
 
-    /// The encoding of one segment; None if the crate panicked (it does when its regex gives
-    /// up, which segments are short enough to prevent).
-    fn encode(&self, segment: &str) -> Option<Vec<Rank>> {
-        let bpe = self.bpe;
-        std::panic::catch_unwind(|| bpe.encode_ordinary(segment)).ok()
+    /// The encoding of one segment.
+    fn encode(&self, segment: &str) -> Vec<Rank> {
+        self.bpe.encode_ordinary(segment)
     }
 
-    /// The tokens in one segment; if it cannot be encoded, its bytes, which no encoding's
-    /// tokens outnumber.
+    /// The tokens in one segment.
     fn tokens_in(&self, segment: &str) -> usize {
-        self.encode(segment).map_or(segment.len(), |tokens| tokens.len())
+        self.bpe.count(segment)
     }
 }
 
@@ -249,7 +228,7 @@ mod tests {
     use super::*;
 
     fn o200k() -> Tokenizer {
-        Tokenizer::new(TokenizerKind::O200kBase).expect("o200k_base builds")
+        Tokenizer::new(TokenizerKind::O200kBase)
     }
 
     #[test]
@@ -302,7 +281,7 @@ mod tests {
     #[test]
     fn a_text_split_where_segments_split_encodes_as_its_two_halves_do() {
         for kind in [TokenizerKind::O200kBase, TokenizerKind::Cl100kBase] {
-            let bpe = Tokenizer::new(kind).unwrap().bpe;
+            let bpe = Tokenizer::new(kind).bpe;
             for text in tricky_strings(3000) {
                 let whole = bpe.encode_ordinary(&text);
                 let mut previous = None;
@@ -328,7 +307,7 @@ mod tests {
             ));
         }
         for kind in [TokenizerKind::O200kBase, TokenizerKind::Cl100kBase] {
-            let tokenizer = Tokenizer::new(kind).unwrap();
+            let tokenizer = Tokenizer::new(kind);
             assert!(segments(&text).count() > 100);
             let whole = tokenizer.bpe.encode_ordinary(&text).len() as u64;
             assert_eq!(tokenizer.count(&text), whole, "{kind}");
