@@ -130,9 +130,10 @@ impl Server {
         }
     }
 
-    /// One call of echo; every call's arguments differ (no loop limit is reached).
+    /// One call of echo; every call's arguments differ, across servers too (the loop
+    /// detector's history outlives a process: no loop limit is reached).
     fn echo(&mut self, i: usize) {
-        let arguments = json!({"text": format!("hello, call {i}")});
+        let arguments = json!({"text": format!("hello from {}, call {i}", self.child.id())});
         let result = self.request("tools/call", json!({"name": "echo", "arguments": arguments}));
         assert_ne!(result["isError"], json!(true), "echo failed: {result}");
     }
@@ -254,11 +255,18 @@ pub fn run(work: &Path, table: &mut Table) {
             .target(against(startup.as_secs_f64() * 1e3, 15.0, "<= 15 ms")),
     );
 
-    let clients = 4;
-    let rate = concurrent(&every, clients, calls);
+    // Each client its own server and state directory: an audit log has one writer.
+    let clients: Vec<Target> = (0..4)
+        .map(|n| {
+            let dir = hosts.join(format!("e2e-client-{n}"));
+            Target::Moat(setup(&dir, &echo, 3, "batched", &cache))
+        })
+        .collect();
+    let rate = concurrent(&clients, calls);
     table.push(
         Row::new(format!(
-            "{clients} clients at once, each its own moat serve --stdio over one state directory, every control on"
+            "{} clients at once, each its own moat serve --stdio (and state directory), every control on",
+            clients.len()
         ))
         .other(format!("{rate:.0} calls/s"))
         .target(against(4000.0 / rate, 1.0, ">= 4,000 calls/s")),
@@ -299,10 +307,11 @@ fn startup(target: &Target) -> Duration {
     starts[2]
 }
 
-/// Calls per second with `clients` clients calling at once, each through its own server (an
-/// MCP client over stdio starts its own), all of them over one state directory.
-fn concurrent(target: &Target, clients: usize, calls: usize) -> f64 {
-    let mut servers: Vec<Server> = (0..clients).map(|_| Server::start(target).0).collect();
+/// Calls per second with one client per target calling at once, each through its own server
+/// (an MCP client over stdio starts its own).
+fn concurrent(targets: &[Target], calls: usize) -> f64 {
+    let clients = targets.len();
+    let mut servers: Vec<Server> = targets.iter().map(|t| Server::start(t).0).collect();
     for (n, server) in servers.iter_mut().enumerate() {
         server.echo(usize::MAX - n);
     }
