@@ -12,9 +12,10 @@ default:
 deps:
     host/deps.sh
 
-# Build the host: the moat library and the moat command
+# Build the host: the moat library and the moat command (and the demo's examples: with them the
+# dependencies get the features the tests use too, so `just test` builds them once, not twice)
 build: deps
-    cargo build --workspace --locked
+    cargo build --workspace --locked --bins --examples
 
 # Build every guest (example tools and guards, test plugins; Rust, Python and JavaScript) into target/wasm/, installing the toolchains if needed
 plugins: build
